@@ -58,9 +58,11 @@ public final class OmniQuantCalibrator {
         for (int i = 0; i < nsamples; i++) order[i] = i;
         int width = seq * hidden;
         float[] x = new float[batch * width], t = new float[batch * width];
+        double stepFlops = trainingStepFlops(fp, batch, seq);
         for (int epoch = 0; epoch < cfg.epochs(); epoch++) {
             shuffle(order, rnd);
             double lossSum = 0;
+            long epochStart = System.nanoTime();
             for (int s = 0; s < steps; s++) {
                 for (int b = 0; b < batch; b++) {
                     int w = order[s * batch + b];
@@ -76,9 +78,24 @@ public final class OmniQuantCalibrator {
                 opt.step(grads);
                 if (let != null) let.truncateScales();
             }
-            if (progress != null) progress.accept(String.format("epoch %d loss %.6g", epoch, lossSum / steps));
+            double seconds = (System.nanoTime() - epochStart) / 1e9;
+            if (progress != null) progress.accept(String.format(java.util.Locale.ROOT, "epoch %d loss %.6g, %.1f s, %.1f GFLOP/s",
+                    epoch, lossSum / steps, seconds, steps * stepFlops / seconds / 1e9));
         }
         return objective.fold(be);
+    }
+
+    /**
+     * Matrix-product FLOPs of one training step: the forward's linear layers (2·tokens·in·out each) and
+     * attention's two products (2·2·seq²·headDim per head and window, the full square as computed), and a
+     * backward of twice the forward (one product for the input's gradient, one for the weight's). Element-wise
+     * work is left out, so the rate is the one to hold against the matrix-product ceiling.
+     */
+    static double trainingStepFlops(HeapBlock fp, int windows, int seq) {
+        double tokens = (double) windows * seq, forward = 0;
+        for (HeapBlock.Layer l : fp.layers) forward += 2.0 * tokens * l.in() * l.out();
+        forward += 4.0 * windows * fp.spec.numHeads() * (double) seq * seq * fp.spec.headDim();
+        return 3 * forward;
     }
 
     private static void shuffle(int[] a, Random rnd) {
