@@ -30,6 +30,17 @@ public final class OmniQuantCalibrator {
     public static CalibratedBlock calibrate(DecoderBlock fpBlock, float[] inputs, float[] targets, int nsamples, int seq,
                                             OmniQuantConfig cfg, long seed, Consumer<String> progress) {
         TensorBackend be = fpBlock.linears().get(0).weight().backend();
+        return train(fpBlock, inputs, targets, nsamples, seq, cfg, seed, progress).fold(be);
+    }
+
+    /**
+     * The training alone: the objective with its learned LWC and LET parameters, before the fold. {@link
+     * OmniQuantObjective#fold} turns it into the stored block; {@link OmniQuantObjective#transformedFullPrecision}
+     * into the same block with LET folded in but no quantization (the check that LET keeps the function).
+     */
+    public static OmniQuantObjective train(DecoderBlock fpBlock, float[] inputs, float[] targets, int nsamples, int seq,
+                                           OmniQuantConfig cfg, long seed, Consumer<String> progress) {
+        TensorBackend be = fpBlock.linears().get(0).weight().backend();
         HeapBlock fp = HeapBlock.of(fpBlock);
         int hidden = fp.hidden();
         long rows = (long) nsamples * seq;
@@ -82,7 +93,7 @@ public final class OmniQuantCalibrator {
             if (progress != null) progress.accept(String.format(java.util.Locale.ROOT, "epoch %d loss %.6g, %.1f s, %.1f GFLOP/s",
                     epoch, lossSum / steps, seconds, steps * stepFlops / seconds / 1e9));
         }
-        return objective.fold(be);
+        return objective;
     }
 
     /**
