@@ -42,11 +42,13 @@ public final class StoreWriter {
     private final Path root;
     private final String fingerprint;
     private final String created;
+    private final boolean createdRoot;
     private long chunkBytes;
     private volatile boolean finished;
 
     private StoreWriter(SparkSession spark, FileSystem fs, Configuration conf, Path root, String fingerprint,
-                        String created) {
+                        String created, boolean createdRoot) {
+        this.createdRoot = createdRoot;
         this.spark = spark;
         this.fs = fs;
         this.conf = conf;
@@ -71,7 +73,8 @@ public final class StoreWriter {
             FileSystem fs = given.getFileSystem(conf);
             Path root = fs.makeQualified(given);
             String created = null;
-            if (fs.exists(root)) {
+            boolean createdRoot = !fs.exists(root);
+            if (!createdRoot) {
                 if (!fs.getFileStatus(root).isDirectory()) {
                     throw new ModelFormatException(root + " is a file, not a model store folder; choose another --out");
                 }
@@ -110,8 +113,15 @@ public final class StoreWriter {
                 throw new IOException("mkdirs failed");
             }
             StoreWriter w = new StoreWriter(spark, fs, conf, root, modelFingerprint,
-                    created != null ? created : Instant.now().toString());
-            if (!fs.exists(new Path(root, STORE_INFO))) w.writeStoreInfo();
+                    created != null ? created : Instant.now().toString(), createdRoot);
+            if (!fs.exists(new Path(root, STORE_INFO))) {
+                try {
+                    w.writeStoreInfo();
+                } catch (RuntimeException e) {
+                    w.discardIfNew();
+                    throw e;
+                }
+            }
             // staging left by an interrupted run: nothing in it was committed
             fs.delete(new Path(root, TMP), true);
             return w;
@@ -130,6 +140,21 @@ public final class StoreWriter {
 
     public Path root() {
         return root;
+    }
+
+    /**
+     * Deletes the whole store when this writer created its folder and no transformer block is committed in
+     * it (what a run that failed early leaves); returns whether it did. A store with committed blocks is
+     * kept for {@code --resume}: it is unfinished, so readers refuse it.
+     */
+    public synchronized boolean discardIfNew() {
+        if (!createdRoot || finished) return false;
+        try {
+            if (!committedBlocks().isEmpty()) return false;
+            return fs.delete(root, true);
+        } catch (IOException | RuntimeException e) {
+            return false; // the error that brought us here is the one to report
+        }
     }
 
     public String fingerprint() {
@@ -165,6 +190,7 @@ public final class StoreWriter {
             }
             moveInto(fs, tmp, target, true);
         } catch (IOException e) {
+            deleteQuietly(fs, tmp);
             throw new UncheckedIOException(source + ": cannot copy into " + target + " (" + e.getMessage() + ")", e);
         }
     }
@@ -223,11 +249,21 @@ public final class StoreWriter {
         Path stage = new Path(new Path(root, TMP), UUID.randomUUID().toString());
         Path stagedTensors = new Path(stage, TENSORS);
         Path stagedErrors = new Path(stage, LAYER_ERRORS);
-        writeTensors(tensors, stagedTensors);
-        if (errors != null) {
-            List<Row> rows = new ArrayList<>(errors.size());
-            for (LayerError e : errors) rows.add(toRow(e));
-            writeParquet(rows, LAYER_ERRORS_FILE_SCHEMA, stagedErrors, SaveMode.ErrorIfExists);
+        try {
+            writeTensors(tensors, stagedTensors);
+            if (errors != null) {
+                List<Row> rows = new ArrayList<>(errors.size());
+                for (LayerError e : errors) rows.add(toRow(e));
+                writeParquet(rows, LAYER_ERRORS_FILE_SCHEMA, stagedErrors, SaveMode.ErrorIfExists);
+            }
+        } catch (Exception e) { // SparkException is checked, but Scala throws it undeclared
+            // a full disk or a lost file system: nothing of this block is committed, and its staging goes
+            deleteQuietly(fs, stage);
+            String reason = reasonOf(e);
+            throw new UncheckedIOException(root + ": cannot write "
+                    + (block < 0 ? "the model tensors (block -1)" : "block " + block) + " under " + stage + " ("
+                    + reason + "); nothing of it is committed",
+                    new IOException(reason, e));
         }
         synchronized (this) {
             try {
