@@ -616,6 +616,18 @@ class BadInputTest {
         }
 
         @Test
+        @DisplayName("--out holding a store of another model with the same config and shard sizes (a fine-tune)")
+        void sameShapeOtherWeights() throws IOException {
+            Path store = storeCopy();
+            Map<String, Integer> before = snapshot(store);
+            Path fineTune = model(TinyCheckpoint.llama(2, 8), 1);
+            assertEquals(Files.size(finishedStore().resolveSibling("store-model").resolve("model.safetensors")),
+                    Files.size(fineTune.resolve("model.safetensors")));
+            assertOneError(cli(quantize(fineTune, store, "--resume")), "quantize", "already holds a different model");
+            assertEquals(before, snapshot(store));
+        }
+
+        @Test
         @DisplayName("--out holding other files")
         void notAStore() throws IOException {
             Path dir = Files.createDirectories(tmp.resolve("photos"));

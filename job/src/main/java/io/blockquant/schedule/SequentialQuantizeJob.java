@@ -71,6 +71,19 @@ public final class SequentialQuantizeJob {
     public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens) {}
 
     public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
+        boolean fresh = !StoreWriter.exists(spark, req.storePath());
+        try {
+            return quantize(spark, req, calib, log);
+        } catch (Throwable e) { // Spark's exceptions are checked but undeclared: catch them all
+            // a store this run created and that holds no committed block is worth nothing: leave no trace of it
+            if (fresh && StoreWriter.discardIfNoBlock(spark, req.storePath())) {
+                log.println("removed " + req.storePath() + ": this run created it and committed no block");
+            }
+            throw e;
+        }
+    }
+
+    private static Summary quantize(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
         long start = System.nanoTime();
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         Configuration hadoop = sc.hadoopConfiguration();
@@ -84,166 +97,160 @@ public final class SequentialQuantizeJob {
         CheckpointScan.check(sc, req.modelDir(), spec, conf);
 
         StoreWriter store = StoreWriter.create(spark, req.storePath(), ModelFingerprint.of(modelPath, hadoop), req.resume());
-        try {
-            String recipeJson = s.toJson();
-            store.writeJson("recipe.json", recipeJson);
-            for (String f : List.of("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
-                try {
-                    if (modelPath.getFileSystem(hadoop).exists(new Path(modelPath, f))) store.copyModelFile(new Path(modelPath, f), f);
-                } catch (IOException e) {
-                    throw new UncheckedIOException(new Path(modelPath, f) + ": cannot check (" + e.getMessage() + ")", e);
-                }
-            }
-            if (!store.isBlockCommitted(TensorRecord.MODEL_BLOCK)) store.commitModelTensors(modelTensors(modelPath, hadoop, spec));
-
-            int perTask = Math.max(1, s.windowsPerTask());
-            int partitions = (calib.size() + perTask - 1) / perTask;
-            List<Integer> parts = IntStream.range(0, partitions).boxed().toList();
-            int seq = calib.seqlen();
-            ActivationFiles acts = new ActivationFiles(store.workDir().toString());
-            // OmniQuant's targets come from a second, full-precision stream (the reference's fp_inps)
-            ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
-            boolean omni = s.isOmniQuant();
-            Broadcast<CalibrationSet> windows = sc.broadcast(calib);
-            String model = req.modelDir();
-
-            List<Integer> committed = store.committedBlocks();
-            int first = 0;
-            while (committed.contains(first)) first++;
-            List<BlockSummary> summaries = new ArrayList<>();
-            for (int b = 0; b < first; b++) summaries.add(new BlockSummary(b, 0, Double.NaN, Map.of(), true));
+        String recipeJson = s.toJson();
+        store.writeJson("recipe.json", recipeJson);
+        for (String f : List.of("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
             try {
-                if (first > 0 && first < spec.numLayers() && (!acts.isComplete(hadoop, first) || omni && !fpActs.isComplete(hadoop, first))) {
-                    throw new IllegalStateException(store.root() + ": blocks 0.." + (first - 1)
-                            + " are committed but the inputs of block " + first + " are missing from "
-                            + store.workDir() + "; delete the store and start again");
-                }
-                if (first == 0) {
-                    log.printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), seq, partitions);
-                    sc.parallelize(parts, partitions).foreach(p -> {
-                        TensorBackend be = Nd4jBackend.INSTANCE;
-                        CausalLm stem = ExecutorBlocks.stem(model, be, conf.get());
-                        int[][] batch = windowsOf(windows.value(), p, perTask);
-                        float[] h = be.scratchValue(() -> stem.embed(batch).toFloats());
-                        acts.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
-                        if (omni) fpActs.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
-                    });
-                    acts.markComplete(hadoop, 0);
-                    if (omni) fpActs.markComplete(hadoop, 0);
-                }
-                for (int i = first; i < spec.numLayers(); i++) {
-                    long t0 = System.nanoTime();
-                    final int block = i;
-                    Map<String, StoredWeight> layers = new LinkedHashMap<>();
-                    Map<String, float[]> done = new HashMap<>();
-                    List<TensorRecord> trained = null;
-                    Map<String, float[]> trainedValues = new HashMap<>();
-                    Map<String, long[]> trainedShapes = new HashMap<>();
-                    if (omni) {
-                        trained = trainOmniQuant(sc, model, block, parts, acts, fpActs, conf, s, seq, calib.size(), spec.numLayers(), log);
-                        fpActs.markComplete(hadoop, block + 1);
-                        BlockRecords.dequantize(trained, "", trainedValues, trainedShapes);
-                    }
-                    for (List<String> group : omni ? List.<List<String>>of() : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
-                        Broadcast<GptqQuantizer.PreparedHessian> hessian = null;
-                        long tokens = 0;
-                        if (s.isGptq()) {
-                            Broadcast<Map<String, float[]>> soFar = sc.broadcast(new HashMap<>(done));
-                            String input = group.get(0); // the layers of a group share their input
-                            HessianAccumulator acc = sc.parallelize(parts, partitions).map(p -> {
-                                DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
-                                DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, soFar.value()), s);
-                                int[] shape = new int[2];
-                                float[] x = acts.read(conf.get(), block, p, shape);
-                                return BlockWork.hessian(current, input, x, shape[0] / seq, seq);
-                            }).reduce(HessianAccumulator::merge);
-                            soFar.destroy();
-                            // once per group: q/k/v (and gate/up) share their input, so their Hessian's factor
-                            hessian = sc.broadcast(GptqQuantizer.PreparedHessian.of(Nd4jBackend.INSTANCE, acc.hessian(), s.gptq()));
-                            tokens = acc.tokens();
-                        }
-                        Broadcast<GptqQuantizer.PreparedHessian> h = hessian;
-                        List<StoredWeight> quantized = sc.parallelize(group, group.size()).map(module -> {
-                            DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
-                            Tensor w = BlockWork.find(fp, module).weight();
-                            return quantizeLayer(w, h == null ? null : h.value(), s);
-                        }).collect();
-                        if (h != null) h.destroy();
-                        for (int k = 0; k < group.size(); k++) {
-                            layers.put(group.get(k), quantized.get(k));
-                            done.put(group.get(k), quantized.get(k).dequantize());
-                        }
-                        if (s.isGptq()) {
-                            log.printf(Locale.ROOT, "  block %d/%d: %s quantized (GPTQ on %d tokens)%n", block + 1,
-                                    spec.numLayers(), String.join(", ", group), tokens);
-                        }
-                    }
-
-                    // the quantized block on every partition: the next block's inputs, and the errors
-                    Broadcast<Map<String, float[]>> all = sc.broadcast(omni ? trainedValues : done);
-                    Broadcast<Map<String, long[]>> allShapes = sc.broadcast(trainedShapes);
-                    boolean last = block == spec.numLayers() - 1;
-                    boolean perLayer = !omni || !s.omniquant().let();
-                    BlockStats stats = sc.parallelize(parts, partitions).map(p -> {
-                        DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
-                        DecoderBlock q = omni
-                                ? BlockWork.rebuild(spec, block, all.value(), allShapes.value(), Nd4jBackend.INSTANCE)
-                                : BlockWork.withWeights(fp, all.value());
-                        q = BlockWork.withActivations(q, s);
-                        int[] shape = new int[2];
-                        float[] x = acts.read(conf.get(), block, p, shape);
-                        BlockWork.Outputs out = BlockWork.outputs(fp, q, x, shape[0] / seq, seq, perLayer);
-                        if (!last) acts.write(conf.get(), block + 1, p, out.hidden(), shape[0], shape[1]);
-                        return out.stats();
-                    }).reduce(BlockStats::merge);
-                    all.destroy();
-                    allShapes.destroy();
-                    if (!last) acts.markComplete(hadoop, block + 1);
-
-                    CalibratedBlock calibrated = omni ? null
-                            : new CalibratedBlock(BlockWork.withWeights(new ModelLoaderSource(modelPath, hadoop).block(block), done), layers);
-                    List<LayerError> errors = new ArrayList<>();
-                    Map<String, Double> layerErrors = new LinkedHashMap<>();
-                    for (String module : plan.allLinears()) {
-                        double e = stats.layerError(module);
-                        layerErrors.put(module, e);
-                        errors.add(new LayerError(block, module, e, s.isGptq() ? layers.get(module).loss() : Double.NaN,
-                                stats.layerTokens(module)));
-                    }
-                    errors.add(new LayerError(block, BLOCK_OUTPUT, stats.blockError(), Double.NaN, (long) calib.size() * seq));
-                    FaultInjection.beforeCommit(block);
-                    store.commitBlock(block, omni ? trained : BlockRecords.of(block, calibrated), errors);
-                    acts.deleteBlock(hadoop, block);
-                    if (omni) fpActs.deleteBlock(hadoop, block);
-                    double secs = (System.nanoTime() - t0) / 1e9;
-                    summaries.add(new BlockSummary(block, secs, stats.blockError(), layerErrors, false));
-                    log.printf(Locale.ROOT, "block %d/%d done in %.1f s: relative output error %.4f (worst layer %s %.4f)%n",
-                            block + 1, spec.numLayers(), secs, stats.blockError(), worst(layerErrors), layerErrors.get(worst(layerErrors)));
-                }
+                if (modelPath.getFileSystem(hadoop).exists(new Path(modelPath, f))) store.copyModelFile(new Path(modelPath, f), f);
             } catch (IOException e) {
-                throw new UncheckedIOException(store.workDir() + ": " + e.getMessage(), e);
-            } finally {
-                windows.destroy();
+                throw new UncheckedIOException(new Path(modelPath, f) + ": cannot check (" + e.getMessage() + ")", e);
             }
-            double seconds = (System.nanoTime() - start) / 1e9;
-            Map<String, Object> fields = new LinkedHashMap<>();
-            fields.put("model", modelPath.getName());
-            fields.put("method", s.label());
-            fields.put("calibration_windows", calib.size());
-            fields.put("calibration_seqlen", seq);
-            fields.put("seconds", Math.round(seconds * 10) / 10.0);
-            store.commit(fields);
-            try {
-                store.workDir().getFileSystem(hadoop).delete(store.workDir(), true);
-            } catch (IOException e) {
-                log.println("warning: cannot delete " + store.workDir() + ": " + e.getMessage());
-            }
-            return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq);
-        } catch (Throwable e) { // Spark's exceptions are checked but undeclared: catch them all
-            // a store this run created and that holds no finished block is worth nothing: leave no trace of it
-            if (store.discardIfNew()) log.println("removed " + store.root() + ": this run created it and committed no block");
-            throw e;
         }
+        if (!store.isBlockCommitted(TensorRecord.MODEL_BLOCK)) store.commitModelTensors(modelTensors(modelPath, hadoop, spec));
+
+        int perTask = Math.max(1, s.windowsPerTask());
+        int partitions = (calib.size() + perTask - 1) / perTask;
+        List<Integer> parts = IntStream.range(0, partitions).boxed().toList();
+        int seq = calib.seqlen();
+        ActivationFiles acts = new ActivationFiles(store.workDir().toString());
+        // OmniQuant's targets come from a second, full-precision stream (the reference's fp_inps)
+        ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
+        boolean omni = s.isOmniQuant();
+        Broadcast<CalibrationSet> windows = sc.broadcast(calib);
+        String model = req.modelDir();
+
+        List<Integer> committed = store.committedBlocks();
+        int first = 0;
+        while (committed.contains(first)) first++;
+        List<BlockSummary> summaries = new ArrayList<>();
+        for (int b = 0; b < first; b++) summaries.add(new BlockSummary(b, 0, Double.NaN, Map.of(), true));
+        try {
+            if (first > 0 && first < spec.numLayers() && (!acts.isComplete(hadoop, first) || omni && !fpActs.isComplete(hadoop, first))) {
+                throw new IllegalStateException(store.root() + ": blocks 0.." + (first - 1)
+                        + " are committed but the inputs of block " + first + " are missing from "
+                        + store.workDir() + "; delete the store and start again");
+            }
+            if (first == 0) {
+                log.printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), seq, partitions);
+                sc.parallelize(parts, partitions).foreach(p -> {
+                    TensorBackend be = Nd4jBackend.INSTANCE;
+                    CausalLm stem = ExecutorBlocks.stem(model, be, conf.get());
+                    int[][] batch = windowsOf(windows.value(), p, perTask);
+                    float[] h = be.scratchValue(() -> stem.embed(batch).toFloats());
+                    acts.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
+                    if (omni) fpActs.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
+                });
+                acts.markComplete(hadoop, 0);
+                if (omni) fpActs.markComplete(hadoop, 0);
+            }
+            for (int i = first; i < spec.numLayers(); i++) {
+                long t0 = System.nanoTime();
+                final int block = i;
+                Map<String, StoredWeight> layers = new LinkedHashMap<>();
+                Map<String, float[]> done = new HashMap<>();
+                List<TensorRecord> trained = null;
+                Map<String, float[]> trainedValues = new HashMap<>();
+                Map<String, long[]> trainedShapes = new HashMap<>();
+                if (omni) {
+                    trained = trainOmniQuant(sc, model, block, parts, acts, fpActs, conf, s, seq, calib.size(), spec.numLayers(), log);
+                    fpActs.markComplete(hadoop, block + 1);
+                    BlockRecords.dequantize(trained, "", trainedValues, trainedShapes);
+                }
+                for (List<String> group : omni ? List.<List<String>>of() : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
+                    Broadcast<GptqQuantizer.PreparedHessian> hessian = null;
+                    long tokens = 0;
+                    if (s.isGptq()) {
+                        Broadcast<Map<String, float[]>> soFar = sc.broadcast(new HashMap<>(done));
+                        String input = group.get(0); // the layers of a group share their input
+                        HessianAccumulator acc = sc.parallelize(parts, partitions).map(p -> {
+                            DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                            DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, soFar.value()), s);
+                            int[] shape = new int[2];
+                            float[] x = acts.read(conf.get(), block, p, shape);
+                            return BlockWork.hessian(current, input, x, shape[0] / seq, seq);
+                        }).reduce(HessianAccumulator::merge);
+                        soFar.destroy();
+                        // once per group: q/k/v (and gate/up) share their input, so their Hessian's factor
+                        hessian = sc.broadcast(GptqQuantizer.PreparedHessian.of(Nd4jBackend.INSTANCE, acc.hessian(), s.gptq()));
+                        tokens = acc.tokens();
+                    }
+                    Broadcast<GptqQuantizer.PreparedHessian> h = hessian;
+                    List<StoredWeight> quantized = sc.parallelize(group, group.size()).map(module -> {
+                        DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                        Tensor w = BlockWork.find(fp, module).weight();
+                        return quantizeLayer(w, h == null ? null : h.value(), s);
+                    }).collect();
+                    if (h != null) h.destroy();
+                    for (int k = 0; k < group.size(); k++) {
+                        layers.put(group.get(k), quantized.get(k));
+                        done.put(group.get(k), quantized.get(k).dequantize());
+                    }
+                    if (s.isGptq()) {
+                        log.printf(Locale.ROOT, "  block %d/%d: %s quantized (GPTQ on %d tokens)%n", block + 1,
+                                spec.numLayers(), String.join(", ", group), tokens);
+                    }
+                }
+
+                // the quantized block on every partition: the next block's inputs, and the errors
+                Broadcast<Map<String, float[]>> all = sc.broadcast(omni ? trainedValues : done);
+                Broadcast<Map<String, long[]>> allShapes = sc.broadcast(trainedShapes);
+                boolean last = block == spec.numLayers() - 1;
+                boolean perLayer = !omni || !s.omniquant().let();
+                BlockStats stats = sc.parallelize(parts, partitions).map(p -> {
+                    DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                    DecoderBlock q = omni
+                            ? BlockWork.rebuild(spec, block, all.value(), allShapes.value(), Nd4jBackend.INSTANCE)
+                            : BlockWork.withWeights(fp, all.value());
+                    q = BlockWork.withActivations(q, s);
+                    int[] shape = new int[2];
+                    float[] x = acts.read(conf.get(), block, p, shape);
+                    BlockWork.Outputs out = BlockWork.outputs(fp, q, x, shape[0] / seq, seq, perLayer);
+                    if (!last) acts.write(conf.get(), block + 1, p, out.hidden(), shape[0], shape[1]);
+                    return out.stats();
+                }).reduce(BlockStats::merge);
+                all.destroy();
+                allShapes.destroy();
+                if (!last) acts.markComplete(hadoop, block + 1);
+
+                CalibratedBlock calibrated = omni ? null
+                        : new CalibratedBlock(BlockWork.withWeights(new ModelLoaderSource(modelPath, hadoop).block(block), done), layers);
+                List<LayerError> errors = new ArrayList<>();
+                Map<String, Double> layerErrors = new LinkedHashMap<>();
+                for (String module : plan.allLinears()) {
+                    double e = stats.layerError(module);
+                    layerErrors.put(module, e);
+                    errors.add(new LayerError(block, module, e, s.isGptq() ? layers.get(module).loss() : Double.NaN,
+                            stats.layerTokens(module)));
+                }
+                errors.add(new LayerError(block, BLOCK_OUTPUT, stats.blockError(), Double.NaN, (long) calib.size() * seq));
+                FaultInjection.beforeCommit(block);
+                store.commitBlock(block, omni ? trained : BlockRecords.of(block, calibrated), errors);
+                acts.deleteBlock(hadoop, block);
+                if (omni) fpActs.deleteBlock(hadoop, block);
+                double secs = (System.nanoTime() - t0) / 1e9;
+                summaries.add(new BlockSummary(block, secs, stats.blockError(), layerErrors, false));
+                log.printf(Locale.ROOT, "block %d/%d done in %.1f s: relative output error %.4f (worst layer %s %.4f)%n",
+                        block + 1, spec.numLayers(), secs, stats.blockError(), worst(layerErrors), layerErrors.get(worst(layerErrors)));
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(store.workDir() + ": " + e.getMessage(), e);
+        } finally {
+            windows.destroy();
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        Map<String, Object> fields = new LinkedHashMap<>();
+        fields.put("model", modelPath.getName());
+        fields.put("method", s.label());
+        fields.put("calibration_windows", calib.size());
+        fields.put("calibration_seqlen", seq);
+        fields.put("seconds", Math.round(seconds * 10) / 10.0);
+        store.commit(fields);
+        try {
+            store.workDir().getFileSystem(hadoop).delete(store.workDir(), true);
+        } catch (IOException e) {
+            log.println("warning: cannot delete " + store.workDir() + ": " + e.getMessage());
+        }
+        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq);
     }
 
     /**

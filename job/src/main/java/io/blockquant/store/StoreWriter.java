@@ -42,13 +42,11 @@ public final class StoreWriter {
     private final Path root;
     private final String fingerprint;
     private final String created;
-    private final boolean createdRoot;
     private long chunkBytes;
     private volatile boolean finished;
 
     private StoreWriter(SparkSession spark, FileSystem fs, Configuration conf, Path root, String fingerprint,
-                        String created, boolean createdRoot) {
-        this.createdRoot = createdRoot;
+                        String created) {
         this.spark = spark;
         this.fs = fs;
         this.conf = conf;
@@ -113,12 +111,12 @@ public final class StoreWriter {
                 throw new IOException("mkdirs failed");
             }
             StoreWriter w = new StoreWriter(spark, fs, conf, root, modelFingerprint,
-                    created != null ? created : Instant.now().toString(), createdRoot);
+                    created != null ? created : Instant.now().toString());
             if (!fs.exists(new Path(root, STORE_INFO))) {
                 try {
                     w.writeStoreInfo();
                 } catch (RuntimeException e) {
-                    w.discardIfNew();
+                    if (createdRoot) deleteQuietly(fs, root);
                     throw e;
                 }
             }
@@ -142,15 +140,28 @@ public final class StoreWriter {
         return root;
     }
 
-    /**
-     * Deletes the whole store when this writer created its folder and no transformer block is committed in
-     * it (what a run that failed early leaves); returns whether it did. A store with committed blocks is
-     * kept for {@code --resume}: it is unfinished, so readers refuse it.
-     */
-    public synchronized boolean discardIfNew() {
-        if (!createdRoot || finished) return false;
+    /** True when something (a store or not) is at {@code storePath}. */
+    public static boolean exists(SparkSession spark, String storePath) {
+        Path p = new Path(storePath);
         try {
-            if (!committedBlocks().isEmpty()) return false;
+            return p.getFileSystem(spark.sparkContext().hadoopConfiguration()).exists(p);
+        } catch (IOException e) {
+            throw new UncheckedIOException(storePath + ": cannot check (" + e.getMessage() + ")", e);
+        }
+    }
+
+    /**
+     * Deletes the store at {@code storePath} when it is unfinished and no transformer block is committed in
+     * it (what a run that failed early leaves), and returns whether it did; the caller knows the run created
+     * it. A store with committed blocks is kept for {@code --resume}: it is unfinished, so readers refuse it.
+     */
+    public static boolean discardIfNoBlock(SparkSession spark, String storePath) {
+        try {
+            Path given = new Path(storePath);
+            FileSystem fs = given.getFileSystem(spark.sparkContext().hadoopConfiguration());
+            Path root = fs.makeQualified(given);
+            if (!fs.exists(new Path(root, STORE_INFO)) || fs.exists(new Path(root, MANIFEST))) return false;
+            if (listBlocks(fs, root, COMMITTED).stream().anyMatch(b -> b >= 0)) return false;
             return fs.delete(root, true);
         } catch (IOException | RuntimeException e) {
             return false; // the error that brought us here is the one to report
