@@ -1,5 +1,8 @@
 package io.blockquant.cli;
 
+import io.blockquant.model.ModelFormatException;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -26,14 +29,28 @@ public final class Main implements Runnable {
     public static int execute(String... args) {
         CommandLine cl = new CommandLine(new Main());
         cl.setExecutionExceptionHandler((ex, line, parsed) -> {
-            // one clear line for bad input; the stack trace only for what is a bug of ours
-            line.getErr().println("blockquant " + line.getCommandName() + ": error: " + ex.getMessage());
-            if (!(ex instanceof io.blockquant.model.ModelFormatException || ex instanceof IllegalArgumentException
-                    || ex instanceof java.io.FileNotFoundException)) {
-                ex.printStackTrace(line.getErr());
-            }
+            // one clear line for bad input and failed I/O; the stack trace only for what is a bug of ours
+            Throwable userError = userError(ex);
+            line.getErr().println("blockquant " + line.getCommandName() + ": error: "
+                    + (userError != null ? userError : ex).getMessage());
+            if (userError == null) ex.printStackTrace(line.getErr());
             return 2;
         });
         return cl.execute(args);
+    }
+
+    /**
+     * The error a user can act on (bad input, a file that cannot be read or written), or null for a bug.
+     * A failure inside a Spark task arrives wrapped in a SparkException: its cause is what went wrong.
+     */
+    static Throwable userError(Throwable ex) {
+        for (Throwable t = ex; t != null; t = t.getCause()) {
+            if (t instanceof ModelFormatException || t instanceof IllegalArgumentException
+                    || t instanceof UncheckedIOException || t instanceof IOException) {
+                return t;
+            }
+            if (t.getCause() == t) break;
+        }
+        return null;
     }
 }

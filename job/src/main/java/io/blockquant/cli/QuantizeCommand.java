@@ -147,7 +147,13 @@ public final class QuantizeCommand implements Callable<Integer> {
         if (recipe != null) applyRecipe(RecipeFile.read(recipe, RECIPE_KEYS, conf));
         Path modelDir = new Path(model);
         ModelSpec spec = ModelSpecReader.read(modelDir, conf);
-        QuantizeSettings settings = settings(spec);
+        QuantizeSettings settings;
+        try {
+            settings = settings(spec);
+            settings.checkFits(spec);
+        } catch (IllegalArgumentException e) {
+            throw fromRecipe(e);
+        }
         if (out == null) {
             if (resume) throw new IllegalArgumentException("--resume needs --out STORE: the store to continue");
             out = "stores/" + modelDir.getName() + "-" + settings.method() + "-w" + settings.weights().bits()
@@ -196,12 +202,28 @@ public final class QuantizeCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** Keys whose values came from the recipe file (not overridden by a flag). */
+    private final Map<String, String> fromRecipe = new java.util.LinkedHashMap<>();
+
+    /** A settings error about a value the recipe file gave names the file and key, so the user knows where to look. */
+    private IllegalArgumentException fromRecipe(IllegalArgumentException e) {
+        String m = String.valueOf(e.getMessage());
+        for (Map.Entry<String, String> kv : fromRecipe.entrySet()) {
+            String flag = "--" + kv.getKey();
+            if (m.startsWith(flag + " ") || m.startsWith(flag + ":") || m.startsWith(flag + ",")) {
+                return new IllegalArgumentException(recipe + ": key '" + kv.getKey() + "' = '" + kv.getValue() + "': " + m, e);
+            }
+        }
+        return e;
+    }
+
     /** Recipe values for every key not given on the command line. */
     void applyRecipe(Map<String, String> values) {
         CommandLine.ParseResult parsed = cmd.commandLine().getParseResult();
         for (Map.Entry<String, String> e : values.entrySet()) {
             String flag = "--" + e.getKey();
             if (parsed.hasMatchedOption(flag)) continue;
+            fromRecipe.put(e.getKey(), e.getValue());
             CommandLine.Model.OptionSpec opt = cmd.findOption(flag);
             try {
                 opt.setValue(opt.type() == boolean.class || opt.type() == Boolean.class

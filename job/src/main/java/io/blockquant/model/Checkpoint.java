@@ -77,10 +77,15 @@ public final class Checkpoint implements WeightSource, Closeable {
         try {
             for (var it = weightMap.fields(); it.hasNext(); ) {
                 var e = it.next();
+                if (!e.getValue().isTextual()) {
+                    throw new ModelFormatException(index + ": weight_map entry for tensor '" + e.getKey() + "' is "
+                            + e.getValue() + ", expected a shard file name");
+                }
                 String shardName = e.getValue().asText();
-                if (shardName.contains("/") || shardName.contains("..")) {
+                String problem = PathSegment.problem(shardName);
+                if (problem != null) {
                     throw new ModelFormatException(index + ": shard name '" + shardName + "' for tensor '"
-                            + e.getKey() + "' must be a file name inside the model folder");
+                            + e.getKey() + "' " + problem + "; it must be a file name inside the model folder");
                 }
                 SafetensorsFile shard = shards.get(shardName);
                 if (shard == null) {
@@ -158,7 +163,8 @@ public final class Checkpoint implements WeightSource, Closeable {
         }
         if (bad > 0) {
             throw new ModelFormatException(file.path() + ": tensor '" + tensor + "' holds " + bad
-                    + " NaN/Inf values (first at flat index " + first + "); refusing to quantize a non-finite weight");
+                    + " NaN/Inf values (first at flat index " + first + "); a non-finite weight poisons every output after it,"
+                    + " so the checkpoint is refused");
         }
         return v;
     }

@@ -102,7 +102,11 @@ public final class SafetensorsFile implements Closeable {
         try {
             header = JSON.readTree(new String(headerBytes, StandardCharsets.UTF_8));
         } catch (IOException e) {
-            throw new ModelFormatException(path + ": header is not valid JSON (" + firstLine(e.getMessage()) + ")", e);
+            String why = firstLine(e instanceof com.fasterxml.jackson.core.JsonProcessingException j ? j.getOriginalMessage() : e.getMessage());
+            if (why.startsWith("Duplicate field")) {
+                throw new ModelFormatException(path + ": header names a tensor twice (" + why + ")", e);
+            }
+            throw new ModelFormatException(path + ": header is not valid JSON (" + why + ")", e);
         }
         if (header == null || !header.isObject()) {
             throw new ModelFormatException(path + ": header is not a JSON object");

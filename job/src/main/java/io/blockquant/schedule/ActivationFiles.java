@@ -29,14 +29,24 @@ public record ActivationFiles(String workDir) implements Serializable {
         FileSystem fs = p.getFileSystem(conf);
         ByteBuffer buf = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
         buf.asFloatBuffer().put(values);
-        try (FSDataOutputStream out = fs.create(tmp, true)) {
-            DataOutputStream d = new DataOutputStream(out);
-            d.writeInt(rows);
-            d.writeInt(cols);
-            d.write(buf.array());
+        try {
+            try (FSDataOutputStream out = fs.create(tmp, true)) {
+                DataOutputStream d = new DataOutputStream(out);
+                d.writeInt(rows);
+                d.writeInt(cols);
+                d.write(buf.array());
+            }
+            fs.delete(p, false);
+            if (!fs.rename(tmp, p)) throw new IOException("cannot rename " + tmp + " to " + p);
+        } catch (IOException e) {
+            // inside a task: the message is all the driver will see of where the write failed
+            try {
+                fs.delete(tmp, false);
+            } catch (IOException ignored) {
+                // the write error below is the one to report
+            }
+            throw new IOException(p + ": cannot write block " + block + "'s activations (" + e.getMessage() + ")", e);
         }
-        fs.delete(p, false);
-        if (!fs.rename(tmp, p)) throw new IOException("cannot rename " + tmp + " to " + p);
     }
 
     /** {rows, cols} in {@code shape}, the values returned. */

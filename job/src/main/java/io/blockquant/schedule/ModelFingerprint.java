@@ -10,14 +10,17 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HexFormat;
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 
 /**
- * Identifies a checkpoint cheaply, so a store knows which model it holds: SHA-256 over config.json and the
- * name and length of every safetensors file (the weights themselves are not hashed: that would read the
- * whole model).
+ * Identifies a checkpoint cheaply, so a store knows which model it holds: SHA-256 over config.json and, per
+ * safetensors file, its name, its length and {@value #SAMPLES} pieces of {@value #SAMPLE_BYTES} bytes spread
+ * evenly over it. Hashing every weight would read the whole model; name and length alone do not tell a
+ * fine-tune from its base model (same config, same shard sizes), while the sampled bytes do, since
+ * fine-tuning changes nearly every weight.
  */
 final class ModelFingerprint {
 
@@ -35,12 +38,28 @@ final class ModelFingerprint {
             Arrays.sort(files, Comparator.comparing(f -> f.getPath().getName()));
             for (FileStatus f : files) {
                 sha.update((f.getPath().getName() + ":" + f.getLen() + "\n").getBytes(StandardCharsets.UTF_8));
+                sampleBytes(fs, f, sha);
             }
             return "sha256:" + HexFormat.of().formatHex(sha.digest());
         } catch (IOException e) {
-            throw new ModelFormatException(modelDir + ": cannot read config.json to fingerprint the model (" + e.getMessage() + ")", e);
+            throw new ModelFormatException(modelDir + ": cannot read config.json and the safetensors files to fingerprint the model ("
+                    + e.getMessage() + ")", e);
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
+        }
+    }
+
+    static final int SAMPLES = 16, SAMPLE_BYTES = 4096;
+
+    private static void sampleBytes(FileSystem fs, FileStatus f, MessageDigest sha) throws IOException {
+        long len = f.getLen();
+        int piece = (int) Math.min(SAMPLE_BYTES, len);
+        byte[] buf = new byte[piece];
+        try (FSDataInputStream in = fs.open(f.getPath())) {
+            for (int i = 0; i < SAMPLES && piece > 0; i++) {
+                in.readFully((len - piece) * i / (SAMPLES - 1), buf);
+                sha.update(buf);
+            }
         }
     }
 }

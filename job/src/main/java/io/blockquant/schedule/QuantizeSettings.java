@@ -24,6 +24,18 @@ public record QuantizeSettings(String method, IntQuantSpec weights, int activati
                                int lorcRank, LorcFactorFormat lorcFormat, int nsamples, int seqlen, long seed,
                                int windowsPerTask) implements Serializable {
 
+    /** Group sizes must divide every quantized layer's input width: checked before any work starts. */
+    public void checkFits(io.blockquant.model.ModelSpec spec) {
+        int g = weights.groupSize();
+        if (g <= 0) return;
+        for (int width : new int[] {spec.hiddenSize(), spec.intermediateSize(), spec.numHeads() * spec.headDim()}) {
+            if (width % g != 0) {
+                throw new IllegalArgumentException("--group " + g + " does not divide the input width " + width
+                        + " of a linear layer of " + spec.describe() + "; choose a divisor of " + width);
+            }
+        }
+    }
+
     public boolean isGptq() {
         return method.equals("gptq");
     }

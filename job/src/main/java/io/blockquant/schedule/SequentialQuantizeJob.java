@@ -71,6 +71,19 @@ public final class SequentialQuantizeJob {
     public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens) {}
 
     public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
+        boolean fresh = !StoreWriter.exists(spark, req.storePath());
+        try {
+            return quantize(spark, req, calib, log);
+        } catch (Throwable e) { // Spark's exceptions are checked but undeclared: catch them all
+            // a store this run created and that holds no committed block is worth nothing: leave no trace of it
+            if (fresh && StoreWriter.discardIfNoBlock(spark, req.storePath())) {
+                log.println("removed " + req.storePath() + ": this run created it and committed no block");
+            }
+            throw e;
+        }
+    }
+
+    private static Summary quantize(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
         long start = System.nanoTime();
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         Configuration hadoop = sc.hadoopConfiguration();
@@ -78,8 +91,10 @@ public final class SequentialQuantizeJob {
         Path modelPath = new Path(req.modelDir());
         ModelSpec spec = ModelSpecReader.read(modelPath, hadoop);
         QuantizeSettings s = req.settings();
-        checkGroups(spec, s);
+        s.checkFits(spec);
         BlockPlan plan = BlockPlan.of(spec);
+        // every weight read and checked before the store exists: bad input leaves nothing behind
+        CheckpointScan.check(sc, req.modelDir(), spec, conf);
 
         StoreWriter store = StoreWriter.create(spark, req.storePath(), ModelFingerprint.of(modelPath, hadoop), req.resume());
         String recipeJson = s.toJson();
@@ -339,18 +354,6 @@ public final class SequentialQuantizeJob {
             }
         }
         return out;
-    }
-
-    /** Group sizes must divide every quantized layer's input width: checked before any work starts. */
-    static void checkGroups(ModelSpec spec, QuantizeSettings s) {
-        int g = s.weights().groupSize();
-        if (g <= 0) return;
-        for (int width : new int[] {spec.hiddenSize(), spec.intermediateSize(), spec.numHeads() * spec.headDim()}) {
-            if (width % g != 0) {
-                throw new IllegalArgumentException("--group " + g + " does not divide the input width " + width
-                        + " of a linear layer of " + spec.describe() + "; choose a divisor of " + width);
-            }
-        }
     }
 
     /** Loads one full-precision block on the driver (to assemble what is stored). */

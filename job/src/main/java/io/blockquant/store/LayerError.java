@@ -13,6 +13,11 @@ public record LayerError(int block, String module, double relativeOutputError, d
 
     public LayerError {
         Objects.requireNonNull(module, "module");
+        String problem = io.blockquant.model.PathSegment.problem(module);
+        if (problem != null) {
+            throw new IllegalArgumentException("block " + block + ": layer error module name '" + module + "' " + problem
+                    + " (expected a plain module name)");
+        }
         if (calibrationTokens < 0) {
             throw new IllegalArgumentException("block " + block + " module " + module + ": calibrationTokens "
                     + calibrationTokens + " is negative");

@@ -135,9 +135,14 @@ public final class StoreLayout {
         long[] shape = new long[shapeList.size()];
         for (int i = 0; i < shape.length; i++) shape[i] = ((Number) shapeList.get(i)).longValue();
         byte[] data = r.getAs("data");
-        TensorRecord t = new TensorRecord(block, r.getAs("module"), r.getAs("kind"), r.getAs("dtype"), shape,
-                r.<Integer>getAs("bits"), r.<Integer>getAs("group_size"), r.getAs("format"), data,
-                r.getAs("checksum"));
+        TensorRecord t;
+        try {
+            t = new TensorRecord(block, r.getAs("module"), r.getAs("kind"), r.getAs("dtype"), shape,
+                    r.<Integer>getAs("bits"), r.<Integer>getAs("group_size"), r.getAs("format"), data,
+                    r.getAs("checksum"));
+        } catch (IllegalArgumentException | NullPointerException e) {
+            throw new ModelFormatException(where + ": a stored tensor is not valid: " + e.getMessage(), e);
+        }
         long bytes = r.<Long>getAs("bytes");
         if (bytes != data.length) {
             throw new ModelFormatException(where + ": " + t.describe() + ": column bytes says " + bytes
@@ -150,9 +155,14 @@ public final class StoreLayout {
         return RowFactory.create(e.module(), e.relativeOutputError(), e.gptqLoss(), e.calibrationTokens());
     }
 
-    static LayerError layerErrorFromRow(Row r) {
-        return new LayerError(r.<Integer>getAs("block"), r.getAs("module"), r.<Double>getAs("relative_output_error"),
-                r.<Double>getAs("gptq_loss"), r.<Long>getAs("calibration_tokens"));
+    /** A layer error from a row of {@link #LAYER_ERRORS_SCHEMA}; {@code where} names the table for errors. */
+    static LayerError layerErrorFromRow(Row r, Path where) {
+        try {
+            return new LayerError(r.<Integer>getAs("block"), r.getAs("module"), r.<Double>getAs("relative_output_error"),
+                    r.<Double>getAs("gptq_loss"), r.<Long>getAs("calibration_tokens"));
+        } catch (IllegalArgumentException | NullPointerException e) {
+            throw new ModelFormatException(where + ": a stored layer error is not valid: " + e.getMessage(), e);
+        }
     }
 
     // ---- JSON files ----
@@ -235,8 +245,32 @@ public final class StoreLayout {
             }
             moveInto(fs, tmp, target, true);
         } catch (IOException e) {
+            deleteQuietly(fs, tmp);
             throw new UncheckedIOException(target + ": cannot write (" + e.getMessage() + ")", e);
         }
+    }
+
+    /** Best-effort removal of what a failed write left; the error being thrown says more than this one would. */
+    static void deleteQuietly(FileSystem fs, Path p) {
+        try {
+            fs.delete(p, true);
+        } catch (IOException | RuntimeException ignored) {
+            // the store is unfinished either way: readers refuse it, --resume clears staging
+        }
+    }
+
+    /**
+     * What a failed write says went wrong: the innermost I/O error's message (a Spark write failure wraps the
+     * file system's "No space left on device" in two or three layers), else the error's first line.
+     */
+    static String reasonOf(Throwable error) {
+        String reason = null;
+        for (Throwable t = error; t != null && reason == null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof IOException && t.getMessage() != null) reason = t.getMessage();
+        }
+        if (reason == null) reason = String.valueOf(error.getMessage());
+        int nl = reason.indexOf('\n');
+        return nl < 0 ? reason : reason.substring(0, nl);
     }
 
     /** Renames {@code src} to {@code dst} (creating dst's parent); replaces an existing dst only if asked to. */

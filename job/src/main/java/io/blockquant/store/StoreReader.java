@@ -82,9 +82,12 @@ public final class StoreReader {
         }
         List<Integer> blocks = new ArrayList<>(list.size());
         for (Object o : list) {
-            if (!(o instanceof Number n)) {
-                throw new ModelFormatException(file + ": key " + K_BLOCKS + " holds " + o + ", expected block numbers");
+            if (!(o instanceof Integer || o instanceof Long) || ((Number) o).longValue() < 0
+                    || ((Number) o).longValue() > Integer.MAX_VALUE) {
+                throw new ModelFormatException(file + ": key " + K_BLOCKS + " holds " + o
+                        + ", expected block numbers (integers >= 0)");
             }
+            Number n = (Number) o;
             blocks.add(n.intValue());
         }
         return blocks;
@@ -124,7 +127,8 @@ public final class StoreReader {
     /** Every layer's errors, ordered by block then module. */
     public List<LayerError> layerErrors() {
         List<LayerError> out = new ArrayList<>();
-        for (Row r : layerErrorsTable().collectAsList()) out.add(layerErrorFromRow(r));
+        Path where = new Path(root, LAYER_ERRORS);
+        for (Row r : layerErrorsTable().collectAsList()) out.add(layerErrorFromRow(r, where));
         out.sort(Comparator.comparingInt(LayerError::block).thenComparing(LayerError::module));
         return out;
     }
@@ -136,8 +140,10 @@ public final class StoreReader {
 
     /** The text of {@code STORE/name} (recipe.json, ...). */
     public String readJson(String name) {
-        if (name == null || name.isEmpty() || name.contains("/")) {
-            throw new IllegalArgumentException(root + ": file name '" + name + "' is not a plain file name");
+        String problem = io.blockquant.model.PathSegment.problem(name);
+        if (problem != null) {
+            throw new IllegalArgumentException(root + ": file name '" + name + "' " + problem
+                    + "; a store file is read only from inside the store (expected a plain name such as recipe.json)");
         }
         return readText(fs, new Path(root, name));
     }

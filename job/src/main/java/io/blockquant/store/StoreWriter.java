@@ -71,7 +71,8 @@ public final class StoreWriter {
             FileSystem fs = given.getFileSystem(conf);
             Path root = fs.makeQualified(given);
             String created = null;
-            if (fs.exists(root)) {
+            boolean createdRoot = !fs.exists(root);
+            if (!createdRoot) {
                 if (!fs.getFileStatus(root).isDirectory()) {
                     throw new ModelFormatException(root + " is a file, not a model store folder; choose another --out");
                 }
@@ -111,7 +112,14 @@ public final class StoreWriter {
             }
             StoreWriter w = new StoreWriter(spark, fs, conf, root, modelFingerprint,
                     created != null ? created : Instant.now().toString());
-            if (!fs.exists(new Path(root, STORE_INFO))) w.writeStoreInfo();
+            if (!fs.exists(new Path(root, STORE_INFO))) {
+                try {
+                    w.writeStoreInfo();
+                } catch (RuntimeException e) {
+                    if (createdRoot) deleteQuietly(fs, root);
+                    throw e;
+                }
+            }
             // staging left by an interrupted run: nothing in it was committed
             fs.delete(new Path(root, TMP), true);
             return w;
@@ -130,6 +138,34 @@ public final class StoreWriter {
 
     public Path root() {
         return root;
+    }
+
+    /** True when something (a store or not) is at {@code storePath}. */
+    public static boolean exists(SparkSession spark, String storePath) {
+        Path p = new Path(storePath);
+        try {
+            return p.getFileSystem(spark.sparkContext().hadoopConfiguration()).exists(p);
+        } catch (IOException e) {
+            throw new UncheckedIOException(storePath + ": cannot check (" + e.getMessage() + ")", e);
+        }
+    }
+
+    /**
+     * Deletes the store at {@code storePath} when it is unfinished and no transformer block is committed in
+     * it (what a run that failed early leaves), and returns whether it did; the caller knows the run created
+     * it. A store with committed blocks is kept for {@code --resume}: it is unfinished, so readers refuse it.
+     */
+    public static boolean discardIfNoBlock(SparkSession spark, String storePath) {
+        try {
+            Path given = new Path(storePath);
+            FileSystem fs = given.getFileSystem(spark.sparkContext().hadoopConfiguration());
+            Path root = fs.makeQualified(given);
+            if (!fs.exists(new Path(root, STORE_INFO)) || fs.exists(new Path(root, MANIFEST))) return false;
+            if (listBlocks(fs, root, COMMITTED).stream().anyMatch(b -> b >= 0)) return false;
+            return fs.delete(root, true);
+        } catch (IOException | RuntimeException e) {
+            return false; // the error that brought us here is the one to report
+        }
     }
 
     public String fingerprint() {
@@ -165,6 +201,7 @@ public final class StoreWriter {
             }
             moveInto(fs, tmp, target, true);
         } catch (IOException e) {
+            deleteQuietly(fs, tmp);
             throw new UncheckedIOException(source + ": cannot copy into " + target + " (" + e.getMessage() + ")", e);
         }
     }
@@ -223,11 +260,21 @@ public final class StoreWriter {
         Path stage = new Path(new Path(root, TMP), UUID.randomUUID().toString());
         Path stagedTensors = new Path(stage, TENSORS);
         Path stagedErrors = new Path(stage, LAYER_ERRORS);
-        writeTensors(tensors, stagedTensors);
-        if (errors != null) {
-            List<Row> rows = new ArrayList<>(errors.size());
-            for (LayerError e : errors) rows.add(toRow(e));
-            writeParquet(rows, LAYER_ERRORS_FILE_SCHEMA, stagedErrors, SaveMode.ErrorIfExists);
+        try {
+            writeTensors(tensors, stagedTensors);
+            if (errors != null) {
+                List<Row> rows = new ArrayList<>(errors.size());
+                for (LayerError e : errors) rows.add(toRow(e));
+                writeParquet(rows, LAYER_ERRORS_FILE_SCHEMA, stagedErrors, SaveMode.ErrorIfExists);
+            }
+        } catch (Exception e) { // SparkException is checked, but Scala throws it undeclared
+            // a full disk or a lost file system: nothing of this block is committed, and its staging goes
+            deleteQuietly(fs, stage);
+            String reason = reasonOf(e);
+            throw new UncheckedIOException(root + ": cannot write "
+                    + (block < 0 ? "the model tensors (block -1)" : "block " + block) + " under " + stage + " ("
+                    + reason + "); nothing of it is committed",
+                    new IOException(reason, e));
         }
         synchronized (this) {
             try {

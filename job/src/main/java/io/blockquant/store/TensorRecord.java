@@ -43,6 +43,9 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
         Objects.requireNonNull(data, "data");
         Objects.requireNonNull(checksum, "checksum");
         if (block < MODEL_BLOCK) throw bad(block, module, kind, "block " + block + " (expected -1 or >= 0)");
+        // names may become file names (export, views): none may lead outside the store
+        checkName(block, module, kind, "module", module);
+        checkName(block, module, kind, "kind", kind);
         if (bits < 0 || bits > 8) throw bad(block, module, kind, "bits " + bits + " (expected 0..8)");
         if (groupSize < 0) throw bad(block, module, kind, "group size " + groupSize + " (expected >= 0)");
         for (long d : shape) {
@@ -203,6 +206,13 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
         }
         if (n != count) {
             throw bad(block, module, kind, count + " values for shape " + Arrays.toString(shape) + " (expected " + n + ")");
+        }
+    }
+
+    private static void checkName(int block, String module, String kind, String field, String value) {
+        String problem = io.blockquant.model.PathSegment.problem(value);
+        if (problem != null) {
+            throw bad(block, module, kind, field + " name '" + value + "' " + problem + " (expected a plain tensor name)");
         }
     }
 
