@@ -25,7 +25,7 @@ public final class ExportCommand implements Callable<Integer> {
     @Option(names = "--format", required = true, description = "gptq or fp8")
     String format;
 
-    @Option(names = "--out", paramLabel = "DIR", required = true, description = "checkpoint folder to write (must not exist, or be empty)")
+    @Option(names = "--out", paramLabel = "DIR", required = true, description = "checkpoint folder to write: new, empty, or an earlier export (replaced)")
     String out;
 
     @Option(names = "--master", description = "Spark master URL (default: the spark-submit one, else local[*])")

@@ -20,7 +20,6 @@ import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -91,8 +90,8 @@ public final class CheckpointExport {
         try {
             FileSystem fs = out.getFileSystem(conf);
             out = fs.makeQualified(out);
-            if (fs.exists(out) && (!fs.getFileStatus(out).isDirectory() || fs.listStatus(out).length > 0)) {
-                throw new IllegalArgumentException(out + " exists and is not an empty folder; choose another --out");
+            if (fs.exists(out) && (!fs.getFileStatus(out).isDirectory() || fs.listStatus(out).length > 0) && !isExport(fs, out)) {
+                throw new IllegalArgumentException(out + " exists and is neither empty nor a checkpoint written by export; choose another --out");
             }
             Path tmp = new Path(out.getParent(), "." + out.getName() + ".tmp-" + UUID.randomUUID());
             fs.mkdirs(tmp);
@@ -110,7 +109,8 @@ public final class CheckpointExport {
                     in.transferTo(o);
                 }
             }
-            if (fs.exists(out)) fs.delete(out, true); // an empty folder
+            // an empty folder, or an earlier export (a retried job rewrites its folder): replaced once the new one is whole
+            if (fs.exists(out)) fs.delete(out, true);
             if (!fs.rename(tmp, out)) throw new IOException("cannot rename " + tmp + " to " + out);
             long bytes = fs.getContentSummary(out).getLength();
             return new Result(out.toString(), tensors.size(), layers.count, bytes);
@@ -215,6 +215,17 @@ public final class CheckpointExport {
             case "float32" -> DType.F32;
             default -> throw new ModelFormatException(file + ": dtype '" + name + "' (expected float16, bfloat16 or float32)");
         };
+    }
+
+    /** A folder this command wrote: model.safetensors beside a config.json with a quantization_config. */
+    private static boolean isExport(FileSystem fs, Path dir) throws IOException {
+        Path config = new Path(dir, "config.json");
+        if (!fs.exists(new Path(dir, "model.safetensors")) || !fs.exists(config)) return false;
+        try (InputStream in = fs.open(config)) {
+            return JSON.readTree(in).has("quantization_config");
+        } catch (com.fasterxml.jackson.core.JacksonException e) {
+            return false;
+        }
     }
 
     private static JsonNode readJson(Path p, Configuration conf) {

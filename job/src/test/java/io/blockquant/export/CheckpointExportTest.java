@@ -409,6 +409,16 @@ class CheckpointExportTest {
                 assertArrayEquals(expected.get(m + ".weight"), dq, layer);
             }
         }
+
+        // a retried export replaces its own folder; a folder holding anything else is refused
+        CheckpointExport.run(spark, tmp.resolve("store").toString(), CheckpointExport.Format.FP8, out.toString());
+        assertEquals(t.keySet(), readSafetensors(out.resolve("model.safetensors")).keySet());
+        Path other = Files.createDirectories(tmp.resolve("other"));
+        Files.writeString(other.resolve("notes.txt"), "not a checkpoint");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> CheckpointExport.run(spark, tmp.resolve("store").toString(), CheckpointExport.Format.FP8, other.toString()));
+        assertTrue(e.getMessage().contains("other") && e.getMessage().contains("--out"), e.getMessage());
+        assertTrue(Files.exists(other.resolve("notes.txt")));
     }
 
     @Test
