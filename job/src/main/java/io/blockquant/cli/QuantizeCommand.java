@@ -232,9 +232,6 @@ public final class QuantizeCommand implements Callable<Integer> {
     }
 
     QuantizeSettings settings(ModelSpec spec) {
-        if (!List.of(QuantizeSettings.SEQUENTIAL, QuantizeSettings.PARALLEL).contains(mode)) {
-            throw new IllegalArgumentException("--mode '" + mode + "' is not known to quantize (expected sequential or parallel)");
-        }
         if (!List.of("rtn", "gptq", "omniquant").contains(method)) {
             throw new IllegalArgumentException("--method '" + method + "' is not known to quantize (expected rtn, gptq or omniquant)");
         }
