@@ -469,11 +469,11 @@ public final class BenchCommand implements Callable<Integer> {
         try {
             for (String method : List.of("rtn", "gptq")) {
                 QuantizeSettings settings = new QuantizeSettings(method, w4g64, 0,
-                        method.equals("gptq") ? GptqConfig.of(w4g64) : null, null, null, null, 0, null, nsamples, seqlen, 0, 8);
+                        method.equals("gptq") ? GptqConfig.of(w4g64) : null, null, null, null, 0, null, nsamples, seqlen, 0, 8, QuantizeSettings.SEQUENTIAL);
                 String store = tmp.resolve(method).toAbsolutePath().toString();
                 MemoryProbe probe = MemoryProbe.start();
                 long t0 = System.nanoTime();
-                SequentialQuantizeJob.run(spark, new SequentialQuantizeJob.Request(model, store, settings, false), calibration, System.err);
+                SequentialQuantizeJob.run(spark, new io.blockquant.schedule.QuantizeJob.Request(model, store, settings, false), calibration, System.err);
                 double seconds = (System.nanoTime() - t0) / 1e9;
                 MemoryProbe.Peaks p = probe.peaks();
                 report.row(s, settings.label() + ": wall time", String.format(Locale.ROOT, "%.1f s", seconds),

@@ -9,7 +9,7 @@ import picocli.CommandLine.Command;
 /** The blockquant command line: one subcommand per job. */
 @Command(name = "blockquant", mixinStandardHelpOptions = true, version = "blockquant 0.1.0",
         description = "Distributed post-training quantization of LLMs on Apache Spark.",
-        subcommands = {QuantizeCommand.class, EvalCommand.class, ReportCommand.class, BenchCommand.class,
+        subcommands = {QuantizeCommand.class, EvalCommand.class, ReportCommand.class, ExportCommand.class, BenchCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 

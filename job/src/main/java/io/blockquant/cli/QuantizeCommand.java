@@ -7,7 +7,7 @@ import io.blockquant.model.ModelSpecReader;
 import io.blockquant.model.TextTokenizer;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.schedule.QuantizeSettings;
-import io.blockquant.schedule.SequentialQuantizeJob;
+import io.blockquant.schedule.QuantizeJob;
 import io.blockquant.spark.SparkSessions;
 import java.io.IOException;
 import java.time.LocalDateTime;
@@ -29,7 +29,8 @@ import picocli.CommandLine.Option;
 @Command(name = "quantize", mixinStandardHelpOptions = true, sortOptions = false,
         description = {
             "Quantize a Hugging Face model block by block on Spark and write a model store.",
-            "Sequential mode: block i is calibrated on the outputs of the already-quantized blocks 0..i-1.",
+            "Sequential mode (default): block i is calibrated on the outputs of the already-quantized blocks 0..i-1.",
+            "Parallel mode: every block at once, each on the outputs of the full-precision blocks before it.",
             "Recipe keys (in --recipe files) are the flag names without dashes; flags win over the file.",
             "After the store is committed, its perplexity on --eval-text is measured (--no-eval skips it)."})
 public final class QuantizeCommand implements Callable<Integer> {
@@ -48,6 +49,9 @@ public final class QuantizeCommand implements Callable<Integer> {
 
     @Option(names = "--recipe", paramLabel = "FILE", description = "recipe file (e.g. conf/gptq-w4a16-g64.conf)")
     String recipe;
+
+    @Option(names = "--mode", description = "sequential (block i on the quantized prefix's outputs) or parallel (all blocks at once on the full-precision prefix's outputs) (default: ${DEFAULT-VALUE})")
+    String mode = QuantizeSettings.SEQUENTIAL;
 
     @Option(names = "--method", description = "rtn, gptq or omniquant (default: ${DEFAULT-VALUE})")
     String method = "gptq";
@@ -137,7 +141,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     boolean json;
 
     /** Recipe-file keys: the options that describe the method and calibration. */
-    static final Set<String> RECIPE_KEYS = Set.of("method", "wbits", "group", "sym", "abits", "act-order",
+    static final Set<String> RECIPE_KEYS = Set.of("mode", "method", "wbits", "group", "sym", "abits", "act-order",
             "static-groups", "damp", "wformat", "aformat", "scale-constraint", "lorc-rank", "lorc-format", "nsamples", "seqlen", "seed", "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size");
 
     @Override
@@ -173,11 +177,11 @@ public final class QuantizeCommand implements Callable<Integer> {
                 calibration.size(), seqlen, seed, calibration.sourceTokens(), String.join(", ", calib));
 
         SparkSession spark = SparkSessions.getOrCreate("blockquant quantize", master);
-        SequentialQuantizeJob.Summary summary = SequentialQuantizeJob.run(spark,
-                new SequentialQuantizeJob.Request(model, out, settings, resume), calibration, System.err);
+        QuantizeJob.Summary summary = QuantizeJob.run(spark,
+                new QuantizeJob.Request(model, out, settings, resume), calibration, System.err);
 
         System.out.printf(Locale.ROOT, "%-6s %9s %14s   %s%n", "block", "seconds", "output error", "worst layer (relative output error)");
-        for (SequentialQuantizeJob.BlockSummary b : summary.blocks()) {
+        for (QuantizeJob.BlockSummary b : summary.blocks()) {
             if (b.skipped()) {
                 System.out.printf(Locale.ROOT, "%-6d %9s %14s   %s%n", b.block(), "-", "-", "committed earlier (--resume)");
                 continue;
@@ -310,6 +314,6 @@ public final class QuantizeCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--lorc-format '" + lorcFormat + "' (expected fp32, fp16 or fp8)");
         };
         return new QuantizeSettings(method, w, abits == 16 ? 0 : abits, g, o, fpw, af, lorcRank, lorcRank > 0 ? lf : null,
-                nsamples, seqlen, seed, windowsPerTask);
+                nsamples, seqlen, seed, windowsPerTask, mode);
     }
 }

@@ -24,7 +24,7 @@ public record StoreFacts(String name, String location, Map<String, Object> manif
                          List<LayerError> layerErrors, List<String> modules, Map<String, Object> perplexity,
                          List<WeightHistogram> histograms) {
 
-    /** The layer-errors row that holds a whole block's relative output error (SequentialQuantizeJob.BLOCK_OUTPUT). */
+    /** The layer-errors row that holds a whole block's relative output error (QuantizeJob.BLOCK_OUTPUT). */
     public static final String BLOCK_OUTPUT = "<block output>";
 
     public StoreFacts {

@@ -3,19 +3,15 @@ package io.blockquant.schedule;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.FpQuantizedLinear;
-import io.blockquant.algo.Lorc;
-import io.blockquant.algo.LorcCompensated;
 import io.blockquant.algo.StoredWeight;
-import io.blockquant.quant.FpQuantSpec;
-import io.blockquant.quant.FpQuantizer;
-import io.blockquant.algo.RtnQuantizer;
+import io.blockquant.schedule.QuantizeJob.BlockSummary;
+import io.blockquant.schedule.QuantizeJob.Request;
+import io.blockquant.schedule.QuantizeJob.Summary;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
-import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.BlockRecords;
@@ -24,10 +20,8 @@ import io.blockquant.store.StoreWriter;
 import io.blockquant.store.TensorRecord;
 import io.blockquant.tensor.Nd4jBackend;
 import io.blockquant.tensor.Tensor;
-import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.io.Serializable;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -35,7 +29,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.stream.IntStream;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaSparkContext;
@@ -60,30 +53,7 @@ public final class SequentialQuantizeJob {
 
     private SequentialQuantizeJob() {}
 
-    /** What to quantize, where to write it. */
-    public record Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume)
-            implements Serializable {}
-
-    /** One line of the summary per block. */
-    public record BlockSummary(int block, double seconds, double blockError, Map<String, Double> layerErrors,
-                               boolean skipped) {}
-
-    public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens) {}
-
     public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
-        boolean fresh = !StoreWriter.exists(spark, req.storePath());
-        try {
-            return quantize(spark, req, calib, log);
-        } catch (Throwable e) { // Spark's exceptions are checked but undeclared: catch them all
-            // a store this run created and that holds no committed block is worth nothing: leave no trace of it
-            if (fresh && StoreWriter.discardIfNoBlock(spark, req.storePath())) {
-                log.println("removed " + req.storePath() + ": this run created it and committed no block");
-            }
-            throw e;
-        }
-    }
-
-    private static Summary quantize(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
         long start = System.nanoTime();
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         Configuration hadoop = sc.hadoopConfiguration();
@@ -96,21 +66,11 @@ public final class SequentialQuantizeJob {
         // every weight read and checked before the store exists: bad input leaves nothing behind
         CheckpointScan.check(sc, req.modelDir(), spec, conf);
 
-        StoreWriter store = StoreWriter.create(spark, req.storePath(), ModelFingerprint.of(modelPath, hadoop), req.resume());
-        String recipeJson = s.toJson();
-        store.writeJson("recipe.json", recipeJson);
-        for (String f : List.of("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
-            try {
-                if (modelPath.getFileSystem(hadoop).exists(new Path(modelPath, f))) store.copyModelFile(new Path(modelPath, f), f);
-            } catch (IOException e) {
-                throw new UncheckedIOException(new Path(modelPath, f) + ": cannot check (" + e.getMessage() + ")", e);
-            }
-        }
-        if (!store.isBlockCommitted(TensorRecord.MODEL_BLOCK)) store.commitModelTensors(modelTensors(modelPath, hadoop, spec));
+        StoreWriter store = QuantizeJob.openStore(spark, req, spec, hadoop);
 
         int perTask = Math.max(1, s.windowsPerTask());
-        int partitions = (calib.size() + perTask - 1) / perTask;
-        List<Integer> parts = IntStream.range(0, partitions).boxed().toList();
+        List<Integer> parts = QuantizeJob.partitions(calib, s);
+        int partitions = parts.size();
         int seq = calib.seqlen();
         ActivationFiles acts = new ActivationFiles(store.workDir().toString());
         // OmniQuant's targets come from a second, full-precision stream (the reference's fp_inps)
@@ -132,16 +92,8 @@ public final class SequentialQuantizeJob {
             }
             if (first == 0) {
                 log.printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), seq, partitions);
-                sc.parallelize(parts, partitions).foreach(p -> {
-                    TensorBackend be = Nd4jBackend.INSTANCE;
-                    CausalLm stem = ExecutorBlocks.stem(model, be, conf.get());
-                    int[][] batch = windowsOf(windows.value(), p, perTask);
-                    float[] h = be.scratchValue(() -> stem.embed(batch).toFloats());
-                    acts.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
-                    if (omni) fpActs.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
-                });
-                acts.markComplete(hadoop, 0);
-                if (omni) fpActs.markComplete(hadoop, 0);
+                if (omni) QuantizeJob.embed(sc, model, windows, parts, perTask, conf, acts, fpActs);
+                else QuantizeJob.embed(sc, model, windows, parts, perTask, conf, acts);
             }
             for (int i = first; i < spec.numLayers(); i++) {
                 long t0 = System.nanoTime();
@@ -153,7 +105,6 @@ public final class SequentialQuantizeJob {
                 Map<String, long[]> trainedShapes = new HashMap<>();
                 if (omni) {
                     trained = trainOmniQuant(sc, model, block, parts, acts, fpActs, conf, s, seq, calib.size(), spec.numLayers(), log);
-                    fpActs.markComplete(hadoop, block + 1);
                     BlockRecords.dequantize(trained, "", trainedValues, trainedShapes);
                 }
                 for (List<String> group : omni ? List.<List<String>>of() : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
@@ -178,7 +129,7 @@ public final class SequentialQuantizeJob {
                     List<StoredWeight> quantized = sc.parallelize(group, group.size()).map(module -> {
                         DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
                         Tensor w = BlockWork.find(fp, module).weight();
-                        return quantizeLayer(w, h == null ? null : h.value(), s);
+                        return QuantizeJob.quantizeLayer(w, h == null ? null : h.value(), s);
                     }).collect();
                     if (h != null) h.destroy();
                     for (int k = 0; k < group.size(); k++) {
@@ -214,15 +165,10 @@ public final class SequentialQuantizeJob {
 
                 CalibratedBlock calibrated = omni ? null
                         : new CalibratedBlock(BlockWork.withWeights(new ModelLoaderSource(modelPath, hadoop).block(block), done), layers);
-                List<LayerError> errors = new ArrayList<>();
+                Map<String, Double> losses = new HashMap<>();
+                if (s.isGptq()) layers.forEach((module, q) -> losses.put(module, q.loss()));
                 Map<String, Double> layerErrors = new LinkedHashMap<>();
-                for (String module : plan.allLinears()) {
-                    double e = stats.layerError(module);
-                    layerErrors.put(module, e);
-                    errors.add(new LayerError(block, module, e, s.isGptq() ? layers.get(module).loss() : Double.NaN,
-                            stats.layerTokens(module)));
-                }
-                errors.add(new LayerError(block, BLOCK_OUTPUT, stats.blockError(), Double.NaN, (long) calib.size() * seq));
+                List<LayerError> errors = QuantizeJob.errors(block, plan, stats, losses, (long) calib.size() * seq, layerErrors);
                 FaultInjection.beforeCommit(block);
                 store.commitBlock(block, omni ? trained : BlockRecords.of(block, calibrated), errors);
                 acts.deleteBlock(hadoop, block);
@@ -230,7 +176,7 @@ public final class SequentialQuantizeJob {
                 double secs = (System.nanoTime() - t0) / 1e9;
                 summaries.add(new BlockSummary(block, secs, stats.blockError(), layerErrors, false));
                 log.printf(Locale.ROOT, "block %d/%d done in %.1f s: relative output error %.4f (worst layer %s %.4f)%n",
-                        block + 1, spec.numLayers(), secs, stats.blockError(), worst(layerErrors), layerErrors.get(worst(layerErrors)));
+                        block + 1, spec.numLayers(), secs, stats.blockError(), QuantizeJob.worst(layerErrors), layerErrors.get(QuantizeJob.worst(layerErrors)));
             }
         } catch (IOException e) {
             throw new UncheckedIOException(store.workDir() + ": " + e.getMessage(), e);
@@ -238,18 +184,7 @@ public final class SequentialQuantizeJob {
             windows.destroy();
         }
         double seconds = (System.nanoTime() - start) / 1e9;
-        Map<String, Object> fields = new LinkedHashMap<>();
-        fields.put("model", modelPath.getName());
-        fields.put("method", s.label());
-        fields.put("calibration_windows", calib.size());
-        fields.put("calibration_seqlen", seq);
-        fields.put("seconds", Math.round(seconds * 10) / 10.0);
-        store.commit(fields);
-        try {
-            store.workDir().getFileSystem(hadoop).delete(store.workDir(), true);
-        } catch (IOException e) {
-            log.println("warning: cannot delete " + store.workDir() + ": " + e.getMessage());
-        }
+        QuantizeJob.finish(store, hadoop, model, s, calib, seconds, log);
         return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq);
     }
 
@@ -261,19 +196,13 @@ public final class SequentialQuantizeJob {
      */
     private static List<TensorRecord> trainOmniQuant(JavaSparkContext sc, String model, int block, List<Integer> parts,
                                                      ActivationFiles acts, ActivationFiles fpActs, HadoopConf conf,
-                                                     QuantizeSettings s, int seq, int windows, int blocks, PrintStream log) {
-        sc.parallelize(parts, parts.size()).foreach(p -> {
-            DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
-            int[] shape = new int[2];
-            float[] x = fpActs.read(conf.get(), block, p, shape);
-            TensorBackend be = Nd4jBackend.INSTANCE;
-            float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(x, shape[0], shape[1]), shape[0] / seq, seq).toFloats());
-            fpActs.write(conf.get(), block + 1, p, y, shape[0], shape[1]);
-        });
+                                                     QuantizeSettings s, int seq, int windows, int blocks, PrintStream log)
+            throws IOException {
+        QuantizeJob.fullPrecisionPass(sc, model, block, parts, fpActs, conf, seq);
         long t0 = System.nanoTime();
         List<TensorRecord> rows = sc.parallelize(List.of(block), 1).map(b -> {
             DecoderBlock fp = ExecutorBlocks.block(model, b, Nd4jBackend.INSTANCE, conf.get());
-            float[] inputs = concat(acts, conf.get(), b, parts), targets = concat(fpActs, conf.get(), b + 1, parts);
+            float[] inputs = QuantizeJob.concat(acts, conf.get(), b, parts), targets = QuantizeJob.concat(fpActs, conf.get(), b + 1, parts);
             CalibratedBlock cb = io.blockquant.algo.OmniQuantCalibrator.calibrate(fp, inputs, targets, windows, seq,
                     s.omniquant(), s.seed() + b, msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
             return new ArrayList<>(BlockRecords.of(b, cb));
@@ -281,79 +210,6 @@ public final class SequentialQuantizeJob {
         log.printf(Locale.ROOT, "  block %d/%d: OmniQuant trained in %.1f s (%s)%n", block + 1, blocks,
                 (System.nanoTime() - t0) / 1e9, s.label());
         return rows;
-    }
-
-    private static float[] concat(ActivationFiles files, Configuration conf, int block, List<Integer> parts) throws IOException {
-        List<float[]> chunks = new ArrayList<>();
-        int total = 0;
-        for (int p : parts) {
-            float[] c = files.read(conf, block, p, new int[2]);
-            chunks.add(c);
-            total += c.length;
-        }
-        float[] out = new float[total];
-        int at = 0;
-        for (float[] c : chunks) {
-            System.arraycopy(c, 0, out, at, c.length);
-            at += c.length;
-        }
-        return out;
-    }
-
-    /**
-     * One layer's weight in stored form: RTN (no Hessian) or GPTQ, INT levels or FP codes, then LoRC's
-     * rank-r factors of the remaining error when asked for.
-     */
-    static StoredWeight quantizeLayer(Tensor w, GptqQuantizer.PreparedHessian hessian, QuantizeSettings s) {
-        StoredWeight q;
-        if (s.fpWeights() != null) {
-            q = hessian == null ? rtnFp(w, s.fpWeights()) : GptqQuantizer.quantizeFp(w, hessian, s.gptq(), s.fpWeights());
-        } else {
-            q = hessian == null ? RtnQuantizer.quantize(w, s.weights()) : GptqQuantizer.quantize(w, hessian, s.gptq());
-        }
-        if (s.lorcRank() > 0) {
-            TensorBackend be = w.backend();
-            Lorc.Factors f = be.scratchValue(() -> Lorc.factors(w, be.fromFloats(q.dequantize(), w.shape()), s.lorcRank(), s.lorcFormat()));
-            return new LorcCompensated(q, f);
-        }
-        return q;
-    }
-
-    static FpQuantizedLinear rtnFp(Tensor w, FpQuantSpec spec) {
-        int rows = (int) w.size(0), cols = (int) w.size(1), group = spec.groupFor(cols);
-        byte[] codes = new byte[rows * cols];
-        float[] scales = FpQuantizer.encodeWeight(w.toFloats(), rows, cols, spec, codes);
-        int[] gIdx = new int[cols];
-        for (int c = 0; c < cols; c++) gIdx[c] = c / group;
-        return new FpQuantizedLinear(rows, cols, spec, cols / group, codes, scales, gIdx, 0);
-    }
-
-    /** The layer-errors row that holds the whole block's relative output error. */
-    public static final String BLOCK_OUTPUT = "<block output>";
-
-    private static String worst(Map<String, Double> errors) {
-        return errors.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse("-");
-    }
-
-    static int[][] windowsOf(CalibrationSet calib, int partition, int perTask) {
-        int from = partition * perTask, to = Math.min(calib.size(), from + perTask);
-        int[][] out = new int[to - from][];
-        for (int i = from; i < to; i++) out[i - from] = calib.windows().get(i);
-        return out;
-    }
-
-    /** Every tensor outside the blocks (embeddings, positions, final norm, head) as block -1 rows. */
-    static List<TensorRecord> modelTensors(Path modelDir, Configuration conf, ModelSpec spec) {
-        List<TensorRecord> out = new ArrayList<>();
-        try (Checkpoint ckpt = Checkpoint.open(modelDir, conf)) {
-            ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
-            for (String name : new java.util.TreeSet<>(ckpt.tensorNames())) {
-                if (loader.isBlockTensor(name)) continue;
-                long[] shape = ckpt.entry(name).shape();
-                out.add(TensorRecord.floats(TensorRecord.MODEL_BLOCK, name, "weight", ckpt.readFloats(name, shape), shape));
-            }
-        }
-        return out;
     }
 
     /** Loads one full-precision block on the driver (to assemble what is stored). */

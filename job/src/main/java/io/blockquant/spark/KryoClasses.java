@@ -28,5 +28,6 @@ public final class KryoClasses implements KryoRegistrator {
         kryo.register(io.blockquant.quant.IntQuantSpec.class, new JavaSerializer());
         kryo.register(io.blockquant.algo.HessianAccumulator.class, new JavaSerializer());
         kryo.register(io.blockquant.schedule.BlockStats.class, new JavaSerializer());
+        kryo.register(io.blockquant.schedule.ParallelQuantizeJob.CalibratedRows.class, new JavaSerializer());
     }
 }

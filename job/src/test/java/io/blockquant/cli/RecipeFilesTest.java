@@ -57,6 +57,18 @@ class RecipeFilesTest {
     }
 
     @Test
+    void modeIsSequentialUnlessTheRecipeOrAFlagSaysParallel(@TempDir Path tmp) throws Exception {
+        Path parallel = Files.writeString(tmp.resolve("p.conf"), "method = gptq\nmode = parallel\n");
+        QuantizeSettings s = resolve("--recipe", parallel.toString());
+        assertTrue(s.isParallel());
+        assertTrue(s.toJson().contains("\"mode\": \"parallel\""), s.toJson());
+        assertEquals(QuantizeSettings.SEQUENTIAL, resolve("--recipe", parallel.toString(), "--mode", "sequential").mode());
+        assertEquals(QuantizeSettings.SEQUENTIAL, resolve().mode());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> resolve("--mode", "serial"));
+        assertTrue(e.getMessage().contains("--mode 'serial'"), e.getMessage());
+    }
+
+    @Test
     void commandLineFlagsWinOverTheRecipe() throws Exception {
         QuantizeSettings s = resolve("--recipe", CONF.resolve("gptq-w4a16-g64.conf").toString(), "--wbits", "3");
         assertEquals(3, s.weights().bits());

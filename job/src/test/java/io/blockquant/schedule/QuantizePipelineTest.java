@@ -71,7 +71,7 @@ class QuantizePipelineTest {
     static Map<Integer, Double> blockErrors(StoreReader store) {
         Map<Integer, Double> out = new HashMap<>();
         for (LayerError e : store.layerErrors()) {
-            if (e.module().equals(SequentialQuantizeJob.BLOCK_OUTPUT)) out.put(e.block(), e.relativeOutputError());
+            if (e.module().equals(QuantizeJob.BLOCK_OUTPUT)) out.put(e.block(), e.relativeOutputError());
         }
         return out;
     }
@@ -111,7 +111,7 @@ class QuantizePipelineTest {
         }
         // GPTQ's own objective is recorded for every linear
         for (LayerError e : gptq.layerErrors()) {
-            if (!e.module().equals(SequentialQuantizeJob.BLOCK_OUTPUT)) assertTrue(e.gptqLoss() > 0, e.toString());
+            if (!e.module().equals(QuantizeJob.BLOCK_OUTPUT)) assertTrue(e.gptqLoss() > 0, e.toString());
         }
     }
 

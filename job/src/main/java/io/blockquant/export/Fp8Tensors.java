@@ -1,0 +1,49 @@
+package io.blockquant.export;
+
+import io.blockquant.model.DType;
+import io.blockquant.model.SafetensorsWriter.Tensor;
+import io.blockquant.store.BlockRecords;
+import io.blockquant.store.TensorRecord;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * One FP8 layer of a store in the compressed-tensors "float-quantized" layout (what llm-compressor's FP8
+ * schemes save and vLLM's compressed-tensors loader reads): {@code weight} float8_e4m3fn {@code [out, in]},
+ * the store's codes byte for byte (they are the OCP e4m3fn bit patterns), and {@code weight_scale} float32
+ * {@code [out, 1]}, one scale per output channel: {@code W[o, i] = e4m3(weight[o, i]) · weight_scale[o]}, the
+ * store's dequantization exactly.
+ *
+ * <p>Only per-channel E4M3 layers are exported. INT or FP4 weights are refused rather than re-quantized to
+ * FP8: re-quantizing would ship a model that is neither the calibrated one nor an FP8-calibrated one, and
+ * nobody could tell from the checkpoint. Quantize with {@code --wformat fp8 --wbits 8 --group 0} instead.
+ */
+public final class Fp8Tensors {
+
+    private Fp8Tensors() {}
+
+    public static List<Tensor> of(String name, Map<String, TensorRecord> kinds) {
+        TensorRecord qweight = GptqTensors.require(name, kinds, TensorRecord.QWEIGHT);
+        if (!qweight.dtype().equals("fp8-e4m3")) {
+            throw new IllegalArgumentException(name + ": the store holds " + qweight.dtype() + " (" + qweight.format()
+                    + ") weights; --format fp8 exports FP8 E4M3 weights as quantized (quantize with --wformat fp8 "
+                    + "--wbits 8 --group 0), it does not re-quantize other formats (use --format gptq for INT weights)");
+        }
+        if (kinds.containsKey(BlockRecords.LORC_U) || kinds.containsKey(BlockRecords.LORC_V)) {
+            throw new IllegalArgumentException(name + ": the store keeps LoRC factors beside the weight; the FP8 layout has no place for them");
+        }
+        int out = (int) qweight.shape()[0], in = (int) qweight.shape()[1];
+        float[] scales = GptqTensors.require(name, kinds, BlockRecords.SCALES).toFloats();
+        if (scales.length != out) {
+            throw new IllegalArgumentException(name + ": " + scales.length / out + " scale groups per channel (group size "
+                    + qweight.groupSize() + "); the float-quantized layout here is per channel (quantize with --group 0)");
+        }
+        List<Tensor> tensors = new ArrayList<>();
+        tensors.add(new Tensor(name + ".weight", DType.F8_E4M3, new long[] {out, in}, qweight.data()));
+        tensors.add(Tensor.floats(name + ".weight_scale", scales, out, 1));
+        TensorRecord bias = kinds.get("bias");
+        if (bias != null) tensors.add(Tensor.floats(name + ".bias", bias.toFloats(), bias.shape()));
+        return tensors;
+    }
+}

@@ -1,0 +1,125 @@
+package io.blockquant.export;
+
+import io.blockquant.model.DType;
+import io.blockquant.model.SafetensorsWriter.Tensor;
+import io.blockquant.store.BlockRecords;
+import io.blockquant.store.TensorRecord;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * One quantized linear layer of a store in the GPTQ checkpoint layout of AutoGPTQ / GPTQModel
+ * ({@code checkpoint_format: "gptq"}, the "v1" zero-point convention), as its loaders and vLLM's gptq kernels
+ * read it:
+ * <ul>
+ *   <li>{@code qweight} int32 {@code [in·bits/32, out]}: column {@code o} holds the levels {@code q[o, 0..in)}
+ *       as one little-endian bit stream, level {@code i} in bits {@code [i·bits, (i+1)·bits)} of the stream
+ *       counted from bit 0 of word 0 (so at 3 bits a level may straddle two words);</li>
+ *   <li>{@code qzeros} int32 {@code [groups, out·bits/32]}: row {@code g} holds {@code zero[o, g] − 1} for
+ *       {@code o = 0..out) as the same kind of stream (loaders add the 1 back);</li>
+ *   <li>{@code scales} float16 {@code [groups, out]}; {@code g_idx} int32 {@code [in]}; {@code bias} float16
+ *       when the layer has one.</li>
+ * </ul>
+ * So {@code W[o, i] = scales[g, o] · (q[o, i] − (qzeros[g, o] + 1))} with {@code g = g_idx[i]}: the store's
+ * {@code W = scale · (level − zero)} with its float32 scales rounded to float16. A zero point of 0 has no v1
+ * encoding (it would be stored as −1 and read back as 2^bits): such a layer is refused.
+ */
+public final class GptqTensors {
+
+    private GptqTensors() {}
+
+    /** Bit widths the GPTQ kernels and loaders take. */
+    public static final List<Integer> BITS = List.of(2, 3, 4, 8);
+
+    /** The tensors of layer {@code name} ({@code model.layers.0.self_attn.q_proj}) from its store rows by kind. */
+    public static List<Tensor> of(String name, Map<String, TensorRecord> kinds) {
+        TensorRecord qweight = require(name, kinds, TensorRecord.QWEIGHT);
+        if (!qweight.format().startsWith("int") || qweight.dtype().startsWith("fp")) {
+            throw new IllegalArgumentException(name + ": the store holds " + qweight.format()
+                    + " weights; the GPTQ layout holds integer levels (use --format fp8 for FP8 weights)");
+        }
+        if (kinds.containsKey(BlockRecords.LORC_U) || kinds.containsKey(BlockRecords.LORC_V)) {
+            throw new IllegalArgumentException(name + ": the store keeps LoRC factors beside the weight; the GPTQ layout has no place for them");
+        }
+        int bits = qweight.bits(), out = (int) qweight.shape()[0], in = (int) qweight.shape()[1];
+        if (!BITS.contains(bits)) throw new IllegalArgumentException(name + ": " + bits + "-bit weights; the GPTQ layout has 2, 3, 4 or 8 bits");
+        if (in % 32 != 0 || out % 32 != 0) {
+            throw new IllegalArgumentException(name + ": weight [" + out + ", " + in + "]; the GPTQ layout packs 32 levels "
+                    + "per bits words along both dimensions, so both must be multiples of 32");
+        }
+        int[] levels = qweight.levels();
+        float[] scales = require(name, kinds, BlockRecords.SCALES).toFloats();
+        TensorRecord zerosRow = require(name, kinds, BlockRecords.ZEROS);
+        int[] gIdx = require(name, kinds, BlockRecords.G_IDX).toInts();
+        int groups = scales.length / out;
+        float[] zeros = zerosRow.dtype().equals(TensorRecord.INT32) ? toFloats(zerosRow.toInts()) : zerosRow.toFloats();
+        if (gIdx.length != in || scales.length != groups * out || zeros.length != scales.length) {
+            throw new IllegalArgumentException(name + ": g_idx " + gIdx.length + ", scales " + scales.length + ", zeros "
+                    + zeros.length + " do not fit a [" + out + ", " + in + "] weight");
+        }
+        int[] storedZeros = new int[groups * out];  // [groups, out], zero − 1
+        float[] scalesT = new float[groups * out];  // [groups, out]
+        for (int o = 0; o < out; o++) {
+            for (int g = 0; g < groups; g++) {
+                float z = zeros[o * groups + g];
+                if (z != Math.rint(z) || z < 1 || z > (1 << bits) - 1) {
+                    throw new IllegalArgumentException(name + ": zero point " + z + " of row " + o + " group " + g
+                            + " has no GPTQ v1 encoding (expected an integer 1.." + ((1 << bits) - 1)
+                            + "; v1 stores zero − 1 in " + bits + " bits); quantize with --sym for exportable zero points");
+                }
+                storedZeros[g * out + o] = (int) z - 1;
+                scalesT[g * out + o] = scales[o * groups + g];
+            }
+        }
+        List<Tensor> tensors = new ArrayList<>();
+        tensors.add(Tensor.ints(name + ".qweight", packColumns(levels, out, in, bits), in / 32 * bits, out));
+        tensors.add(Tensor.ints(name + ".qzeros", packRows(storedZeros, groups, out, bits), groups, out / 32 * bits));
+        tensors.add(Tensor.floats(name + ".scales", DType.F16, scalesT, groups, out));
+        tensors.add(Tensor.ints(name + ".g_idx", gIdx, in));
+        TensorRecord bias = kinds.get("bias");
+        if (bias != null) tensors.add(Tensor.floats(name + ".bias", DType.F16, bias.toFloats(), bias.shape()));
+        return tensors;
+    }
+
+    /**
+     * {@code values [rows, cols]} (a weight's levels {@code [out, in]}) packed along each row into the columns of
+     * the result {@code [cols·bits/32, rows]}: word {@code [w, r]} holds bits {@code [32w, 32w + 32)} of row r's stream.
+     */
+    static int[] packColumns(int[] values, int rows, int cols, int bits) {
+        int[] packed = new int[cols / 32 * bits * rows];
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) put(packed, r, rows, (long) c * bits, values[r * cols + c], bits);
+        }
+        return packed;
+    }
+
+    /** {@code values [rows, cols]} packed along each row into the rows of the result {@code [rows, cols·bits/32]}. */
+    static int[] packRows(int[] values, int rows, int cols, int bits) {
+        int words = cols / 32 * bits;
+        int[] packed = new int[rows * words];
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) put(packed, r * words, 1, (long) c * bits, values[r * cols + c], bits);
+        }
+        return packed;
+    }
+
+    /** Ors {@code value} into bit {@code bit} of the stream whose word w is {@code packed[first + w·stride]}. */
+    private static void put(int[] packed, int first, int stride, long bit, int value, int bits) {
+        int w = (int) (bit >>> 5), shift = (int) (bit & 31);
+        packed[first + w * stride] |= value << shift;
+        if (shift + bits > 32) packed[first + (w + 1) * stride] |= value >>> (32 - shift);
+    }
+
+    private static float[] toFloats(int[] v) {
+        float[] f = new float[v.length];
+        for (int i = 0; i < v.length; i++) f[i] = v[i];
+        return f;
+    }
+
+    static TensorRecord require(String name, Map<String, TensorRecord> kinds, String kind) {
+        TensorRecord t = kinds.get(kind);
+        if (t == null) throw new IllegalArgumentException(name + ": the store has no " + kind + " row for this layer");
+        return t;
+    }
+}

@@ -1,0 +1,226 @@
+package io.blockquant.schedule;
+
+import io.blockquant.algo.CalibratedBlock;
+import io.blockquant.algo.GptqQuantizer;
+import io.blockquant.algo.HessianAccumulator;
+import io.blockquant.algo.OmniQuantCalibrator;
+import io.blockquant.algo.StoredWeight;
+import io.blockquant.calib.CalibrationSet;
+import io.blockquant.model.ModelSpec;
+import io.blockquant.model.ModelSpecReader;
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.schedule.QuantizeJob.BlockSummary;
+import io.blockquant.schedule.QuantizeJob.Request;
+import io.blockquant.schedule.QuantizeJob.Summary;
+import io.blockquant.spark.HadoopConf;
+import io.blockquant.store.BlockRecords;
+import io.blockquant.store.LayerError;
+import io.blockquant.store.StoreWriter;
+import io.blockquant.store.TensorRecord;
+import io.blockquant.tensor.Nd4jBackend;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.Serializable;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.CompletionService;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorCompletionService;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.stream.IntStream;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.broadcast.Broadcast;
+import org.apache.spark.sql.SparkSession;
+
+/**
+ * {@code quantize --mode parallel}: every block calibrated at once, each on the outputs of the
+ * <em>full-precision</em> prefix (so block i does not wait for blocks 0..i-1; the price is that a block never
+ * sees the error its quantized prefix makes).
+ *
+ * <p>The inputs come from a capture pass, not from each task recomputing its prefix: recomputing would cost
+ * block i a forward pass through i blocks on every window (L²/2 block passes in all, and every earlier block's
+ * weights loaded in the task), while capturing runs the prefix once, block by block (L passes, one Spark job
+ * each, as sequential mode's output passes), into {@code STORE/_work/fp} as {@link ActivationFiles}. The cost
+ * is disk: every uncommitted block's inputs stay until the store is finished (windows × seqlen × hidden
+ * float32 per block: 64 MiB for tiny-llama at 128 × 512). OmniQuant's targets are the next block's captured
+ * inputs.
+ *
+ * <p>Then one Spark job per block is submitted at once; its single task reads the block's inputs partition by
+ * partition and does what sequential mode spreads over several jobs: GPTQ's Hessian of each true-sequential
+ * group (earlier groups of the block already quantized), the column loops, and the block's errors against the
+ * full-precision block on the same inputs (OmniQuant: trains on all windows). One job per block, not one job
+ * of L tasks, because a job's results reach the driver only when all its tasks end: here the driver commits
+ * each block as soon as its task is done, so a killed run keeps every finished block and {@code --resume}
+ * skips exactly those, whatever order they finished in.
+ */
+public final class ParallelQuantizeJob {
+
+    private ParallelQuantizeJob() {}
+
+    /** What one block's task sends back to the driver: the rows to commit and the error sums. */
+    public record CalibratedRows(int block, List<TensorRecord> tensors, BlockStats stats, Map<String, Double> losses,
+                          long tokens, double seconds) implements Serializable {}
+
+    public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
+        long start = System.nanoTime();
+        JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+        Configuration hadoop = sc.hadoopConfiguration();
+        HadoopConf conf = new HadoopConf(hadoop);
+        ModelSpec spec = ModelSpecReader.read(new Path(req.modelDir()), hadoop);
+        QuantizeSettings s = req.settings();
+        s.checkFits(spec);
+        BlockPlan plan = BlockPlan.of(spec);
+        // every weight read and checked before the store exists: bad input leaves nothing behind
+        CheckpointScan.check(sc, req.modelDir(), spec, conf);
+        StoreWriter store = QuantizeJob.openStore(spark, req, spec, hadoop);
+
+        List<Integer> parts = QuantizeJob.partitions(calib, s);
+        int seq = calib.seqlen(), blocks = spec.numLayers();
+        String model = req.modelDir();
+        ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
+        List<Integer> committed = store.committedBlocks();
+        List<Integer> todo = IntStream.range(0, blocks).filter(b -> !committed.contains(b)).boxed().toList();
+        List<BlockSummary> summaries = new ArrayList<>();
+        for (int b : committed) summaries.add(new BlockSummary(b, 0, Double.NaN, Map.of(), true));
+
+        Broadcast<CalibrationSet> windows = sc.broadcast(calib);
+        try {
+            if (!todo.isEmpty()) {
+                // OmniQuant's targets of the last block to do are the inputs of the block after it
+                int need = todo.get(todo.size() - 1) + (s.isOmniQuant() ? 1 : 0);
+                capture(sc, model, windows, parts, s, fpActs, conf, need, blocks, log);
+            }
+            ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, Math.min(todo.size(), sc.defaultParallelism())));
+            CompletionService<CalibratedRows> results = new ExecutorCompletionService<>(pool);
+            String jobGroup = "blockquant-parallel-" + UUID.randomUUID();
+            int nsamples = calib.size();
+            for (int b : todo) {
+                results.submit(() -> {
+                    sc.setJobGroup(jobGroup, "calibrate block " + b, true);
+                    return sc.parallelize(List.of(b), 1).map(i -> {
+                        DecoderBlock fp = ExecutorBlocks.block(model, i, Nd4jBackend.INSTANCE, conf.get());
+                        return calibrate(i, fp, fpActs, conf.get(), parts, plan, s, seq, nsamples, blocks);
+                    }).collect().get(0);
+                });
+            }
+            log.printf("calibrating %d blocks at once (%d at a time), each on its full-precision inputs%n",
+                    todo.size(), Math.min(todo.size(), sc.defaultParallelism()));
+            try {
+                for (int n = 0; n < todo.size(); n++) {
+                    CalibratedRows r = results.take().get();
+                    Map<String, Double> layerErrors = new LinkedHashMap<>();
+                    List<LayerError> errors = QuantizeJob.errors(r.block(), plan, r.stats(), r.losses(),
+                            (long) calib.size() * seq, layerErrors);
+                    FaultInjection.beforeCommit(r.block());
+                    store.commitBlock(r.block(), r.tensors(), errors);
+                    summaries.add(new BlockSummary(r.block(), r.seconds(), r.stats().blockError(), layerErrors, false));
+                    String worst = QuantizeJob.worst(layerErrors);
+                    log.printf(Locale.ROOT, "block %d/%d done in %.1f s (task)%s: relative output error %.4f (worst layer %s %.4f)%n",
+                            r.block() + 1, blocks, r.seconds(), s.isGptq() ? ", GPTQ on " + r.tokens() + " tokens" : "",
+                            r.stats().blockError(), worst, layerErrors.get(worst));
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while calibrating blocks", e);
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof RuntimeException re) throw re;
+                throw new IllegalStateException(e.getCause().getMessage(), e.getCause());
+            } finally {
+                sc.sc().cancelJobGroup(jobGroup);
+                pool.shutdownNow();
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(store.workDir() + ": " + e.getMessage(), e);
+        } finally {
+            windows.destroy();
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        QuantizeJob.finish(store, hadoop, model, s, calib, seconds, log);
+        summaries.sort(Comparator.comparingInt(BlockSummary::block));
+        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq);
+    }
+
+    /**
+     * The full-precision inputs of blocks 0..{@code need} (index {@code blocks}: the last block's outputs),
+     * from the first one not captured yet: a resumed run continues where the capture stopped.
+     */
+    private static void capture(JavaSparkContext sc, String model, Broadcast<CalibrationSet> windows, List<Integer> parts,
+                                QuantizeSettings s, ActivationFiles fpActs, HadoopConf conf, int need, int blocks,
+                                PrintStream log) throws IOException {
+        int from = 0;
+        while (from <= need && fpActs.isComplete(sc.hadoopConfiguration(), from)) from++;
+        long t0 = System.nanoTime();
+        for (int i = from; i <= need; i++) {
+            if (i == 0) QuantizeJob.embed(sc, model, windows, parts, Math.max(1, s.windowsPerTask()), conf, fpActs);
+            else QuantizeJob.fullPrecisionPass(sc, model, i - 1, parts, fpActs, conf, windows.value().seqlen());
+        }
+        if (from <= need) {
+            log.printf(Locale.ROOT, "captured the full-precision inputs of blocks %d..%d of %d in %.1f s (%d tasks per pass)%n",
+                    from + 1, Math.min(need, blocks - 1) + 1, blocks, (System.nanoTime() - t0) / 1e9, parts.size());
+        }
+    }
+
+    /**
+     * One block calibrated on its full-precision inputs (read partition by partition, so a task holds one
+     * partition at a time, except OmniQuant, which trains on all windows): the task body of parallel mode.
+     */
+    static CalibratedRows calibrate(int block, DecoderBlock fp, ActivationFiles inputs, Configuration conf,
+                                    List<Integer> parts, BlockPlan plan, QuantizeSettings s, int seq, int nsamples,
+                                    int blocks) throws IOException {
+        long t0 = System.nanoTime();
+        CalibratedBlock calibrated;
+        Map<String, Double> losses = new HashMap<>();
+        long tokens = 0;
+        if (s.isOmniQuant()) {
+            float[] x = QuantizeJob.concat(inputs, conf, block, parts), y = QuantizeJob.concat(inputs, conf, block + 1, parts);
+            calibrated = OmniQuantCalibrator.calibrate(fp, x, y, nsamples, seq, s.omniquant(), s.seed() + block,
+                    msg -> System.err.printf("    block %d/%d omniquant: %s%n", block + 1, blocks, msg));
+        } else {
+            Map<String, StoredWeight> layers = new LinkedHashMap<>();
+            Map<String, float[]> done = new HashMap<>();
+            for (List<String> group : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
+                GptqQuantizer.PreparedHessian hessian = null;
+                if (s.isGptq()) {
+                    DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
+                    HessianAccumulator acc = null;
+                    for (int p : parts) {
+                        int[] shape = new int[2];
+                        float[] x = inputs.read(conf, block, p, shape);
+                        HessianAccumulator part = BlockWork.hessian(current, group.get(0), x, shape[0] / seq, seq);
+                        acc = acc == null ? part : acc.merge(part);
+                    }
+                    hessian = GptqQuantizer.PreparedHessian.of(Nd4jBackend.INSTANCE, acc.hessian(), s.gptq());
+                    tokens = acc.tokens();
+                }
+                for (String module : group) {
+                    StoredWeight q = QuantizeJob.quantizeLayer(BlockWork.find(fp, module).weight(), hessian, s);
+                    layers.put(module, q);
+                    done.put(module, q.dequantize());
+                    if (s.isGptq()) losses.put(module, q.loss());
+                }
+            }
+            calibrated = new CalibratedBlock(BlockWork.withWeights(fp, done), layers);
+        }
+        // errors of the calibrated block against the full-precision block, both on the full-precision inputs
+        DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
+        boolean perLayer = !s.isOmniQuant() || !s.omniquant().let();
+        BlockStats stats = new BlockStats();
+        for (int p : parts) {
+            int[] shape = new int[2];
+            float[] x = inputs.read(conf, block, p, shape);
+            stats = stats.merge(BlockWork.outputs(fp, quantized, x, shape[0] / seq, seq, perLayer).stats());
+        }
+        return new CalibratedRows(block, BlockRecords.of(block, calibrated), stats, losses, tokens,
+                (System.nanoTime() - t0) / 1e9);
+    }
+}

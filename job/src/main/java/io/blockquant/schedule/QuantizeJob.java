@@ -1,0 +1,265 @@
+package io.blockquant.schedule;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.blockquant.algo.FpQuantizedLinear;
+import io.blockquant.algo.GptqQuantizer;
+import io.blockquant.algo.Lorc;
+import io.blockquant.algo.LorcCompensated;
+import io.blockquant.algo.RtnQuantizer;
+import io.blockquant.algo.StoredWeight;
+import io.blockquant.calib.CalibrationSet;
+import io.blockquant.model.Checkpoint;
+import io.blockquant.model.ModelFormatException;
+import io.blockquant.model.ModelLoader;
+import io.blockquant.model.ModelSpec;
+import io.blockquant.nn.CausalLm;
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.quant.FpQuantSpec;
+import io.blockquant.quant.FpQuantizer;
+import io.blockquant.spark.HadoopConf;
+import io.blockquant.store.LayerError;
+import io.blockquant.store.StoreWriter;
+import io.blockquant.store.TensorRecord;
+import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Tensor;
+import io.blockquant.tensor.TensorBackend;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.Serializable;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+import java.util.stream.IntStream;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.broadcast.Broadcast;
+import org.apache.spark.sql.SparkSession;
+
+/**
+ * {@code quantize}: runs {@link SequentialQuantizeJob} or {@link ParallelQuantizeJob} by the recipe's mode,
+ * and holds what both modes do the same way: opening the store (recipe, model files, the tensors outside
+ * the blocks), the calibration partitions, the embedding and full-precision passes, one layer's
+ * quantization, a block's error rows, and finishing the store.
+ */
+public final class QuantizeJob {
+
+    private QuantizeJob() {}
+
+    /** What to quantize, where to write it. */
+    public record Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume)
+            implements Serializable {}
+
+    /** One line of the summary per block. */
+    public record BlockSummary(int block, double seconds, double blockError, Map<String, Double> layerErrors,
+                               boolean skipped) {}
+
+    public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens) {}
+
+    /** The layer-errors row that holds the whole block's relative output error. */
+    public static final String BLOCK_OUTPUT = "<block output>";
+
+    public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
+        boolean fresh = !StoreWriter.exists(spark, req.storePath());
+        try {
+            return req.settings().isParallel() ? ParallelQuantizeJob.run(spark, req, calib, log)
+                    : SequentialQuantizeJob.run(spark, req, calib, log);
+        } catch (Throwable e) { // Spark's exceptions are checked but undeclared: catch them all
+            // a store this run created and that holds no committed block is worth nothing: leave no trace of it
+            if (fresh && StoreWriter.discardIfNoBlock(spark, req.storePath())) {
+                log.println("removed " + req.storePath() + ": this run created it and committed no block");
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * Opens the store for {@code req}: on {@code --resume} the recipe must be the one the store was started
+     * with; writes recipe.json and the model's config and tokenizer files, and commits the tensors outside the
+     * blocks (once).
+     */
+    static StoreWriter openStore(SparkSession spark, Request req, ModelSpec spec, Configuration hadoop) {
+        Path modelPath = new Path(req.modelDir());
+        StoreWriter store = StoreWriter.create(spark, req.storePath(), ModelFingerprint.of(modelPath, hadoop), req.resume());
+        String recipeJson = req.settings().toJson();
+        if (req.resume()) checkSameRecipe(store.root(), hadoop, recipeJson);
+        store.writeJson("recipe.json", recipeJson);
+        for (String f : List.of("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
+            try {
+                if (modelPath.getFileSystem(hadoop).exists(new Path(modelPath, f))) store.copyModelFile(new Path(modelPath, f), f);
+            } catch (IOException e) {
+                throw new UncheckedIOException(new Path(modelPath, f) + ": cannot check (" + e.getMessage() + ")", e);
+            }
+        }
+        if (!store.isBlockCommitted(TensorRecord.MODEL_BLOCK)) store.commitModelTensors(modelTensors(modelPath, hadoop, spec));
+        return store;
+    }
+
+    /** A resumed store keeps its recipe: blocks calibrated two ways (or in two modes) would make no model. */
+    private static void checkSameRecipe(Path root, Configuration hadoop, String recipeJson) {
+        Path file = new Path(root, "recipe.json");
+        try {
+            if (!file.getFileSystem(hadoop).exists(file)) return;
+            ObjectMapper json = new ObjectMapper();
+            Map<?, ?> theirs, ours = json.readValue(recipeJson, Map.class);
+            try (java.io.InputStream in = file.getFileSystem(hadoop).open(file)) {
+                theirs = json.readValue(in, Map.class);
+            }
+            for (Object key : new TreeSet<Object>(ours.keySet())) {
+                // a key the store's recipe lacks was added to recipes after the store was started
+                if (theirs.containsKey(key) && !java.util.Objects.equals(ours.get(key), theirs.get(key))) {
+                    throw new IllegalArgumentException(file + ": --resume continues a store started with " + key + " = "
+                            + theirs.get(key) + ", this run has " + key + " = " + ours.get(key)
+                            + "; resume with the store's recipe or write another --out");
+                }
+            }
+        } catch (IOException e) {
+            throw new ModelFormatException(file + ": cannot read the store's recipe (" + e.getMessage() + ")", e);
+        }
+    }
+
+    /** Partition numbers of the calibration windows, {@code windowsPerTask} windows each. */
+    static List<Integer> partitions(CalibrationSet calib, QuantizeSettings s) {
+        int perTask = Math.max(1, s.windowsPerTask());
+        return IntStream.range(0, (calib.size() + perTask - 1) / perTask).boxed().toList();
+    }
+
+    /** One Spark job: the token embeddings of every partition's windows, written as block 0's inputs into each of {@code targets}. */
+    static void embed(JavaSparkContext sc, String model, Broadcast<CalibrationSet> windows, List<Integer> parts,
+                      int perTask, HadoopConf conf, ActivationFiles... targets) throws IOException {
+        int seq = windows.value().seqlen();
+        sc.parallelize(parts, parts.size()).foreach(p -> {
+            TensorBackend be = Nd4jBackend.INSTANCE;
+            CausalLm stem = ExecutorBlocks.stem(model, be, conf.get());
+            int[][] batch = windowsOf(windows.value(), p, perTask);
+            float[] h = be.scratchValue(() -> stem.embed(batch).toFloats());
+            for (ActivationFiles t : targets) t.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
+        });
+        for (ActivationFiles t : targets) t.markComplete(sc.hadoopConfiguration(), 0);
+    }
+
+    /**
+     * One Spark job: the full-precision block {@code block} on every partition of {@code files}' inputs of that
+     * block, written as the inputs of block + 1 (the full-precision stream).
+     */
+    static void fullPrecisionPass(JavaSparkContext sc, String model, int block, List<Integer> parts,
+                                  ActivationFiles files, HadoopConf conf, int seq) throws IOException {
+        sc.parallelize(parts, parts.size()).foreach(p -> {
+            DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+            int[] shape = new int[2];
+            float[] x = files.read(conf.get(), block, p, shape);
+            TensorBackend be = Nd4jBackend.INSTANCE;
+            float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(x, shape[0], shape[1]), shape[0] / seq, seq).toFloats());
+            files.write(conf.get(), block + 1, p, y, shape[0], shape[1]);
+        });
+        files.markComplete(sc.hadoopConfiguration(), block + 1);
+    }
+
+    /** Every partition's inputs of {@code block}, concatenated in partition order. */
+    static float[] concat(ActivationFiles files, Configuration conf, int block, List<Integer> parts) throws IOException {
+        List<float[]> chunks = new ArrayList<>();
+        int total = 0;
+        for (int p : parts) {
+            float[] c = files.read(conf, block, p, new int[2]);
+            chunks.add(c);
+            total += c.length;
+        }
+        float[] out = new float[total];
+        int at = 0;
+        for (float[] c : chunks) {
+            System.arraycopy(c, 0, out, at, c.length);
+            at += c.length;
+        }
+        return out;
+    }
+
+    /**
+     * One layer's weight in stored form: RTN (no Hessian) or GPTQ, INT levels or FP codes, then LoRC's
+     * rank-r factors of the remaining error when asked for.
+     */
+    static StoredWeight quantizeLayer(Tensor w, GptqQuantizer.PreparedHessian hessian, QuantizeSettings s) {
+        StoredWeight q;
+        if (s.fpWeights() != null) {
+            q = hessian == null ? rtnFp(w, s.fpWeights()) : GptqQuantizer.quantizeFp(w, hessian, s.gptq(), s.fpWeights());
+        } else {
+            q = hessian == null ? RtnQuantizer.quantize(w, s.weights()) : GptqQuantizer.quantize(w, hessian, s.gptq());
+        }
+        if (s.lorcRank() > 0) {
+            TensorBackend be = w.backend();
+            Lorc.Factors f = be.scratchValue(() -> Lorc.factors(w, be.fromFloats(q.dequantize(), w.shape()), s.lorcRank(), s.lorcFormat()));
+            return new LorcCompensated(q, f);
+        }
+        return q;
+    }
+
+    static FpQuantizedLinear rtnFp(Tensor w, FpQuantSpec spec) {
+        int rows = (int) w.size(0), cols = (int) w.size(1), group = spec.groupFor(cols);
+        byte[] codes = new byte[rows * cols];
+        float[] scales = FpQuantizer.encodeWeight(w.toFloats(), rows, cols, spec, codes);
+        int[] gIdx = new int[cols];
+        for (int c = 0; c < cols; c++) gIdx[c] = c / group;
+        return new FpQuantizedLinear(rows, cols, spec, cols / group, codes, scales, gIdx, 0);
+    }
+
+    /**
+     * A block's rows of layer errors: each linear's relative output error (and GPTQ's loss, from
+     * {@code losses} by module), then the block output's; {@code summary} gets the linears' errors.
+     */
+    static List<LayerError> errors(int block, BlockPlan plan, BlockStats stats, Map<String, Double> losses,
+                                   long calibrationTokens, Map<String, Double> summary) {
+        List<LayerError> errors = new ArrayList<>();
+        for (String module : plan.allLinears()) {
+            double e = stats.layerError(module);
+            summary.put(module, e);
+            errors.add(new LayerError(block, module, e, losses.getOrDefault(module, Double.NaN), stats.layerTokens(module)));
+        }
+        errors.add(new LayerError(block, BLOCK_OUTPUT, stats.blockError(), Double.NaN, calibrationTokens));
+        return errors;
+    }
+
+    /** Writes the manifest (the store's commit point) and removes the work area. */
+    static void finish(StoreWriter store, Configuration hadoop, String model, QuantizeSettings s, CalibrationSet calib,
+                       double seconds, PrintStream log) {
+        Map<String, Object> fields = new LinkedHashMap<>();
+        fields.put("model", new Path(model).getName());
+        fields.put("method", s.label());
+        fields.put("mode", s.mode());
+        fields.put("calibration_windows", calib.size());
+        fields.put("calibration_seqlen", calib.seqlen());
+        fields.put("seconds", Math.round(seconds * 10) / 10.0);
+        store.commit(fields);
+        try {
+            store.workDir().getFileSystem(hadoop).delete(store.workDir(), true);
+        } catch (IOException e) {
+            log.println("warning: cannot delete " + store.workDir() + ": " + e.getMessage());
+        }
+    }
+
+    static String worst(Map<String, Double> errors) {
+        return errors.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse("-");
+    }
+
+    static int[][] windowsOf(CalibrationSet calib, int partition, int perTask) {
+        int from = partition * perTask, to = Math.min(calib.size(), from + perTask);
+        int[][] out = new int[to - from][];
+        for (int i = from; i < to; i++) out[i - from] = calib.windows().get(i);
+        return out;
+    }
+
+    /** Every tensor outside the blocks (embeddings, positions, final norm, head) as block -1 rows. */
+    static List<TensorRecord> modelTensors(Path modelDir, Configuration conf, ModelSpec spec) {
+        List<TensorRecord> out = new ArrayList<>();
+        try (Checkpoint ckpt = Checkpoint.open(modelDir, conf)) {
+            ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
+            for (String name : new TreeSet<>(ckpt.tensorNames())) {
+                if (loader.isBlockTensor(name)) continue;
+                long[] shape = ckpt.entry(name).shape();
+                out.add(TensorRecord.floats(TensorRecord.MODEL_BLOCK, name, "weight", ckpt.readFloats(name, shape), shape));
+            }
+        }
+        return out;
+    }
+}
