@@ -68,7 +68,13 @@ public final class SequentialQuantizeJob {
     public record BlockSummary(int block, double seconds, double blockError, Map<String, Double> layerErrors,
                                boolean skipped) {}
 
-    public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens) {}
+    /** {@code placements}: where every block task of this run ran (executor, pid, GPU), for the record. */
+    public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens,
+                          List<TaskDevices.Placement> placements) {
+        public Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens) {
+            this(store, blocks, seconds, calibrationTokens, List.of());
+        }
+    }
 
     public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
         long start = System.nanoTime();
@@ -103,6 +109,8 @@ public final class SequentialQuantizeJob {
         boolean omni = s.isOmniQuant();
         Broadcast<CalibrationSet> windows = sc.broadcast(calib);
         String model = req.modelDir();
+        TaskDevices devices = TaskDevices.of(sc);
+        if (devices.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
 
         List<Integer> committed = store.committedBlocks();
         int first = 0;
@@ -117,8 +125,8 @@ public final class SequentialQuantizeJob {
             }
             if (first == 0) {
                 log.printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), seq, partitions);
-                sc.parallelize(parts, partitions).foreach(p -> {
-                    TensorBackend be = Nd4jBackend.INSTANCE;
+                devices.tasks(sc.parallelize(parts, partitions)).foreach(p -> {
+                    TensorBackend be = devices.bind(-1, Nd4jBackend.INSTANCE);
                     CausalLm stem = ExecutorBlocks.stem(model, be, conf.get());
                     int[][] batch = windowsOf(windows.value(), p, perTask);
                     float[] h = be.scratchValue(() -> stem.embed(batch).toFloats());
@@ -137,7 +145,7 @@ public final class SequentialQuantizeJob {
                 Map<String, float[]> trainedValues = new HashMap<>();
                 Map<String, long[]> trainedShapes = new HashMap<>();
                 if (omni) {
-                    trained = trainOmniQuant(sc, model, block, parts, acts, fpActs, conf, s, seq, calib.size(), spec.numLayers(), log);
+                    trained = trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, conf, s, seq, calib.size(), spec.numLayers(), log);
                     fpActs.markComplete(hadoop, block + 1);
                     BlockRecords.dequantize(trained, "", trainedValues, trainedShapes);
                 }
@@ -147,8 +155,9 @@ public final class SequentialQuantizeJob {
                     if (s.isGptq()) {
                         Broadcast<Map<String, float[]>> soFar = sc.broadcast(new HashMap<>(done));
                         String input = group.get(0); // the layers of a group share their input
-                        HessianAccumulator acc = sc.parallelize(parts, partitions).map(p -> {
-                            DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                        HessianAccumulator acc = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
+                            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+                            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                             DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, soFar.value()), s);
                             int[] shape = new int[2];
                             float[] x = acts.read(conf.get(), block, p, shape);
@@ -160,8 +169,9 @@ public final class SequentialQuantizeJob {
                         tokens = acc.tokens();
                     }
                     Broadcast<GptqQuantizer.PreparedHessian> h = hessian;
-                    List<StoredWeight> quantized = sc.parallelize(group, group.size()).map(module -> {
-                        DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                    List<StoredWeight> quantized = devices.tasks(sc.parallelize(group, group.size())).map(module -> {
+                        TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+                        DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                         Tensor w = BlockWork.find(fp, module).weight();
                         return quantizeLayer(w, h == null ? null : h.value(), s);
                     }).collect();
@@ -181,10 +191,11 @@ public final class SequentialQuantizeJob {
                 Broadcast<Map<String, long[]>> allShapes = sc.broadcast(trainedShapes);
                 boolean last = block == spec.numLayers() - 1;
                 boolean perLayer = !omni || !s.omniquant().let();
-                BlockStats stats = sc.parallelize(parts, partitions).map(p -> {
-                    DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                BlockStats stats = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
+                    TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+                    DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                     DecoderBlock q = omni
-                            ? BlockWork.rebuild(spec, block, all.value(), allShapes.value(), Nd4jBackend.INSTANCE)
+                            ? BlockWork.rebuild(spec, block, all.value(), allShapes.value(), be)
                             : BlockWork.withWeights(fp, all.value());
                     q = BlockWork.withActivations(q, s);
                     int[] shape = new int[2];
@@ -235,7 +246,7 @@ public final class SequentialQuantizeJob {
         } catch (IOException e) {
             log.println("warning: cannot delete " + store.workDir() + ": " + e.getMessage());
         }
-        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq);
+        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq, devices.placements());
     }
 
     /**
@@ -244,20 +255,21 @@ public final class SequentialQuantizeJob {
      * every calibration window (the reference trains a block on one GPU with all its samples) and returns
      * the folded, quantized block as store rows.
      */
-    private static List<TensorRecord> trainOmniQuant(JavaSparkContext sc, String model, int block, List<Integer> parts,
+    private static List<TensorRecord> trainOmniQuant(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
                                                      ActivationFiles acts, ActivationFiles fpActs, HadoopConf conf,
                                                      QuantizeSettings s, int seq, int windows, int blocks, PrintStream log) {
-        sc.parallelize(parts, parts.size()).foreach(p -> {
-            DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+        devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
+            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
             int[] shape = new int[2];
             float[] x = fpActs.read(conf.get(), block, p, shape);
-            TensorBackend be = Nd4jBackend.INSTANCE;
             float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(x, shape[0], shape[1]), shape[0] / seq, seq).toFloats());
             fpActs.write(conf.get(), block + 1, p, y, shape[0], shape[1]);
         });
         long t0 = System.nanoTime();
-        List<TensorRecord> rows = sc.parallelize(List.of(block), 1).map(b -> {
-            DecoderBlock fp = ExecutorBlocks.block(model, b, Nd4jBackend.INSTANCE, conf.get());
+        List<TensorRecord> rows = devices.tasks(sc.parallelize(List.of(block), 1)).map(b -> {
+            TensorBackend be = devices.bind(b, Nd4jBackend.INSTANCE);
+            DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf.get());
             float[] inputs = concat(acts, conf.get(), b, parts), targets = concat(fpActs, conf.get(), b + 1, parts);
             CalibratedBlock cb = io.blockquant.algo.OmniQuantCalibrator.calibrate(fp, inputs, targets, windows, seq,
                     s.omniquant(), s.seed() + b, msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
