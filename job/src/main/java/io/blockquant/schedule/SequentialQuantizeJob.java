@@ -54,7 +54,8 @@ import org.apache.spark.sql.SparkSession;
  *   <li>one job quantizes the group's layers with GPTQ, a task per layer;</li>
  * </ol>
  * then one job runs the quantized block on every partition, writes the next block's inputs and measures
- * errors, and the driver commits the block to the store. RTN skips the Hessian jobs.
+ * errors, and the driver commits the block to the store. RTN skips the Hessian jobs. On a cluster with GPUs
+ * every block task holds one GPU and binds the tensor backend to it ({@link TaskDevices}).
  */
 public final class SequentialQuantizeJob {
 
