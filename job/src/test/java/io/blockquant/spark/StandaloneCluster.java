@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.lang.management.ManagementFactory;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
@@ -13,10 +14,13 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.jar.JarEntry;
 import java.util.jar.JarOutputStream;
@@ -43,13 +47,13 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
     private static final long START_TIMEOUT_S = 120;
 
     private final int workers;
-    private final List<Process> daemons = java.util.Collections.synchronizedList(new ArrayList<>());
+    private final List<Process> daemons = Collections.synchronizedList(new ArrayList<>());
     private final Path repository;
     private Path dir;
     private Path jobJar;
     private String masterUrl;
     private Thread shutdownHook;
-    private java.util.concurrent.CompletableFuture<Void> starting;
+    private CompletableFuture<Void> starting;
 
     public StandaloneCluster(int workers, Path repository) {
         this.workers = workers;
@@ -69,7 +73,7 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
 
     public synchronized void startInBackground() {
         if (starting == null) {
-            starting = java.util.concurrent.CompletableFuture.runAsync(() -> {
+            starting = CompletableFuture.runAsync(() -> {
                 try {
                     start();
                 } catch (IOException e) {
@@ -87,7 +91,7 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
         startInBackground();
         try {
             starting.join();
-        } catch (java.util.concurrent.CompletionException e) {
+        } catch (CompletionException e) {
             throw e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
         }
     }
@@ -99,11 +103,6 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
 
     public int workers() {
         return workers;
-    }
-
-    /** The folder of the cluster's logs, work dirs and conf (removed by {@link #stop}). */
-    public Path dir() {
-        return dir;
     }
 
     /**
@@ -201,7 +200,7 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
      * until each has exited and removes the cluster's folder.
      */
     public void stop() {
-        java.util.concurrent.CompletableFuture<Void> s;
+        CompletableFuture<Void> s;
         synchronized (this) {
             s = starting;
             starting = null;
@@ -209,7 +208,7 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
         if (s != null) {
             try {
                 s.join(); // a start under way ends (or fails) first: it may still launch daemons
-            } catch (java.util.concurrent.CompletionException failed) {
+            } catch (CompletionException failed) {
                 // what it started is killed below all the same
             }
         }
@@ -259,27 +258,6 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
             dir = null;
         }
         if (!alive.isEmpty()) throw new IllegalStateException("cluster processes still alive after kill: " + alive);
-    }
-
-    /** Process ids of the JVMs the cluster runs now: master, workers and the executors they spawned. */
-    public List<Long> pids() {
-        List<Long> out = new ArrayList<>();
-        for (Process p : daemons) {
-            out.add(p.pid());
-            p.toHandle().descendants().forEach(h -> out.add(h.pid()));
-        }
-        return out;
-    }
-
-    /** Process ids of the executor JVMs the workers run now. */
-    public List<Long> executorPids() {
-        List<Long> out = new ArrayList<>();
-        for (Process p : daemons) {
-            p.toHandle().children()
-                    .filter(h -> h.info().commandLine().map(c -> c.contains("CoarseGrainedExecutorBackend")).orElse(false))
-                    .forEach(h -> out.add(h.pid()));
-        }
-        return out;
     }
 
     private Process launch(String name, Path sparkHome, Map<String, String> env, List<String> props, String mainClass,
@@ -346,7 +324,7 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
     }
 
     private static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getByName("127.0.0.1"))) {
             return s.getLocalPort();
         }
     }
