@@ -5,7 +5,8 @@
 # Addresses are the indices nvidia-smi reports; inside a YARN or Kubernetes container nvidia-smi already sees only
 # the GPUs assigned to it. Fails (exit 1, reason on stderr) when nvidia-smi is missing or fails: an executor that
 # asked for a GPU must not start without one.
-# Test hook: BLOCKQUANT_FAKE_GPUS=N reports N fake addresses 0..N-1 without calling nvidia-smi.
+# Test hook: BLOCKQUANT_FAKE_GPUS=N reports N fake addresses FIRST..FIRST+N-1 without calling nvidia-smi, FIRST being
+# BLOCKQUANT_FAKE_GPU_FIRST (default 0): two workers on one test host offer different GPUs, as two GPU nodes would.
 set -euo pipefail
 
 if [ -n "${BLOCKQUANT_FAKE_GPUS:-}" ]; then
@@ -13,7 +14,12 @@ if [ -n "${BLOCKQUANT_FAKE_GPUS:-}" ]; then
     echo "discover-gpus: BLOCKQUANT_FAKE_GPUS='$BLOCKQUANT_FAKE_GPUS' is not a count (expected 0, 1, 2, ...)" >&2
     exit 1
   fi
-  indices=$(seq 0 $((BLOCKQUANT_FAKE_GPUS - 1)))
+  first="${BLOCKQUANT_FAKE_GPU_FIRST:-0}"
+  if ! [[ "$first" =~ ^[0-9]+$ ]]; then
+    echo "discover-gpus: BLOCKQUANT_FAKE_GPU_FIRST='$first' is not an index (expected 0, 1, 2, ...)" >&2
+    exit 1
+  fi
+  indices=$(seq "$first" $((first + BLOCKQUANT_FAKE_GPUS - 1)))
 else
   if ! command -v nvidia-smi >/dev/null 2>&1; then
     echo "discover-gpus: nvidia-smi not found on PATH of ${HOSTNAME:-this node}: no NVIDIA driver on this node?" >&2

@@ -8,6 +8,7 @@ import io.blockquant.model.TextTokenizer;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.schedule.QuantizeJob;
+import io.blockquant.schedule.TaskDevices;
 import io.blockquant.spark.SparkSessions;
 import java.io.IOException;
 import java.time.LocalDateTime;
@@ -190,6 +191,7 @@ public final class QuantizeCommand implements Callable<Integer> {
             System.out.printf(Locale.ROOT, "%-6d %9.1f %14.5f   %s %.5f%n", b.block(), b.seconds(), b.blockError(),
                     worst.getKey(), worst.getValue());
         }
+        printPlacements(summary.placements());
         System.out.printf(Locale.ROOT, "store %s written in %.1f s (%s)%n", summary.store(), summary.seconds(), settings.label());
         double ppl = Double.NaN;
         if (!noEval) {
@@ -219,6 +221,19 @@ public final class QuantizeCommand implements Callable<Integer> {
             }
         }
         return e;
+    }
+
+    /** One line per executor JVM and GPU that ran block tasks: which blocks, how many tasks (block -1: embedding). */
+    static void printPlacements(List<TaskDevices.Placement> placements) {
+        Map<String, java.util.SortedSet<Integer>> blocks = new java.util.TreeMap<>();
+        Map<String, Integer> tasks = new java.util.HashMap<>();
+        for (TaskDevices.Placement p : placements) {
+            String key = String.format(Locale.ROOT, "executor %s (pid %d, GPU %s)", p.executor(), p.pid(), p.gpu() == null ? "none" : p.gpu());
+            blocks.computeIfAbsent(key, k -> new java.util.TreeSet<>()).add(p.block());
+            tasks.merge(key, 1, Integer::sum);
+        }
+        blocks.forEach((key, b) -> System.out.printf(Locale.ROOT, "%s: %d block tasks, blocks %s%n", key, tasks.get(key),
+                b.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","))));
     }
 
     /** Recipe values for every key not given on the command line. */

@@ -87,6 +87,8 @@ public final class ParallelQuantizeJob {
         List<Integer> parts = QuantizeJob.partitions(calib, s);
         int seq = calib.seqlen(), blocks = spec.numLayers();
         String model = req.modelDir();
+        TaskDevices devices = TaskDevices.of(sc);
+        if (devices.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
         List<Integer> committed = store.committedBlocks();
         List<Integer> todo = IntStream.range(0, blocks).filter(b -> !committed.contains(b)).boxed().toList();
@@ -98,7 +100,7 @@ public final class ParallelQuantizeJob {
             if (!todo.isEmpty()) {
                 // OmniQuant's targets of the last block to do are the inputs of the block after it
                 int need = todo.get(todo.size() - 1) + (s.isOmniQuant() ? 1 : 0);
-                capture(sc, model, windows, parts, s, fpActs, conf, need, blocks, log);
+                capture(sc, devices, model, windows, parts, s, fpActs, conf, need, blocks, log);
             }
             ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, Math.min(todo.size(), sc.defaultParallelism())));
             CompletionService<CalibratedRows> results = new ExecutorCompletionService<>(pool);
@@ -107,8 +109,8 @@ public final class ParallelQuantizeJob {
             for (int b : todo) {
                 results.submit(() -> {
                     sc.setJobGroup(jobGroup, "calibrate block " + b, true);
-                    return sc.parallelize(List.of(b), 1).map(i -> {
-                        DecoderBlock fp = ExecutorBlocks.block(model, i, Nd4jBackend.INSTANCE, conf.get());
+                    return devices.tasks(sc.parallelize(List.of(b), 1)).map(i -> {
+                        DecoderBlock fp = ExecutorBlocks.block(model, i, devices.bind(i, Nd4jBackend.INSTANCE), conf.get());
                         return calibrate(i, fp, fpActs, conf.get(), parts, plan, s, seq, nsamples, blocks);
                     }).collect().get(0);
                 });
@@ -147,22 +149,22 @@ public final class ParallelQuantizeJob {
         double seconds = (System.nanoTime() - start) / 1e9;
         QuantizeJob.finish(store, hadoop, model, s, calib, seconds, log);
         summaries.sort(Comparator.comparingInt(BlockSummary::block));
-        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq);
+        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq, devices.placements());
     }
 
     /**
      * The full-precision inputs of blocks 0..{@code need} (index {@code blocks}: the last block's outputs),
      * from the first one not captured yet: a resumed run continues where the capture stopped.
      */
-    private static void capture(JavaSparkContext sc, String model, Broadcast<CalibrationSet> windows, List<Integer> parts,
+    private static void capture(JavaSparkContext sc, TaskDevices devices, String model, Broadcast<CalibrationSet> windows, List<Integer> parts,
                                 QuantizeSettings s, ActivationFiles fpActs, HadoopConf conf, int need, int blocks,
                                 PrintStream log) throws IOException {
         int from = 0;
         while (from <= need && fpActs.isComplete(sc.hadoopConfiguration(), from)) from++;
         long t0 = System.nanoTime();
         for (int i = from; i <= need; i++) {
-            if (i == 0) QuantizeJob.embed(sc, model, windows, parts, Math.max(1, s.windowsPerTask()), conf, fpActs);
-            else QuantizeJob.fullPrecisionPass(sc, model, i - 1, parts, fpActs, conf, windows.value().seqlen());
+            if (i == 0) QuantizeJob.embed(sc, devices, model, windows, parts, Math.max(1, s.windowsPerTask()), conf, fpActs);
+            else QuantizeJob.fullPrecisionPass(sc, devices, model, i - 1, parts, fpActs, conf, windows.value().seqlen());
         }
         if (from <= need) {
             log.printf(Locale.ROOT, "captured the full-precision inputs of blocks %d..%d of %d in %.1f s (%d tasks per pass)%n",

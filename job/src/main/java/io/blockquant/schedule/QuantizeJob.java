@@ -57,7 +57,13 @@ public final class QuantizeJob {
     public record BlockSummary(int block, double seconds, double blockError, Map<String, Double> layerErrors,
                                boolean skipped) {}
 
-    public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens) {}
+    /** {@code placements}: where every block task of this run ran (executor, pid, GPU), for the record. */
+    public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens,
+                          List<TaskDevices.Placement> placements) {
+        public Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens) {
+            this(store, blocks, seconds, calibrationTokens, List.of());
+        }
+    }
 
     /** The layer-errors row that holds the whole block's relative output error. */
     public static final String BLOCK_OUTPUT = "<block output>";
@@ -128,11 +134,11 @@ public final class QuantizeJob {
     }
 
     /** One Spark job: the token embeddings of every partition's windows, written as block 0's inputs into each of {@code targets}. */
-    static void embed(JavaSparkContext sc, String model, Broadcast<CalibrationSet> windows, List<Integer> parts,
-                      int perTask, HadoopConf conf, ActivationFiles... targets) throws IOException {
+    static void embed(JavaSparkContext sc, TaskDevices devices, String model, Broadcast<CalibrationSet> windows,
+                      List<Integer> parts, int perTask, HadoopConf conf, ActivationFiles... targets) throws IOException {
         int seq = windows.value().seqlen();
-        sc.parallelize(parts, parts.size()).foreach(p -> {
-            TensorBackend be = Nd4jBackend.INSTANCE;
+        devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
+            TensorBackend be = devices.bind(-1, Nd4jBackend.INSTANCE);
             CausalLm stem = ExecutorBlocks.stem(model, be, conf.get());
             int[][] batch = windowsOf(windows.value(), p, perTask);
             float[] h = be.scratchValue(() -> stem.embed(batch).toFloats());
@@ -145,13 +151,13 @@ public final class QuantizeJob {
      * One Spark job: the full-precision block {@code block} on every partition of {@code files}' inputs of that
      * block, written as the inputs of block + 1 (the full-precision stream).
      */
-    static void fullPrecisionPass(JavaSparkContext sc, String model, int block, List<Integer> parts,
+    static void fullPrecisionPass(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
                                   ActivationFiles files, HadoopConf conf, int seq) throws IOException {
-        sc.parallelize(parts, parts.size()).foreach(p -> {
-            DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+        devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
+            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
             int[] shape = new int[2];
             float[] x = files.read(conf.get(), block, p, shape);
-            TensorBackend be = Nd4jBackend.INSTANCE;
             float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(x, shape[0], shape[1]), shape[0] / seq, seq).toFloats());
             files.write(conf.get(), block + 1, p, y, shape[0], shape[1]);
         });

@@ -20,6 +20,7 @@ import io.blockquant.store.StoreWriter;
 import io.blockquant.store.TensorRecord;
 import io.blockquant.tensor.Nd4jBackend;
 import io.blockquant.tensor.Tensor;
+import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -47,7 +48,8 @@ import org.apache.spark.sql.SparkSession;
  *   <li>one job quantizes the group's layers with GPTQ, a task per layer;</li>
  * </ol>
  * then one job runs the quantized block on every partition, writes the next block's inputs and measures
- * errors, and the driver commits the block to the store. RTN skips the Hessian jobs.
+ * errors, and the driver commits the block to the store. RTN skips the Hessian jobs. On a cluster with GPUs
+ * every block task holds one GPU and binds the tensor backend to it ({@link TaskDevices}).
  */
 public final class SequentialQuantizeJob {
 
@@ -78,6 +80,8 @@ public final class SequentialQuantizeJob {
         boolean omni = s.isOmniQuant();
         Broadcast<CalibrationSet> windows = sc.broadcast(calib);
         String model = req.modelDir();
+        TaskDevices devices = TaskDevices.of(sc);
+        if (devices.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
 
         List<Integer> committed = store.committedBlocks();
         int first = 0;
@@ -92,8 +96,8 @@ public final class SequentialQuantizeJob {
             }
             if (first == 0) {
                 log.printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), seq, partitions);
-                if (omni) QuantizeJob.embed(sc, model, windows, parts, perTask, conf, acts, fpActs);
-                else QuantizeJob.embed(sc, model, windows, parts, perTask, conf, acts);
+                if (omni) QuantizeJob.embed(sc, devices, model, windows, parts, perTask, conf, acts, fpActs);
+                else QuantizeJob.embed(sc, devices, model, windows, parts, perTask, conf, acts);
             }
             for (int i = first; i < spec.numLayers(); i++) {
                 long t0 = System.nanoTime();
@@ -104,7 +108,7 @@ public final class SequentialQuantizeJob {
                 Map<String, float[]> trainedValues = new HashMap<>();
                 Map<String, long[]> trainedShapes = new HashMap<>();
                 if (omni) {
-                    trained = trainOmniQuant(sc, model, block, parts, acts, fpActs, conf, s, seq, calib.size(), spec.numLayers(), log);
+                    trained = trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, conf, s, seq, calib.size(), spec.numLayers(), log);
                     BlockRecords.dequantize(trained, "", trainedValues, trainedShapes);
                 }
                 for (List<String> group : omni ? List.<List<String>>of() : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
@@ -113,8 +117,9 @@ public final class SequentialQuantizeJob {
                     if (s.isGptq()) {
                         Broadcast<Map<String, float[]>> soFar = sc.broadcast(new HashMap<>(done));
                         String input = group.get(0); // the layers of a group share their input
-                        HessianAccumulator acc = sc.parallelize(parts, partitions).map(p -> {
-                            DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                        HessianAccumulator acc = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
+                            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+                            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                             DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, soFar.value()), s);
                             int[] shape = new int[2];
                             float[] x = acts.read(conf.get(), block, p, shape);
@@ -126,8 +131,9 @@ public final class SequentialQuantizeJob {
                         tokens = acc.tokens();
                     }
                     Broadcast<GptqQuantizer.PreparedHessian> h = hessian;
-                    List<StoredWeight> quantized = sc.parallelize(group, group.size()).map(module -> {
-                        DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                    List<StoredWeight> quantized = devices.tasks(sc.parallelize(group, group.size())).map(module -> {
+                        TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+                        DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                         Tensor w = BlockWork.find(fp, module).weight();
                         return QuantizeJob.quantizeLayer(w, h == null ? null : h.value(), s);
                     }).collect();
@@ -147,10 +153,11 @@ public final class SequentialQuantizeJob {
                 Broadcast<Map<String, long[]>> allShapes = sc.broadcast(trainedShapes);
                 boolean last = block == spec.numLayers() - 1;
                 boolean perLayer = !omni || !s.omniquant().let();
-                BlockStats stats = sc.parallelize(parts, partitions).map(p -> {
-                    DecoderBlock fp = ExecutorBlocks.block(model, block, Nd4jBackend.INSTANCE, conf.get());
+                BlockStats stats = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
+                    TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+                    DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                     DecoderBlock q = omni
-                            ? BlockWork.rebuild(spec, block, all.value(), allShapes.value(), Nd4jBackend.INSTANCE)
+                            ? BlockWork.rebuild(spec, block, all.value(), allShapes.value(), be)
                             : BlockWork.withWeights(fp, all.value());
                     q = BlockWork.withActivations(q, s);
                     int[] shape = new int[2];
@@ -185,7 +192,7 @@ public final class SequentialQuantizeJob {
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         QuantizeJob.finish(store, hadoop, model, s, calib, seconds, log);
-        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq);
+        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq, devices.placements());
     }
 
     /**
@@ -194,14 +201,15 @@ public final class SequentialQuantizeJob {
      * every calibration window (the reference trains a block on one GPU with all its samples) and returns
      * the folded, quantized block as store rows.
      */
-    private static List<TensorRecord> trainOmniQuant(JavaSparkContext sc, String model, int block, List<Integer> parts,
+    private static List<TensorRecord> trainOmniQuant(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
                                                      ActivationFiles acts, ActivationFiles fpActs, HadoopConf conf,
                                                      QuantizeSettings s, int seq, int windows, int blocks, PrintStream log)
             throws IOException {
-        QuantizeJob.fullPrecisionPass(sc, model, block, parts, fpActs, conf, seq);
+        QuantizeJob.fullPrecisionPass(sc, devices, model, block, parts, fpActs, conf, seq);
         long t0 = System.nanoTime();
-        List<TensorRecord> rows = sc.parallelize(List.of(block), 1).map(b -> {
-            DecoderBlock fp = ExecutorBlocks.block(model, b, Nd4jBackend.INSTANCE, conf.get());
+        List<TensorRecord> rows = devices.tasks(sc.parallelize(List.of(block), 1)).map(b -> {
+            TensorBackend be = devices.bind(b, Nd4jBackend.INSTANCE);
+            DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf.get());
             float[] inputs = QuantizeJob.concat(acts, conf.get(), b, parts), targets = QuantizeJob.concat(fpActs, conf.get(), b + 1, parts);
             CalibratedBlock cb = io.blockquant.algo.OmniQuantCalibrator.calibrate(fp, inputs, targets, windows, seq,
                     s.omniquant(), s.seed() + b, msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));

@@ -16,6 +16,11 @@ public final class KryoClasses implements KryoRegistrator {
         kryo.register(int[].class);
         kryo.register(float[].class);
         kryo.register(double[].class);
+        kryo.register(long[].class);
+        // broadcasts of dequantized weights by layer name
+        kryo.register(java.util.HashMap.class);
+        // OmniQuant's trained block: a list of store rows
+        kryo.register(java.util.ArrayList.class);
         kryo.register(NllSum.class, new JavaSerializer());
         kryo.register(io.blockquant.algo.GptqQuantizer.PreparedHessian.class, new JavaSerializer());
         kryo.register(io.blockquant.algo.FpQuantizedLinear.class, new JavaSerializer());

@@ -15,6 +15,13 @@ public interface TensorBackend {
 
     String name();
 
+    /**
+     * Makes the calling thread's work run on the GPU Spark assigned to its task ({@code address}: the index
+     * {@code cluster/gpu/discover-gpus.sh} reported, as nvidia-smi numbers the GPUs). A backend without
+     * devices ignores it, as the CPU backend does.
+     */
+    default void bindDevice(String address) {}
+
     // ---- creation and transfer -------------------------------------------------------------------
 
     Tensor fromFloats(float[] data, long... shape);

@@ -15,7 +15,13 @@ import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreReader;
 import io.blockquant.store.StoredModel;
 import io.blockquant.store.TensorRecord;
+import io.blockquant.store.StoreLayout;
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.util.Arrays;
+import java.util.stream.Stream;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -76,6 +82,26 @@ class QuantizePipelineTest {
         return out;
     }
 
+    /** Every file of blocks 0..n-1 (tensors, layer errors, commit markers) with its modification time and bytes. */
+    static Map<Path, String> committedFiles(Path store, int n) {
+        Map<Path, String> out = new java.util.TreeMap<>();
+        for (String table : List.of(StoreLayout.TENSORS, StoreLayout.LAYER_ERRORS, StoreLayout.COMMITTED)) {
+            for (int b = 0; b < n; b++) {
+                Path p = store.resolve(table).resolve("block=" + b);
+                assertTrue(Files.exists(p), p + " missing");
+                try (Stream<Path> files = Files.walk(p)) {
+                    for (Path f : files.filter(Files::isRegularFile).toList()) {
+                        out.put(store.relativize(f), Files.getLastModifiedTime(f).toMillis() + " ms, bytes hash "
+                                + Arrays.hashCode(Files.readAllBytes(f)));
+                    }
+                } catch (IOException ex) {
+                    throw new UncheckedIOException(ex);
+                }
+            }
+        }
+        return out;
+    }
+
     @Test
     void gptqStoreReadsBackAndBeatsRtnOnEveryBlock(@TempDir Path tmp) {
         run(quantize(tmp.resolve("gptq"), "gptq"));
@@ -126,9 +152,13 @@ class QuantizePipelineTest {
         }
         ModelFormatException e = assertThrows(ModelFormatException.class, () -> StoreReader.open(spark, out.toString()));
         assertTrue(e.getMessage().contains("not a finished model store"), e.getMessage());
+        Map<Path, String> committed = committedFiles(out, 3);
 
         String summary = run(quantize(out, "rtn", "--resume"));
         assertEquals(3, summary.lines().filter(l -> l.contains("committed earlier (--resume)")).count(), summary);
+        // no task of a committed block ran again, and their files were neither rewritten nor touched
+        assertEquals(java.util.Set.of(3, 4, 5, 6, 7), PlacementLines.blocksRun(PlacementLines.parse(summary)), summary);
+        assertEquals(committed, committedFiles(out, 3));
         StoreReader resumed = StoreReader.open(spark, out.toString());
         assertEquals(8, resumed.blocks().size());
 

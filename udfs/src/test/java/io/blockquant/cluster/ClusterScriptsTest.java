@@ -84,6 +84,13 @@ class ClusterScriptsTest {
         r = run(Map.of("BLOCKQUANT_FAKE_GPUS", "two"), bash(), DISCOVER.toString());
         assertEquals(1, r.exit());
         assertTrue(r.err().contains("BLOCKQUANT_FAKE_GPUS='two' is not a count"), r.err());
+        // a second worker on the same host offers other addresses
+        r = run(Map.of("BLOCKQUANT_FAKE_GPUS", "2", "BLOCKQUANT_FAKE_GPU_FIRST", "2"), bash(), DISCOVER.toString());
+        assertEquals(0, r.exit(), r.err());
+        assertEquals(List.of("2", "3"), addresses(r.out()));
+        r = run(Map.of("BLOCKQUANT_FAKE_GPUS", "2", "BLOCKQUANT_FAKE_GPU_FIRST", "-1"), bash(), DISCOVER.toString());
+        assertEquals(1, r.exit());
+        assertTrue(r.err().contains("BLOCKQUANT_FAKE_GPU_FIRST='-1' is not an index"), r.err());
     }
 
     @Test
