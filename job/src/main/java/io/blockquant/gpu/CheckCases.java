@@ -43,7 +43,7 @@ public final class CheckCases {
     /** Windows and tokens per window of the block checks. */
     public static final int BATCH = 2, SEQ = 64;
     /** GPTQ check: calibration windows (of the carried 512-token windows) on one tiny-llama block. */
-    public static final int GPTQ_WINDOWS = 4;
+    public static final int GPTQ_WINDOWS = 2;
     public static final GptqConfig GPTQ = GptqConfig.of(new IntQuantSpec(4, 0, false));
 
     public static byte[] serialize(ModelSpec spec) {

@@ -44,7 +44,8 @@ import java.util.Map;
  *
  * <p>{@code GpuCheck DIR [phase...]} with DIR holding {@code check-inputs.bqa} and {@code check-reference.bqa};
  * phases {@code correctness gptq omniquant bench} (default: all). Options: {@code -Dgpu.device=N} (default 0),
- * {@code -Dgpu.omniquant.blocks=N} (blocks to train, default all), {@code -Dgpu.backend=cpu} (the CPU backend,
+ * {@code -Dgpu.omniquant.blocks=N} (blocks to train, default all),
+ * {@code -Dgpu.omniquant.epochs=N} (default 20), {@code -Dgpu.windows=N} (calibration windows, default all 128), {@code -Dgpu.backend=cpu} (the CPU backend,
  * via reflection: a dry run of this program on a machine with the full classpath).
  */
 public final class GpuCheck {
@@ -147,6 +148,11 @@ public final class GpuCheck {
         return failed == 0;
     }
 
+    /** Calibration windows of the timed runs: all carried (128), or the first {@code -Dgpu.windows=N}. */
+    private static int windows(ArrayBundle in) {
+        return Math.min((int) in.shape("tokens")[0], Integer.getInteger("gpu.windows", Integer.MAX_VALUE));
+    }
+
     // ---- GPTQ of every tiny-llama block -------------------------------------------------------------
 
     /** Windows per forward pass in the timed runs. */
@@ -170,7 +176,7 @@ public final class GpuCheck {
         ModelSpec spec = CheckCases.spec(in, "llama");
         ModelLoader loader = new ModelLoader(CheckCases.weights(in, "llama"), spec, be);
         int[] tokens = in.ints("tokens");
-        int windows = (int) in.shape("tokens")[0], seq = (int) in.shape("tokens")[1];
+        int windows = windows(in), seq = (int) in.shape("tokens")[1];
         GptqConfig cfg = CheckCases.GPTQ;
         OUT.printf(Locale.ROOT, "GPTQ %s, damp %.2f, block size %d, true-sequential groups; tiny-llama, %d windows × %d tokens, sequential mode%n",
                 cfg.quant(), cfg.percDamp(), cfg.blockSize(), windows, seq);
@@ -224,8 +230,8 @@ public final class GpuCheck {
         ModelSpec spec = CheckCases.spec(in, "llama");
         ModelLoader loader = new ModelLoader(CheckCases.weights(in, "llama"), spec, be);
         int[] tokens = in.ints("tokens");
-        int windows = (int) in.shape("tokens")[0], seq = (int) in.shape("tokens")[1];
-        OmniQuantConfig cfg = OmniQuantConfig.of(Family.LLAMA, 3, 0, 16);
+        int windows = windows(in), seq = (int) in.shape("tokens")[1];
+        OmniQuantConfig cfg = OmniQuantConfig.of(Family.LLAMA, 3, 0, 16).withEpochs(Integer.getInteger("gpu.omniquant.epochs", 20));
         int blocks = Math.min(spec.numLayers(), Integer.getInteger("gpu.omniquant.blocks", spec.numLayers()));
         OUT.printf(Locale.ROOT, "OmniQuant W3A16 per-channel, LWC %s, LET %s, %d epochs, %d window(s) per step, lr %.0e; tiny-llama, %d windows × %d tokens%n",
                 cfg.lwc(), cfg.let(), cfg.epochs(), cfg.batchSize(), cfg.lwcLr(), windows, seq);

@@ -104,10 +104,10 @@ public final class GpuCheckReference {
         random(b, "svd/wide", 15, 1.0, 48, 80);
 
         // quantizer input: activations with a few outlier channels, as LLM activations have
-        float[] q = new FastRandom(16).uniform(256 * 512, 1.0);
-        for (int r = 0; r < 256; r++) for (int c : new int[] {3, 100, 401}) q[r * 512 + c] *= 30f;
+        float[] q = new FastRandom(16).uniform(64 * 512, 1.0);
+        for (int r = 0; r < 64; r++) for (int c : new int[] {3, 100, 401}) q[r * 512 + c] *= 30f;
         for (int i = 0; i < 512; i++) q[7 * 512 + i] = 0f; // an all-zero row
-        b.putFloats("quant/x", q, 256, 512);
+        b.putFloats("quant/x", q, 64, 512);
         return b;
     }
 
