@@ -34,6 +34,6 @@ cp "$repo/cluster/gpu/build-native.sh" "$stage/payload/"
 "$java_home/bin/jlink" --add-modules java.base --strip-debug --no-header-files --no-man-pages --compress=2 \
   --strip-native-debug-symbols=objcopy="$(command -v objcopy)" --output "$stage/payload/jre"
 
-tar -C "$stage" -cf - payload | xz -T0 -3 > "$out/payload.tar.xz"
+tar -C "$stage" -cf - payload | xz -T0 -1 > "$out/payload.tar.xz"
 cp "$repo/cluster/gpu/check.sh" "$out/"
 du -sh "$out"/*

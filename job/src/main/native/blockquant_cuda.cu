@@ -731,10 +731,13 @@ JNI(void, upload)(JNIEnv* env, jclass, jlong dst, jfloatArray src, jint offset, 
 JNI(void, download)(JNIEnv* env, jclass, jlong src, jfloatArray dst, jint offset, jint count) {
   guarded(env, [&] {
     Context& c = ctx();
-    std::vector<float> host(count);
-    CHECK(cudaMemcpyAsync(host.data(), F(src), sizeof(float) * count, cudaMemcpyDeviceToHost, c.stream));
-    CHECK(cudaStreamSynchronize(c.stream));
-    env->SetFloatArrayRegion(dst, offset, count, host.data());
+    // straight into the Java array (one pass over host memory, not a staging copy and a second copy)
+    void* host = env->GetPrimitiveArrayCritical(dst, nullptr);
+    cudaError_t e = cudaMemcpyAsync(static_cast<float*>(host) + offset, F(src), sizeof(float) * count,
+                                    cudaMemcpyDeviceToHost, c.stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c.stream);
+    env->ReleasePrimitiveArrayCritical(dst, host, 0);
+    CHECK(e);
   });
 }
 
