@@ -12,10 +12,14 @@ if [ -z "$nvcc" ]; then
   echo "build-native: no nvcc found; the CUDA backend is not built (the CPU backend is used)"
   exit 0
 fi
-cuda_home=$(dirname "$(dirname "$nvcc")")
+cuda_home=$(dirname "$(dirname "$(readlink -f "$nvcc")")")
 if [ ! -e "$cuda_home/include/cublas_v2.h" ] && [ ! -e "$cuda_home/targets/x86_64-linux/include/cublas_v2.h" ]; then
   echo "build-native: $cuda_home has no cuBLAS headers; the CUDA backend is not built (the CPU backend is used)"
   exit 0
+fi
+if [ ! -e "$hdr/io_blockquant_cuda_CudaNative.h" ]; then
+  echo "build-native: no JNI header in $hdr (javac -h writes it when CudaNative compiles: mvn clean -Pcuda package)" >&2
+  exit 1
 fi
 mkdir -p "$out"
 "$nvcc" -O3 -std=c++17 -shared -Xcompiler -fPIC \
