@@ -22,7 +22,7 @@ public final class BlockStats implements Serializable {
         v[2] += tokens;
     }
 
-    BlockStats merge(BlockStats o) {
+    public BlockStats merge(BlockStats o) {
         BlockStats out = new BlockStats();
         for (BlockStats s : new BlockStats[] {this, o}) {
             s.layers.forEach((m, v) -> out.addLayer(m, v[0], v[1], (long) v[2]));

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Prepares the self-contained GPU check on a machine with the full build (Java 17 JDK, Maven, the fixtures),
+# for a GPU machine that has only a CUDA toolkit:
+#   cluster/gpu/stage.sh OUT_DIR [FIXTURES_DIR]
+# OUT_DIR gets check.sh and payload.tar.xz: a jlink'ed Java runtime (java.base only), the engine's classes
+# without Spark/Hadoop/ND4J, the CUDA sources with their JNI header, and the arrays of GpuCheckReference (the
+# inputs and the CPU backend's outputs). Then, on the GPU machine: `bash OUT_DIR/check.sh OUT_DIR RESULTS_DIR`.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+out=$1
+fixtures=${2:-$repo/data-samples}
+java_home=${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")}
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$out" "$stage/payload/native/include"
+
+(cd "$repo" && mvn -B -q -o compile -pl job)
+cp_file=$repo/job/target/runtime-classpath.txt
+classes=$repo/job/target/classes
+
+# the CPU reference (needs the full classpath: ND4J, Hadoop, the tokenizer)
+java -Xmx6g -cp "$classes:$(cat "$cp_file")" io.blockquant.gpu.GpuCheckReference \
+  "$fixtures/models" "$fixtures/corpus" "$stage/payload"
+
+# the engine's classes (the check loads none of Spark, Hadoop or ND4J)
+(cd "$classes" && "$java_home/bin/jar" cf "$stage/payload/blockquant.jar" io)
+"$java_home/bin/javac" -h "$stage/payload/native/include" -d "$stage/h" \
+  "$repo/job/src/main/java/io/blockquant/cuda/CudaNative.java"
+cp "$repo/job/src/main/native/blockquant_cuda.cu" "$stage/payload/native/"
+cp "$java_home/include/jni.h" "$stage/payload/native/include/"
+cp "$java_home/include/linux/jni_md.h" "$stage/payload/native/include/"
+cp "$repo/cluster/gpu/build-native.sh" "$stage/payload/"
+
+"$java_home/bin/jlink" --add-modules java.base --strip-debug --no-header-files --no-man-pages --compress=2 \
+  --strip-native-debug-symbols=objcopy="$(command -v objcopy)" --output "$stage/payload/jre"
+
+tar -C "$stage" -cf - payload | xz -T0 -1 > "$out/payload.tar.xz"
+cp "$repo/cluster/gpu/check.sh" "$out/"
+du -sh "$out"/*

@@ -1,0 +1,1063 @@
+// blockquant's CUDA backend: the kernels and cuBLAS/cuSOLVER calls behind io.blockquant.cuda.CudaNative.
+// Every function works on the calling thread's context for its bound device (stream, cuBLAS and cuSOLVER
+// handles), so executor threads bound to different GPUs, or sharing one, never share a stream.
+// Semantics follow the CPU backend (tensor/Nd4jBackend and quant/*): the same float/double choices, the
+// same rounding (rint: half to even), the same saturation of the FP formats.
+
+#include <jni.h>
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include <cusolverDn.h>
+#include <cstdint>
+#include <cstdio>
+#include <cmath>
+#include <vector>
+#include <string>
+#include "io_blockquant_cuda_CudaNative.h"
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+struct Context {
+  int device = -1;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  cusolverDnHandle_t solver = nullptr;
+};
+
+thread_local Context* t_contexts[kMaxDevices] = {};
+thread_local Context* t_current = nullptr;
+
+// A C++ exception carrying the message for Java; every JNI entry point turns it into a RuntimeException.
+struct Failure {
+  std::string message;
+};
+
+void check(cudaError_t e, const char* what, int line) {
+  if (e != cudaSuccess) {
+    throw Failure{std::string(what) + " (line " + std::to_string(line) + "): " + cudaGetErrorString(e)};
+  }
+}
+void check(cublasStatus_t s, const char* what, int line) {
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    throw Failure{std::string(what) + " (line " + std::to_string(line) + "): cuBLAS status " + std::to_string((int)s)};
+  }
+}
+void check(cusolverStatus_t s, const char* what, int line) {
+  if (s != CUSOLVER_STATUS_SUCCESS) {
+    throw Failure{std::string(what) + " (line " + std::to_string(line) + "): cuSOLVER status " + std::to_string((int)s)};
+  }
+}
+#define CHECK(call) check((call), #call, __LINE__)
+#define CHECK_LAUNCH() check(cudaGetLastError(), "kernel launch", __LINE__)
+
+Context& ctx() {
+  if (t_current == nullptr) throw Failure{"no CUDA device bound to this thread (CudaNative.bind first)"};
+  return *t_current;
+}
+
+void bindDevice(int device) {
+  if (device < 0 || device >= kMaxDevices) throw Failure{"device index out of range"};
+  CHECK(cudaSetDevice(device));
+  Context* c = t_contexts[device];
+  if (c == nullptr) {
+    c = new Context();  // lives as long as the thread's native state: tensors freed later name its stream
+    c->device = device;
+    CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CHECK(cublasCreate(&c->blas));
+    CHECK(cublasSetStream(c->blas, c->stream));
+    CHECK(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));  // exact float32 unless TF32 is asked for
+    CHECK(cusolverDnCreate(&c->solver));
+    CHECK(cusolverDnSetStream(c->solver, c->stream));
+    // keep freed blocks in the pool: allocation per tensor then costs no driver call
+    cudaMemPool_t pool;
+    CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t threshold = UINT64_MAX;
+    CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+    t_contexts[device] = c;
+  }
+  t_current = c;
+}
+
+// Temporary device memory for one call, freed on the stream when it goes out of scope.
+struct Scratch {
+  void* ptr = nullptr;
+  cudaStream_t stream;
+  Scratch(size_t bytes, cudaStream_t s) : stream(s) { CHECK(cudaMallocAsync(&ptr, bytes == 0 ? 1 : bytes, s)); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  Scratch(Scratch&& o) noexcept : ptr(o.ptr), stream(o.stream) { o.ptr = nullptr; }
+  ~Scratch() {
+    if (ptr) cudaFreeAsync(ptr, stream);
+  }
+  template <typename T> T* as() { return static_cast<T*>(ptr); }
+};
+
+template <typename T>
+Scratch uploadArray(const T* host, size_t count, cudaStream_t s) {
+  Scratch d(count * sizeof(T), s);
+  CHECK(cudaMemcpyAsync(d.ptr, host, count * sizeof(T), cudaMemcpyHostToDevice, s));
+  return d;
+}
+
+template <typename F>
+void guarded(JNIEnv* env, F&& body) {
+  try {
+    body();
+  } catch (const Failure& f) {
+    jclass cls = env->FindClass("java/lang/IllegalStateException");
+    env->ThrowNew(cls, ("CUDA backend: " + f.message).c_str());
+  }
+}
+
+inline float* F(jlong p) { return reinterpret_cast<float*>(p); }
+
+unsigned gridFor(long long n, int threads = 256) {
+  long long b = (n + threads - 1) / threads;
+  return (unsigned)(b > 65535LL * 16 ? 65535LL * 16 : (b < 1 ? 1 : b));
+}
+
+// ---- block reductions ---------------------------------------------------------------------------
+
+template <typename T>
+__device__ T warpSum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ float warpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ float warpMin(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+template <typename T>
+__device__ T blockSum(T v) {
+  __shared__ T shared[32];
+  __shared__ T total;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warpSum(v);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    T s = lane < (int)(blockDim.x >> 5) ? shared[lane] : T(0);
+    s = warpSum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+
+__device__ float blockMax(float v) {
+  __shared__ float shared[32];
+  __shared__ float total;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warpMax(v);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < (int)(blockDim.x >> 5) ? shared[lane] : -INFINITY;
+    s = warpMax(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+
+__device__ float blockMin(float v) {
+  __shared__ float shared[32];
+  __shared__ float total;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warpMin(v);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < (int)(blockDim.x >> 5) ? shared[lane] : INFINITY;
+    s = warpMin(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+
+int rowThreads(int cols) {
+  int t = 32;
+  while (t < cols && t < 1024) t <<= 1;
+  return t < 128 ? (cols <= 32 ? 32 : 128) : t > 256 ? 256 : t;
+}
+
+// ---- layout kernels -------------------------------------------------------------------------------
+
+__global__ void transposeKernel(const float* in, float* out, int rows, int cols) {
+  __shared__ float tile[32][33];
+  int x = blockIdx.x * 32 + threadIdx.x, y = blockIdx.y * 32 + threadIdx.y;
+  for (int j = 0; j < 32; j += 8)
+    if (x < cols && y + j < rows) tile[threadIdx.y + j][threadIdx.x] = in[(long long)(y + j) * cols + x];
+  __syncthreads();
+  x = blockIdx.y * 32 + threadIdx.x;
+  y = blockIdx.x * 32 + threadIdx.y;
+  for (int j = 0; j < 32; j += 8)
+    if (x < rows && y + j < cols) out[(long long)(y + j) * rows + x] = tile[threadIdx.x][threadIdx.y + j];
+}
+
+void transposeOn(const float* in, float* out, int rows, int cols, cudaStream_t s) {
+  dim3 block(32, 8), grid((cols + 31) / 32, (rows + 31) / 32);
+  transposeKernel<<<grid, block, 0, s>>>(in, out, rows, cols);
+  CHECK_LAUNCH();
+}
+
+__global__ void gatherRowsKernel(const float* table, int width, const int* rows, long long n, float* out) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n * width; i += (long long)gridDim.x * blockDim.x) {
+    long long r = i / width;
+    out[i] = table[(long long)rows[r] * width + i % width];
+  }
+}
+
+__global__ void selectColumnsKernel(const float* in, int rows, int cols, const int* columns, int count, float* out) {
+  long long n = (long long)rows * count;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    long long r = i / count;
+    out[i] = in[r * cols + columns[i % count]];
+  }
+}
+
+__global__ void permute0213Kernel(const float* in, int A, int B, int C, int D, float* out) {
+  long long n = (long long)A * B * C * D;
+  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < n; o += (long long)gridDim.x * blockDim.x) {
+    // out index (a, c, b, d) over dims [A, C, B, D]
+    long long d = o % D, t = o / D;
+    long long b = t % B; t /= B;
+    long long c = t % C, a = t / C;
+    out[o] = in[((a * B + b) * C + c) * D + d];
+  }
+}
+
+__global__ void repeatKernel(const float* in, long long n, int groups, long long per, float* out) {
+  long long total = n * groups * per;
+  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x) {
+    long long e = o % per, ig = o / per;
+    out[o] = in[(ig / groups) * per + e];
+  }
+}
+
+__global__ void sumRepeatedKernel(const float* in, long long n, int groups, long long per, float* out) {
+  long long total = n * per;
+  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x) {
+    long long e = o % per, i = o / per;
+    float s = 0.f;
+    for (int g = 0; g < groups; g++) s += in[(i * groups + g) * per + e];
+    out[o] = s;
+  }
+}
+
+// ---- element-wise -------------------------------------------------------------------------------
+
+__global__ void binaryKernel(int op, const float* a, const float* b, float* out, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    float x = a[i], y = b[i];
+    out[i] = op == 0 ? x + y : op == 1 ? x - y : x * y;
+  }
+}
+
+__global__ void scaleKernel(const float* a, float f, float* out, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = a[i] * f;
+}
+
+__global__ void rowVectorKernel(int op, const float* a, const float* row, float* out, long long n, int cols) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    float r = row[i % cols];
+    out[i] = op == 0 ? a[i] + r : a[i] * r;
+  }
+}
+
+// activations by io.blockquant.tensor.Activation ordinal: RELU, SILU, GELU, GELU_TANH
+__device__ float activateOne(int act, float x) {
+  switch (act) {
+    case 0: return x > 0.f ? x : 0.f;
+    case 1: return x * (1.f / (1.f + expf(-x)));
+    case 2: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+    default: {
+      float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+      return 0.5f * x * (1.f + tanhf(u));
+    }
+  }
+}
+
+__device__ float activationGrad(int act, float x) {
+  switch (act) {
+    case 0: return x > 0.f ? 1.f : 0.f;
+    case 1: {
+      float s = 1.f / (1.f + expf(-x));
+      return s * (1.f + x * (1.f - s));
+    }
+    case 2: {
+      float phi = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+      float density = expf(-0.5f * x * x) * 0.3989422804014327f;
+      return phi + x * density;
+    }
+    default: {
+      float c = 0.7978845608028654f;
+      float th = tanhf(c * (x + 0.044715f * x * x * x));
+      float du = c * (1.f + 3.f * 0.044715f * x * x);
+      return 0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * du;
+    }
+  }
+}
+
+__global__ void activateKernel(int act, const float* x, float* out, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = activateOne(act, x[i]);
+}
+
+__global__ void activationBackwardKernel(int act, const float* x, const float* dy, float* out, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = activationGrad(act, x[i]) * dy[i];
+}
+
+// ---- reductions -----------------------------------------------------------------------------------
+
+__global__ void sumKernel(const float* a, long long n, bool squares, double* out) {
+  double s = 0;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    double v = a[i];
+    s += squares ? v * v : v;
+  }
+  s = blockSum(s);
+  if (threadIdx.x == 0) atomicAdd(out, s);
+}
+
+__global__ void rowLogSumExpKernel(const float* a, int cols, double* out) {
+  const float* row = a + (long long)blockIdx.x * cols;
+  float m = -INFINITY;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, row[i]);
+  m = blockMax(m);
+  double s = 0;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += exp((double)(row[i] - m));
+  s = blockSum(s);
+  if (threadIdx.x == 0) out[blockIdx.x] = log(s) + m;
+}
+
+__global__ void pickPerRowKernel(const float* a, int rows, int cols, const int* columns, float* out) {
+  int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r < rows) out[r] = a[(long long)r * cols + columns[r]];
+}
+
+__global__ void rowAbsMaxKernel(const float* a, int cols, float* out) {
+  const float* row = a + (long long)blockIdx.x * cols;
+  float m = 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, fabsf(row[i]));
+  m = blockMax(m);
+  if (threadIdx.x == 0) out[blockIdx.x] = m;
+}
+
+// Column sums Σ_r a[r,c]·(b ? b[r,c] − (sub ? sub[r] : 0) : 1)·(rowScale ? rowScale[r] : 1) in float64:
+// bias gradients (a only), RMSNorm's dw (a = dy, b = x, rowScale = 1/rms), LayerNorm's dw (sub = mean).
+__global__ void columnReduceKernel(const float* a, const float* b, const double* sub, const double* rowScale,
+                                   int rows, int cols, double* out) {
+  __shared__ double part[8][33];
+  int c = blockIdx.x * 32 + threadIdx.x;
+  double s = 0;
+  if (c < cols) {
+    for (int r = blockIdx.y * 8 + threadIdx.y; r < rows; r += gridDim.y * 8) {
+      long long i = (long long)r * cols + c;
+      double v = a[i];
+      if (b) v *= (double)b[i] - (sub ? sub[r] : 0.0);
+      if (rowScale) v *= rowScale[r];
+      s += v;
+    }
+  }
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    double t = 0;
+    for (int j = 0; j < 8; j++) t += part[j][threadIdx.x];
+    atomicAdd(out + c, t);
+  }
+}
+
+__global__ void doubleToFloatKernel(const double* in, float* out, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = (float)in[i];
+}
+
+__global__ void floatToDoubleKernel(const float* in, double* out, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = in[i];
+}
+
+void columnReduce(const float* a, const float* b, const double* sub, const double* rowScale, int rows, int cols,
+                  float* out, cudaStream_t s) {
+  Scratch acc(sizeof(double) * cols, s);
+  CHECK(cudaMemsetAsync(acc.ptr, 0, sizeof(double) * cols, s));
+  int ySlices = (rows + 8 * 64 - 1) / (8 * 64);  // about 64 rows per thread
+  if (ySlices > 1024) ySlices = 1024;
+  if (ySlices < 1) ySlices = 1;
+  dim3 block(32, 8), grid((cols + 31) / 32, ySlices);
+  columnReduceKernel<<<grid, block, 0, s>>>(a, b, sub, rowScale, rows, cols, acc.as<double>());
+  CHECK_LAUNCH();
+  doubleToFloatKernel<<<gridFor(cols), 256, 0, s>>>(acc.as<double>(), out, cols);
+  CHECK_LAUNCH();
+}
+
+// ---- norms ----------------------------------------------------------------------------------------
+
+// RMSNorm as the CPU backend: 1/rms = (float)(1/sqrt((float)(mean x²) + eps)), y = w·(x·inv).
+__device__ float rmsInverse(const float* row, int cols, float eps) {
+  double ss = 0;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) ss += (double)row[i] * row[i];
+  ss = blockSum(ss);
+  float meanSq = (float)ss / cols + eps;
+  return (float)(1.0 / sqrt((double)meanSq));
+}
+
+__global__ void rmsNormKernel(const float* x, const float* w, float eps, int cols, float* out) {
+  long long off = (long long)blockIdx.x * cols;
+  float inv = rmsInverse(x + off, cols, eps);
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) out[off + i] = w[i] * (x[off + i] * inv);
+}
+
+__global__ void rmsNormBackwardKernel(const float* x, const float* w, float eps, const float* dy, int cols,
+                                      float* dx, double* invOut) {
+  long long off = (long long)blockIdx.x * cols;
+  double inv = rmsInverse(x + off, cols, eps);
+  double dot = 0;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) dot += (double)w[i] * dy[off + i] * x[off + i];
+  dot = blockSum(dot);
+  double c = dot * inv * inv * inv / cols;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x)
+    dx[off + i] = (float)(inv * w[i] * dy[off + i] - c * x[off + i]);
+  if (threadIdx.x == 0) invOut[blockIdx.x] = inv;
+}
+
+// LayerNorm in float64 like the CPU backend: two-pass mean and biased variance.
+__device__ void meanInv(const float* row, int cols, float eps, double& mean, double& inv) {
+  double s = 0;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += row[i];
+  mean = blockSum(s) / cols;
+  double v = 0;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    double d = row[i] - mean;
+    v += d * d;
+  }
+  v = blockSum(v) / cols;
+  inv = 1.0 / sqrt(v + eps);
+}
+
+__global__ void layerNormKernel(const float* x, const float* w, const float* b, float eps, int cols, float* out) {
+  long long off = (long long)blockIdx.x * cols;
+  double mean, inv;
+  meanInv(x + off, cols, eps, mean, inv);
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = (float)((x[off + i] - mean) * inv) * w[i];
+    out[off + i] = b ? v + b[i] : v;
+  }
+}
+
+__global__ void layerNormBackwardKernel(const float* x, const float* w, float eps, const float* dy, int cols,
+                                        float* dx, double* meanOut, double* invOut) {
+  long long off = (long long)blockIdx.x * cols;
+  double mean, inv;
+  meanInv(x + off, cols, eps, mean, inv);
+  double sumG = 0, sumGX = 0;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    double gw = (double)w[i] * dy[off + i];
+    sumG += gw;
+    sumGX += gw * ((x[off + i] - mean) * inv);
+  }
+  sumG = blockSum(sumG) / cols;
+  sumGX = blockSum(sumGX) / cols;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    double xhat = (x[off + i] - mean) * inv;
+    dx[off + i] = (float)(inv * ((double)w[i] * dy[off + i] - sumG - xhat * sumGX));
+  }
+  if (threadIdx.x == 0) {
+    meanOut[blockIdx.x] = mean;
+    invOut[blockIdx.x] = inv;
+  }
+}
+
+// ---- attention ------------------------------------------------------------------------------------
+
+// "rotate half" RoPE; the angle pos·invFreq[i] in float32, its cosine and sine in float64 then rounded, as
+// the CPU backend's (float) Math.cos(angle).
+__global__ void ropeKernel(const float* in, int n, int seq, int d, const float* invFreq, int half, float sign,
+                           float* out) {
+  long long total = (long long)n * seq * d;
+  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x) {
+    int j = (int)(o % d);
+    long long rowStart = o - j;
+    int p = (int)((o / d) % seq);
+    if (j >= 2 * half) {
+      out[o] = in[o];
+      continue;
+    }
+    int i = j < half ? j : j - half;
+    float angle = (float)p * invFreq[i];
+    float c = (float)cos((double)angle), s = sign * (float)sin((double)angle);
+    float x1 = in[rowStart + i], x2 = in[rowStart + half + i];
+    out[o] = j < half ? x1 * c - x2 * s : x2 * c + x1 * s;
+  }
+}
+
+// One block per score row; row r of a [n, seq, seq] tensor is query position r % seq, which sees keys 0..pos.
+__global__ void causalSoftmaxKernel(const float* scores, int seq, float scale, float* out) {
+  long long off = (long long)blockIdx.x * seq;
+  int pos = blockIdx.x % seq;
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j <= pos; j += blockDim.x) m = fmaxf(m, scores[off + j] * scale);
+  m = blockMax(m);
+  float s = 0.f;
+  for (int j = threadIdx.x; j <= pos; j += blockDim.x) s += expf(scores[off + j] * scale - m);
+  s = blockSum(s);
+  for (int j = threadIdx.x; j < seq; j += blockDim.x)
+    out[off + j] = j <= pos ? expf(scores[off + j] * scale - m) / s : 0.f;
+}
+
+__global__ void causalSoftmaxBackwardKernel(const float* p, const float* dp, int seq, float scale, float* out) {
+  long long off = (long long)blockIdx.x * seq;
+  float dot = 0.f;
+  for (int j = threadIdx.x; j < seq; j += blockDim.x) dot += p[off + j] * dp[off + j];
+  dot = blockSum(dot);
+  for (int j = threadIdx.x; j < seq; j += blockDim.x) out[off + j] = (dp[off + j] - dot) * p[off + j] * scale;
+}
+
+// ---- fake quantization ----------------------------------------------------------------------------
+
+// quant/IntQuantizer: min-max over the group widened to include zero, scale = (max − min)/maxq,
+// zero = rint(−min/scale) (symmetric: (maxq + 1)/2), level = clamp(rint(x/scale) + zero, 0, maxq).
+__global__ void fakeQuantizeWeightKernel(const float* w, int cols, int group, int bits, bool symmetric, float* out) {
+  int groups = cols / group;
+  long long off = (long long)(blockIdx.x / groups) * cols + (long long)(blockIdx.x % groups) * group;
+  float mn = 0.f, mx = 0.f;
+  for (int i = threadIdx.x; i < group; i += blockDim.x) {
+    mn = fminf(mn, w[off + i]);
+    mx = fmaxf(mx, w[off + i]);
+  }
+  mn = blockMin(mn);
+  mx = blockMax(mx);
+  int maxq = (1 << bits) - 1;
+  if (symmetric) {
+    float a = fmaxf(fabsf(mn), mx);
+    mn = -a;
+    mx = a;
+  }
+  if (mn == 0.f && mx == 0.f) {
+    mn = -1.f;
+    mx = 1.f;
+  }
+  float scale = (mx - mn) / maxq;
+  float zero = symmetric ? (maxq + 1) / 2.f : rintf(-mn / scale);
+  for (int i = threadIdx.x; i < group; i += blockDim.x) {
+    float q = rintf(w[off + i] / scale) + zero;
+    int level = (int)fmaxf(0.f, fminf((float)maxq, q));
+    out[off + i] = scale * (level - zero);
+  }
+}
+
+__global__ void fakeQuantizeTokensKernel(const float* x, int cols, int bits, float* out) {
+  long long off = (long long)blockIdx.x * cols;
+  float m = 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, fabsf(x[off + i]));
+  m = blockMax(m);
+  int qmax = (1 << (bits - 1)) - 1, qmin = -(1 << (bits - 1));
+  float scale = m / qmax;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = x[off + i];
+    if (m == 0.f) {
+      out[off + i] = v;
+    } else {
+      float q = rintf(v / scale);
+      out[off + i] = scale * fmaxf((float)qmin, fminf((float)qmax, q));
+    }
+  }
+}
+
+// quant/FpFormat.encode then decode: nearest value, ties to an even mantissa, saturating at ±max.
+__device__ float fpRound(float x, int M, int bias, int maxCode, float maxValue) {
+  if (isnan(x)) return x;
+  bool negative = signbit(x);
+  float a = fabsf(x);
+  float v;
+  if (a >= maxValue) {
+    v = maxValue;
+  } else if (a == 0.f) {
+    v = 0.f;
+  } else {
+    int e = max(ilogbf(a), 1 - bias);
+    long long q = (long long)rint(ldexp((double)a, M - e));
+    if (q >= (2LL << M)) {
+      q >>= 1;
+      e++;
+    }
+    int code = q < (1LL << M) ? (int)q : ((e + bias) << M) | (int)(q - (1LL << M));
+    if (code > maxCode) code = maxCode;
+    int ce = code >> M, cm = code & ((1 << M) - 1);
+    v = ce == 0 ? ldexpf((float)cm, 1 - bias - M) : ldexpf((float)((1 << M) + cm), ce - bias - M);
+  }
+  return negative ? -v : v;
+}
+
+__global__ void fakeQuantizeTokensFpKernel(const float* x, int cols, int M, int bias, int maxCode, float maxValue,
+                                           float* out) {
+  long long off = (long long)blockIdx.x * cols;
+  float m = 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, fabsf(x[off + i]));
+  m = blockMax(m);
+  float scale = m / maxValue;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = x[off + i];
+    out[off + i] = m == 0.f ? v : fpRound(v / scale, M, bias, maxCode, maxValue) * scale;
+  }
+}
+
+// ---- linear algebra helpers -----------------------------------------------------------------------
+
+// zero the strict upper triangle of a row-major [n, n] matrix
+__global__ void lowerTriangleKernel(float* a, int n) {
+  long long total = (long long)n * n;
+  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x)
+    if (o % n > o / n) a[o] = 0.f;
+}
+
+// row-major sgemm through column-major cuBLAS: C = op(A)·op(B) is Cᵀ = op(B)ᵀ·op(A)ᵀ
+void gemmRowMajor(Context& c, bool ta, bool tb, int m, int n, int k, const float* a, const float* b, float* out,
+                  int batch) {
+  const float one = 1.f, zero = 0.f;
+  cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  int lda = ta ? m : k, ldb = tb ? k : n;
+  if (batch == 1) {
+    CHECK(cublasSgemm(c.blas, opB, opA, n, m, k, &one, b, ldb, a, lda, &zero, out, n));
+  } else {
+    CHECK(cublasSgemmStridedBatched(c.blas, opB, opA, n, m, k, &one, b, ldb, (long long)k * n, a, lda,
+                                    (long long)m * k, &zero, out, n, (long long)m * n, batch));
+  }
+}
+
+}  // namespace
+
+// =============================== JNI entry points ===================================================
+
+#define JNI(ret, name) extern "C" JNIEXPORT ret JNICALL Java_io_blockquant_cuda_CudaNative_##name
+
+JNI(jint, deviceCount)(JNIEnv* env, jclass) {
+  int n = 0;
+  guarded(env, [&] {
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver) {
+      cudaGetLastError();
+      n = 0;
+      return;
+    }
+    CHECK(e);
+  });
+  return n;
+}
+
+JNI(jstring, deviceName)(JNIEnv* env, jclass, jint device) {
+  cudaDeviceProp prop;
+  std::string name = "?";
+  guarded(env, [&] {
+    CHECK(cudaGetDeviceProperties(&prop, device));
+    name = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ", " +
+           std::to_string(prop.multiProcessorCount) + " SMs, " + std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
+  });
+  return env->NewStringUTF(name.c_str());
+}
+
+JNI(void, bind)(JNIEnv* env, jclass, jint device) {
+  guarded(env, [&] { bindDevice(device); });
+}
+
+JNI(jlong, stream)(JNIEnv* env, jclass) {
+  jlong s = 0;
+  guarded(env, [&] { s = reinterpret_cast<jlong>(ctx().stream); });
+  return s;
+}
+
+JNI(void, synchronize)(JNIEnv* env, jclass) {
+  guarded(env, [&] { CHECK(cudaStreamSynchronize(ctx().stream)); });
+}
+
+JNI(void, setTf32)(JNIEnv* env, jclass, jboolean on) {
+  guarded(env, [&] { CHECK(cublasSetMathMode(ctx().blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH)); });
+}
+
+JNI(jlongArray, memoryInfo)(JNIEnv* env, jclass) {
+  size_t freeBytes = 0, total = 0;
+  guarded(env, [&] { ctx(); CHECK(cudaMemGetInfo(&freeBytes, &total)); });
+  jlongArray out = env->NewLongArray(2);
+  jlong v[2] = {(jlong)freeBytes, (jlong)total};
+  env->SetLongArrayRegion(out, 0, 2, v);
+  return out;
+}
+
+JNI(jlong, alloc)(JNIEnv* env, jclass, jlong bytes) {
+  void* p = nullptr;
+  guarded(env, [&] { CHECK(cudaMallocAsync(&p, (size_t)bytes, ctx().stream)); });
+  return reinterpret_cast<jlong>(p);
+}
+
+JNI(void, free)(JNIEnv* env, jclass, jint device, jlong ptr, jlong stream) {
+  guarded(env, [&] {
+    int current = -1;
+    CHECK(cudaGetDevice(&current));
+    if (current != device) CHECK(cudaSetDevice(device));
+    // ordered after every kernel queued on the allocating stream; legal from any thread (the cleaner's)
+    CHECK(cudaFreeAsync(reinterpret_cast<void*>(ptr), reinterpret_cast<cudaStream_t>(stream)));
+    if (current != device && current >= 0) CHECK(cudaSetDevice(current));
+  });
+}
+
+JNI(void, upload)(JNIEnv* env, jclass, jlong dst, jfloatArray src, jint offset, jint count) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    void* host = env->GetPrimitiveArrayCritical(src, nullptr);
+    // from pageable memory the copy has left the Java array once cudaMemcpyAsync returns
+    cudaError_t e = cudaMemcpyAsync(F(dst), static_cast<float*>(host) + offset, sizeof(float) * count,
+                                    cudaMemcpyHostToDevice, c.stream);
+    env->ReleasePrimitiveArrayCritical(src, host, JNI_ABORT);
+    CHECK(e);
+  });
+}
+
+JNI(void, download)(JNIEnv* env, jclass, jlong src, jfloatArray dst, jint offset, jint count) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    // straight into the Java array (one pass over host memory, not a staging copy and a second copy)
+    void* host = env->GetPrimitiveArrayCritical(dst, nullptr);
+    cudaError_t e = cudaMemcpyAsync(static_cast<float*>(host) + offset, F(src), sizeof(float) * count,
+                                    cudaMemcpyDeviceToHost, c.stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c.stream);
+    env->ReleasePrimitiveArrayCritical(dst, host, 0);
+    CHECK(e);
+  });
+}
+
+JNI(void, fillZero)(JNIEnv* env, jclass, jlong ptr, jlong bytes) {
+  guarded(env, [&] { CHECK(cudaMemsetAsync(reinterpret_cast<void*>(ptr), 0, (size_t)bytes, ctx().stream)); });
+}
+
+JNI(void, copy)(JNIEnv* env, jclass, jlong dst, jlong src, jlong bytes) {
+  guarded(env, [&] {
+    if (bytes > 0)
+      CHECK(cudaMemcpyAsync(reinterpret_cast<void*>(dst), reinterpret_cast<void*>(src), (size_t)bytes,
+                            cudaMemcpyDeviceToDevice, ctx().stream));
+  });
+}
+
+JNI(void, copy2d)(JNIEnv* env, jclass, jlong dst, jlong dstPitch, jlong src, jlong srcPitch, jlong width, jlong height) {
+  guarded(env, [&] {
+    if (width > 0 && height > 0)
+      CHECK(cudaMemcpy2DAsync(reinterpret_cast<void*>(dst), dstPitch * sizeof(float), reinterpret_cast<void*>(src),
+                              srcPitch * sizeof(float), width * sizeof(float), height, cudaMemcpyDeviceToDevice,
+                              ctx().stream));
+  });
+}
+
+JNI(void, transpose)(JNIEnv* env, jclass, jlong src, jlong dst, jint rows, jint cols) {
+  guarded(env, [&] { transposeOn(F(src), F(dst), rows, cols, ctx().stream); });
+}
+
+JNI(void, gatherRows)(JNIEnv* env, jclass, jlong table, jlong, jint width, jintArray rows, jlong out) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    jsize n = env->GetArrayLength(rows);
+    std::vector<jint> host(n);
+    env->GetIntArrayRegion(rows, 0, n, host.data());
+    Scratch d = uploadArray(host.data(), n, c.stream);
+    gatherRowsKernel<<<gridFor((long long)n * width), 256, 0, c.stream>>>(F(table), width, d.as<int>(), n, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, selectColumns)(JNIEnv* env, jclass, jlong in, jint rows, jint cols, jintArray columns, jlong out) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    jsize n = env->GetArrayLength(columns);
+    std::vector<jint> host(n);
+    env->GetIntArrayRegion(columns, 0, n, host.data());
+    Scratch d = uploadArray(host.data(), n, c.stream);
+    selectColumnsKernel<<<gridFor((long long)rows * n), 256, 0, c.stream>>>(F(in), rows, cols, d.as<int>(), n, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, permute0213)(JNIEnv* env, jclass, jlong in, jint a, jint b, jint c, jint d, jlong out) {
+  guarded(env, [&] {
+    permute0213Kernel<<<gridFor((long long)a * b * c * d), 256, 0, ctx().stream>>>(F(in), a, b, c, d, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, repeatHeads)(JNIEnv* env, jclass, jlong in, jlong n, jint groups, jlong per, jboolean sum, jlong out) {
+  guarded(env, [&] {
+    cudaStream_t s = ctx().stream;
+    if (sum) sumRepeatedKernel<<<gridFor(n * per), 256, 0, s>>>(F(in), n, groups, per, F(out));
+    else repeatKernel<<<gridFor(n * groups * per), 256, 0, s>>>(F(in), n, groups, per, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, gemm)(JNIEnv* env, jclass, jboolean ta, jboolean tb, jint m, jint n, jint k, jlong a, jlong b, jlong c) {
+  guarded(env, [&] { gemmRowMajor(ctx(), ta, tb, m, n, k, F(a), F(b), F(c), 1); });
+}
+
+JNI(void, gemmBatched)(JNIEnv* env, jclass, jboolean ta, jboolean tb, jint m, jint n, jint k, jint batch, jlong a, jlong b,
+                       jlong c) {
+  guarded(env, [&] { gemmRowMajor(ctx(), ta, tb, m, n, k, F(a), F(b), F(c), batch); });
+}
+
+JNI(void, binary)(JNIEnv* env, jclass, jint op, jlong a, jlong b, jlong out, jlong n) {
+  guarded(env, [&] {
+    binaryKernel<<<gridFor(n), 256, 0, ctx().stream>>>(op, F(a), F(b), F(out), n);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, scale)(JNIEnv* env, jclass, jlong a, jfloat f, jlong out, jlong n) {
+  guarded(env, [&] {
+    scaleKernel<<<gridFor(n), 256, 0, ctx().stream>>>(F(a), f, F(out), n);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, rowVector)(JNIEnv* env, jclass, jint op, jlong a, jlong row, jlong out, jlong rows, jint cols) {
+  guarded(env, [&] {
+    rowVectorKernel<<<gridFor(rows * cols), 256, 0, ctx().stream>>>(op, F(a), F(row), F(out), rows * cols, cols);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, activate)(JNIEnv* env, jclass, jint act, jlong x, jlong out, jlong n) {
+  guarded(env, [&] {
+    activateKernel<<<gridFor(n), 256, 0, ctx().stream>>>(act, F(x), F(out), n);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, activationBackward)(JNIEnv* env, jclass, jint act, jlong x, jlong dy, jlong out, jlong n) {
+  guarded(env, [&] {
+    activationBackwardKernel<<<gridFor(n), 256, 0, ctx().stream>>>(act, F(x), F(dy), F(out), n);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(jdouble, sum)(JNIEnv* env, jclass, jlong a, jlong n, jboolean squares) {
+  double result = 0;
+  guarded(env, [&] {
+    Context& c = ctx();
+    Scratch acc(sizeof(double), c.stream);
+    CHECK(cudaMemsetAsync(acc.ptr, 0, sizeof(double), c.stream));
+    unsigned blocks = gridFor(n);
+    if (blocks > 1024) blocks = 1024;
+    sumKernel<<<blocks, 256, 0, c.stream>>>(F(a), n, squares, acc.as<double>());
+    CHECK_LAUNCH();
+    CHECK(cudaMemcpyAsync(&result, acc.ptr, sizeof(double), cudaMemcpyDeviceToHost, c.stream));
+    CHECK(cudaStreamSynchronize(c.stream));
+  });
+  return result;
+}
+
+JNI(void, rowLogSumExp)(JNIEnv* env, jclass, jlong a, jint rows, jint cols, jdoubleArray out) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    Scratch d(sizeof(double) * rows, c.stream);
+    rowLogSumExpKernel<<<rows, rowThreads(cols), 0, c.stream>>>(F(a), cols, d.as<double>());
+    CHECK_LAUNCH();
+    std::vector<double> host(rows);
+    CHECK(cudaMemcpyAsync(host.data(), d.ptr, sizeof(double) * rows, cudaMemcpyDeviceToHost, c.stream));
+    CHECK(cudaStreamSynchronize(c.stream));
+    env->SetDoubleArrayRegion(out, 0, rows, host.data());
+  });
+}
+
+JNI(void, pickPerRow)(JNIEnv* env, jclass, jlong a, jint rows, jint cols, jintArray columns, jfloatArray out) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    std::vector<jint> host(rows);
+    env->GetIntArrayRegion(columns, 0, rows, host.data());
+    Scratch d = uploadArray(host.data(), rows, c.stream);
+    Scratch picked(sizeof(float) * rows, c.stream);
+    pickPerRowKernel<<<gridFor(rows), 256, 0, c.stream>>>(F(a), rows, cols, d.as<int>(), picked.as<float>());
+    CHECK_LAUNCH();
+    std::vector<float> result(rows);
+    CHECK(cudaMemcpyAsync(result.data(), picked.ptr, sizeof(float) * rows, cudaMemcpyDeviceToHost, c.stream));
+    CHECK(cudaStreamSynchronize(c.stream));
+    env->SetFloatArrayRegion(out, 0, rows, result.data());
+  });
+}
+
+JNI(void, rowAbsMax)(JNIEnv* env, jclass, jlong a, jint rows, jint cols, jlong out) {
+  guarded(env, [&] {
+    rowAbsMaxKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(a), cols, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, columnSums)(JNIEnv* env, jclass, jlong a, jint rows, jint cols, jlong out) {
+  guarded(env, [&] { columnReduce(F(a), nullptr, nullptr, nullptr, rows, cols, F(out), ctx().stream); });
+}
+
+JNI(void, rmsNorm)(JNIEnv* env, jclass, jlong x, jlong w, jfloat eps, jint rows, jint cols, jlong out) {
+  guarded(env, [&] {
+    rmsNormKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), F(w), eps, cols, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, layerNorm)(JNIEnv* env, jclass, jlong x, jlong w, jlong b, jfloat eps, jint rows, jint cols, jlong out) {
+  guarded(env, [&] {
+    layerNormKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), F(w), b ? F(b) : nullptr, eps, cols, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, rmsNormBackward)(JNIEnv* env, jclass, jlong x, jlong w, jfloat eps, jlong dy, jint rows, jint cols, jlong dx,
+                           jlong dw) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    Scratch inv(sizeof(double) * rows, c.stream);
+    rmsNormBackwardKernel<<<rows, rowThreads(cols), 0, c.stream>>>(F(x), F(w), eps, F(dy), cols, F(dx), inv.as<double>());
+    CHECK_LAUNCH();
+    columnReduce(F(dy), F(x), nullptr, inv.as<double>(), rows, cols, F(dw), c.stream);
+  });
+}
+
+JNI(void, layerNormBackward)(JNIEnv* env, jclass, jlong x, jlong w, jfloat eps, jlong dy, jint rows, jint cols, jlong dx,
+                             jlong dw, jlong db) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    Scratch mean(sizeof(double) * rows, c.stream), inv(sizeof(double) * rows, c.stream);
+    layerNormBackwardKernel<<<rows, rowThreads(cols), 0, c.stream>>>(F(x), F(w), eps, F(dy), cols, F(dx),
+                                                                     mean.as<double>(), inv.as<double>());
+    CHECK_LAUNCH();
+    columnReduce(F(dy), F(x), mean.as<double>(), inv.as<double>(), rows, cols, F(dw), c.stream);
+    columnReduce(F(dy), nullptr, nullptr, nullptr, rows, cols, F(db), c.stream);
+  });
+}
+
+JNI(void, rope)(JNIEnv* env, jclass, jlong x, jint n, jint seq, jint d, jfloatArray invFreq, jfloat sign, jlong out) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    jsize half = env->GetArrayLength(invFreq);
+    std::vector<float> host(half);
+    env->GetFloatArrayRegion(invFreq, 0, half, host.data());
+    Scratch freq = uploadArray(host.data(), half, c.stream);
+    ropeKernel<<<gridFor((long long)n * seq * d), 256, 0, c.stream>>>(F(x), n, seq, d, freq.as<float>(), half, sign, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, causalSoftmax)(JNIEnv* env, jclass, jlong scores, jint n, jint seq, jfloat scale, jlong out) {
+  guarded(env, [&] {
+    causalSoftmaxKernel<<<(unsigned)((long long)n * seq), rowThreads(seq), 0, ctx().stream>>>(F(scores), seq, scale, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, causalSoftmaxBackward)(JNIEnv* env, jclass, jlong p, jlong dp, jlong rows, jint seq, jfloat scale, jlong out) {
+  guarded(env, [&] {
+    causalSoftmaxBackwardKernel<<<(unsigned)rows, rowThreads(seq), 0, ctx().stream>>>(F(p), F(dp), seq, scale, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, fakeQuantizeWeight)(JNIEnv* env, jclass, jlong w, jint rows, jint cols, jint group, jint bits, jboolean symmetric,
+                              jlong out) {
+  guarded(env, [&] {
+    unsigned blocks = (unsigned)((long long)rows * (cols / group));
+    fakeQuantizeWeightKernel<<<blocks, rowThreads(group), 0, ctx().stream>>>(F(w), cols, group, bits, symmetric, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, fakeQuantizeTokens)(JNIEnv* env, jclass, jlong x, jint rows, jint cols, jint bits, jlong out) {
+  guarded(env, [&] {
+    fakeQuantizeTokensKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), cols, bits, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, fakeQuantizeTokensFp)(JNIEnv* env, jclass, jlong x, jint rows, jint cols, jint M, jint bias, jint maxCode,
+                                jfloat maxValue, jlong out) {
+  guarded(env, [&] {
+    fakeQuantizeTokensFpKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), cols, M, bias, maxCode, maxValue, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(jint, cholesky)(JNIEnv* env, jclass, jlong a, jint n, jlong out) {
+  int info = 0;
+  guarded(env, [&] {
+    Context& c = ctx();
+    CHECK(cudaMemcpyAsync(F(out), F(a), sizeof(float) * n * n, cudaMemcpyDeviceToDevice, c.stream));
+    // a symmetric row-major matrix is its own column-major transpose; the column-major upper factor U
+    // (A = UᵀU) read row-major is the lower factor L = Uᵀ
+    int lwork = 0;
+    CHECK(cusolverDnSpotrf_bufferSize(c.solver, CUBLAS_FILL_MODE_UPPER, n, F(out), n, &lwork));
+    Scratch work(sizeof(float) * (lwork > 0 ? lwork : 1), c.stream);
+    Scratch devInfo(sizeof(int), c.stream);
+    CHECK(cusolverDnSpotrf(c.solver, CUBLAS_FILL_MODE_UPPER, n, F(out), n, work.as<float>(), lwork, devInfo.as<int>()));
+    lowerTriangleKernel<<<gridFor((long long)n * n), 256, 0, c.stream>>>(F(out), n);
+    CHECK_LAUNCH();
+    CHECK(cudaMemcpyAsync(&info, devInfo.ptr, sizeof(int), cudaMemcpyDeviceToHost, c.stream));
+    CHECK(cudaStreamSynchronize(c.stream));
+  });
+  return info;
+}
+
+JNI(void, solveTriangular)(JNIEnv* env, jclass, jlong t, jlong b, jint n, jint m, jboolean lower, jlong out) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    long long tn = (long long)n * n, bn = (long long)n * m;
+    Scratch td(sizeof(double) * tn, c.stream), bd(sizeof(double) * bn, c.stream);
+    floatToDoubleKernel<<<gridFor(tn), 256, 0, c.stream>>>(F(t), td.as<double>(), tn);
+    floatToDoubleKernel<<<gridFor(bn), 256, 0, c.stream>>>(F(b), bd.as<double>(), bn);
+    CHECK_LAUNCH();
+    // row-major T·X = B is, column-major, Xᵀ·Tᵀ = Bᵀ: a right-side solve with Tᵀ (upper when T is lower)
+    const double one = 1.0;
+    CHECK(cublasDtrsm(c.blas, CUBLAS_SIDE_RIGHT, lower ? CUBLAS_FILL_MODE_UPPER : CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                      CUBLAS_DIAG_NON_UNIT, m, n, &one, td.as<double>(), n, bd.as<double>(), m));
+    doubleToFloatKernel<<<gridFor(bn), 256, 0, c.stream>>>(bd.as<double>(), F(out), bn);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(jint, svd)(JNIEnv* env, jclass, jlong a, jint m, jint n, jlong u, jlong s, jlong v) {
+  int info = 0;
+  guarded(env, [&] {
+    Context& c = ctx();
+    // gesvd needs a column-major matrix with rows ≥ cols. Row-major A [m, n] read column-major is Aᵀ [n × m]:
+    // use it as is when n ≥ m (then A = V_M·S·U_Mᵀ), else transpose it into column-major A [m × n].
+    bool wide = n >= m;
+    int R = wide ? n : m, C = wide ? m : n;
+    Scratch work(sizeof(float) * (long long)m * n, c.stream);
+    if (wide) CHECK(cudaMemcpyAsync(work.ptr, F(a), sizeof(float) * (long long)m * n, cudaMemcpyDeviceToDevice, c.stream));
+    else transposeOn(F(a), work.as<float>(), m, n, c.stream);
+    Scratch uM(sizeof(float) * (long long)R * C, c.stream), vtM(sizeof(float) * (long long)C * C, c.stream);
+    int lwork = 0;
+    CHECK(cusolverDnSgesvd_bufferSize(c.solver, R, C, &lwork));
+    Scratch buf(sizeof(float) * (lwork > 0 ? lwork : 1), c.stream), rwork(sizeof(float) * C, c.stream),
+        devInfo(sizeof(int), c.stream);
+    signed char job = 'S';
+    CHECK(cusolverDnSgesvd(c.solver, job, job, R, C, work.as<float>(), R, F(s), uM.as<float>(), R, vtM.as<float>(), C,
+                           buf.as<float>(), lwork, rwork.as<float>(), devInfo.as<int>()));
+    // column-major U_M [R × C] read row-major is U_Mᵀ [C, R]: transpose gives U_M row-major [R, C];
+    // column-major V_Mᵀ [C × C] read row-major is V_M.
+    float* fromU = wide ? F(v) : F(u);
+    float* fromVt = wide ? F(u) : F(v);
+    transposeOn(uM.as<float>(), fromU, C, R, c.stream);
+    CHECK(cudaMemcpyAsync(fromVt, vtM.ptr, sizeof(float) * (long long)C * C, cudaMemcpyDeviceToDevice, c.stream));
+    CHECK(cudaMemcpyAsync(&info, devInfo.ptr, sizeof(int), cudaMemcpyDeviceToHost, c.stream));
+    CHECK(cudaStreamSynchronize(c.stream));
+  });
+  return info;
+}
