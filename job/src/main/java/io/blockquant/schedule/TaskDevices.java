@@ -1,5 +1,6 @@
 package io.blockquant.schedule;
 
+import io.blockquant.tensor.Backends;
 import io.blockquant.tensor.TensorBackend;
 import java.io.Serializable;
 import java.util.ArrayList;
@@ -75,10 +76,12 @@ public final class TaskDevices implements Serializable {
             if (info != null && info.addresses().length > 0) gpu = info.addresses()[0];
         }
         FaultInjection.inBlockTask(block);
-        if (gpu != null) backend.bindDevice(gpu);
+        // -Dblockquant.backend=cuda (spark.executor.extraJavaOptions) computes on the CUDA backend of this GPU
+        TensorBackend chosen = Backends.cudaSelected() ? Backends.forTask(gpu) : backend;
+        if (gpu != null) chosen.bindDevice(gpu);
         String executor = SparkEnv.get() == null ? "driver" : SparkEnv.get().executorId();
         placements.add(new Placement(block, executor, ProcessHandle.current().pid(), gpu));
-        return backend;
+        return chosen;
     }
 
     /** The placements of every successful block task so far (driver side). */

@@ -17,6 +17,11 @@ public final class Backends {
      * The selected backend for a task; {@code gpuAddress} is the task's GPU resource address (a CUDA device
      * ordinal, e.g. {@code TaskContext.resources().get("gpu").addresses()[0]}), or null for device 0.
      */
+    /** Whether {@code -Dblockquant.backend=cuda} asks for the CUDA backend. */
+    public static boolean cudaSelected() {
+        return "cuda".equals(System.getProperty(PROPERTY, "cpu").trim());
+    }
+
     public static TensorBackend forTask(String gpuAddress) {
         String choice = System.getProperty(PROPERTY, "cpu").trim();
         switch (choice) {
