@@ -118,8 +118,13 @@ class ClusterQuantizeTest {
             assertEquals(y.blocks(), x.blocks());
             assertEquals(y.modelTensors(), x.modelTensors(), "model tensors");
             for (int b : y.blocks()) assertEquals(y.tensors(b), x.tensors(b), "block " + b);
-            // with two partitions per pass a sum of partials is the same in either order: bit-identical too
-            assertEquals(errors(y.layerErrors()), errors(x.layerErrors()));
+            // the error metrics are float32 sums of products computed by BLAS, whose summation order follows its
+            // thread count (the executors' JVMs and the test's may differ): equal to float32 rounding, not bits
+            Map<String, Double> ex = errors(y.layerErrors()), ac = errors(x.layerErrors());
+            assertEquals(ex.keySet(), ac.keySet());
+            for (String k : ex.keySet()) {
+                assertEquals(ex.get(k), ac.get(k), 1e-5 * ex.get(k), "layer error " + k);
+            }
         } finally {
             spark.stop();
         }
