@@ -1,5 +1,7 @@
 package io.blockquant;
 
+import io.blockquant.cli.EvalCommandTest;
+import io.blockquant.cli.EvalCommandTest.Run;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -7,14 +9,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.blockquant.cli.Main;
 import io.blockquant.model.ModelFormatException;
 import io.blockquant.spark.SparkSessions;
 import io.blockquant.store.StoreLayout;
 import io.blockquant.store.StoreReader;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -70,20 +69,8 @@ class BadInputTest {
 
     // ---- running the command line ---------------------------------------------------------------
 
-    record Run(int code, String out, String err) {}
-
     static Run cli(String... args) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-        try {
-            int code = Main.execute(args);
-            return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
+        return EvalCommandTest.run(args);
     }
 
     /** quantize of {@code model} into {@code out} with a tiny RTN calibration; {@code more} adds or replaces flags. */

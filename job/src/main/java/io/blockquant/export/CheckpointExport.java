@@ -162,6 +162,18 @@ public final class CheckpointExport {
         return q;
     }
 
+    /** compressed-tensors' quantization arguments of symmetric 8-bit floats with the given strategy. */
+    private static ObjectNode fp8Args(String strategy, boolean dynamic) {
+        ObjectNode a = JSON.createObjectNode();
+        a.put("num_bits", 8);
+        a.put("type", "float");
+        a.put("symmetric", true);
+        a.put("strategy", strategy);
+        a.put("dynamic", dynamic);
+        a.putNull("group_size");
+        return a;
+    }
+
     /** compressed-tensors' config for per-channel FP8 E4M3 weights (and dynamic per-token FP8 E4M3 activations). */
     static ObjectNode fp8Config(JsonNode recipe, Path store) {
         int abits = recipe.path("abits").asInt(0);
@@ -170,27 +182,14 @@ public final class CheckpointExport {
             throw new IllegalArgumentException(store + ": the store quantizes activations as " + (aformat.equals("int") ? "INT" + abits : aformat)
                     + "; the float-quantized layout takes weight-only FP8 or dynamic per-token FP8 E4M3 activations");
         }
-        ObjectNode weights = JSON.createObjectNode();
-        weights.put("num_bits", 8);
-        weights.put("type", "float");
-        weights.put("symmetric", true);
-        weights.put("strategy", "channel");
-        weights.put("dynamic", false);
-        weights.putNull("group_size");
+        ObjectNode weights = fp8Args("channel", false);
         weights.putNull("actorder");
         weights.putNull("block_structure");
         ObjectNode group = JSON.createObjectNode();
         group.putArray("targets").add("Linear");
         group.set("weights", weights);
         if (abits == 8) {
-            ObjectNode acts = JSON.createObjectNode();
-            acts.put("num_bits", 8);
-            acts.put("type", "float");
-            acts.put("symmetric", true);
-            acts.put("strategy", "token");
-            acts.put("dynamic", true);
-            acts.putNull("group_size");
-            group.set("input_activations", acts);
+            group.set("input_activations", fp8Args("token", true));
         } else {
             group.putNull("input_activations");
         }

@@ -146,10 +146,7 @@ public final class ParallelQuantizeJob {
         } finally {
             windows.destroy();
         }
-        double seconds = (System.nanoTime() - start) / 1e9;
-        QuantizeJob.finish(store, hadoop, model, s, calib, seconds, log);
-        summaries.sort(Comparator.comparingInt(BlockSummary::block));
-        return new Summary(store.root().toString(), summaries, seconds, (long) calib.size() * seq, devices.placements());
+        return QuantizeJob.finish(store, hadoop, model, s, calib, start, summaries, devices, log);
     }
 
     /**

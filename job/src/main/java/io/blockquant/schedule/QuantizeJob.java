@@ -226,9 +226,13 @@ public final class QuantizeJob {
         return errors;
     }
 
-    /** Writes the manifest (the store's commit point) and removes the work area. */
-    static void finish(StoreWriter store, Configuration hadoop, String model, QuantizeSettings s, CalibrationSet calib,
-                       double seconds, PrintStream log) {
+    /**
+     * Writes the manifest (the store's commit point), removes the work area and returns the run's summary,
+     * its blocks in order; {@code start} is the run's {@link System#nanoTime()} at its beginning.
+     */
+    static Summary finish(StoreWriter store, Configuration hadoop, String model, QuantizeSettings s, CalibrationSet calib,
+                          long start, List<BlockSummary> blocks, TaskDevices devices, PrintStream log) {
+        double seconds = (System.nanoTime() - start) / 1e9;
         Map<String, Object> fields = new LinkedHashMap<>();
         fields.put("model", new Path(model).getName());
         fields.put("method", s.label());
@@ -242,6 +246,9 @@ public final class QuantizeJob {
         } catch (IOException e) {
             log.println("warning: cannot delete " + store.workDir() + ": " + e.getMessage());
         }
+        List<BlockSummary> ordered = new ArrayList<>(blocks);
+        ordered.sort(java.util.Comparator.comparingInt(BlockSummary::block));
+        return new Summary(store.root().toString(), ordered, seconds, (long) calib.size() * calib.seqlen(), devices.placements());
     }
 
     static String worst(Map<String, Double> errors) {

@@ -16,11 +16,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The eval command as a user runs it: help, JSON output, and one clear error line for bad input. */
-class EvalCommandTest {
+public class EvalCommandTest {
 
-    record Run(int code, String out, String err) {}
+    /** A command line's exit code and what it printed; shared by the tests that drive {@link Main}. */
+    public record Run(int code, String out, String err) {}
 
-    static Run run(String... args) {
+    public static Run run(String... args) {
         PrintStream oldOut = System.out, oldErr = System.err;
         ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
         System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
