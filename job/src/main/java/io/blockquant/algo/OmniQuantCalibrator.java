@@ -48,12 +48,8 @@ public final class OmniQuantCalibrator {
             throw new IllegalArgumentException("OmniQuant: inputs/targets must hold " + nsamples + "·" + seq + "·" + hidden
                     + " values, got " + inputs.length + " and " + targets.length);
         }
-        EquivalentTransform let = null;
-        if (cfg.let()) {
-            // shifts only with activation quantization (the reference's use_shift) and never for Llama
-            let = new EquivalentTransform(fp, cfg.abits() < 16 && fp.spec.family() != Family.LLAMA, cfg.qkScale());
-            initialize(let, fp, fpBlock, inputs, nsamples, seq, cfg);
-        }
+        EquivalentTransform let = transform(fp, cfg);
+        if (let != null) initialize(let, fp, fpBlock, inputs, nsamples, seq, cfg);
         OmniQuantObjective objective = new OmniQuantObjective(fp, let, cfg.weightSpec(), cfg.lwc(), cfg.abits());
 
         List<float[]> params = new ArrayList<>();
@@ -93,6 +89,24 @@ public final class OmniQuantCalibrator {
             if (progress != null) progress.accept(String.format(java.util.Locale.ROOT, "epoch %d loss %.6g, %.1f s, %.1f GFLOP/s",
                     epoch, lossSum / steps, seconds, steps * stepFlops / seconds / 1e9));
         }
+        return objective;
+    }
+
+    /** LET's vectors for this recipe, or null without LET. */
+    private static EquivalentTransform transform(HeapBlock fp, OmniQuantConfig cfg) {
+        // shifts only with activation quantization (the reference's use_shift) and never for Llama
+        return cfg.let() ? new EquivalentTransform(fp, cfg.abits() < 16 && fp.spec.family() != Family.LLAMA, cfg.qkScale()) : null;
+    }
+
+    /**
+     * The objective with parameters learned before ({@link OmniQuantObjective#learned}, e.g. by another run or
+     * on another machine) instead of training: {@code fold} then gives the block that training gave.
+     */
+    public static OmniQuantObjective restore(DecoderBlock fpBlock, OmniQuantConfig cfg, java.util.Map<String, float[]> learned,
+                                             String source) {
+        HeapBlock fp = HeapBlock.of(fpBlock);
+        OmniQuantObjective objective = new OmniQuantObjective(fp, transform(fp, cfg), cfg.weightSpec(), cfg.lwc(), cfg.abits());
+        objective.restore(learned, source);
         return objective;
     }
 

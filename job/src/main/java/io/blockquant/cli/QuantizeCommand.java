@@ -111,6 +111,10 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--batch-size", description = "OmniQuant: calibration windows per training step (default: ${DEFAULT-VALUE})")
     int batchSize = 1;
 
+    @Option(names = "--omni-params", paramLabel = "DIR", description = "OmniQuant: folder of learned parameters per block (block-N.safetensors): "
+            + "a block whose file is there is folded from it without training, a trained block's file is written there")
+    String omniParams;
+
     @Option(names = "--calib", paramLabel = "FILE[,FILE...]", split = ",", description = "calibration text files (default: the three *.train.txt of data-samples)")
     List<String> calib = Defaults.calibration();
 
@@ -159,6 +163,9 @@ public final class QuantizeCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw fromRecipe(e);
         }
+        if (omniParams != null && !settings.isOmniQuant()) {
+            throw new IllegalArgumentException("--omni-params holds OmniQuant's learned parameters; use it with --method omniquant");
+        }
         if (out == null) {
             if (resume) throw new IllegalArgumentException("--resume needs --out STORE: the store to continue");
             out = "stores/" + modelDir.getName() + "-" + settings.method() + "-w" + settings.weights().bits()
@@ -179,7 +186,7 @@ public final class QuantizeCommand implements Callable<Integer> {
 
         SparkSession spark = SparkSessions.getOrCreate("blockquant quantize", master);
         QuantizeJob.Summary summary = QuantizeJob.run(spark,
-                new QuantizeJob.Request(model, out, settings, resume), calibration, System.err);
+                new QuantizeJob.Request(model, out, settings, resume, omniParams), calibration, System.err);
 
         System.out.printf(Locale.ROOT, "%-6s %9s %14s   %s%n", "block", "seconds", "output error", "worst layer (relative output error)");
         for (QuantizeJob.BlockSummary b : summary.blocks()) {

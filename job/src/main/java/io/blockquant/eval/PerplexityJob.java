@@ -47,7 +47,7 @@ public final class PerplexityJob {
                                 request.weights() == null ? null : request.weights().value());
                         return List.of(WindowScorer.score(model, batch)).iterator();
                     })
-                    .reduce(NllSum::plus);
+                    .collect().stream().reduce(NllSum::plus).orElseThrow(); // partition order: the same sum every run
         } finally {
             if (listener != null) sc.sc().removeSparkListener(listener);
         }

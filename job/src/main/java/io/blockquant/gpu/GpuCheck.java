@@ -181,7 +181,7 @@ public final class GpuCheck {
     /** Windows per forward pass in the timed runs. */
     static final int PASS_WINDOWS = 32;
 
-    private static float[] embedAll(TensorBackend be, CausalLm stem, int[] tokens, int windows, int seq) {
+    static float[] embedAll(TensorBackend be, CausalLm stem, int[] tokens, int windows, int seq) {
         float[] x = new float[windows * seq * stem.spec().hiddenSize()];
         for (int w = 0; w < windows; w += PASS_WINDOWS) {
             int n = Math.min(PASS_WINDOWS, windows - w), at = w;
@@ -191,7 +191,7 @@ public final class GpuCheck {
         return x;
     }
 
-    private static float[] slice(float[] x, int window, int count, int width) {
+    static float[] slice(float[] x, int window, int count, int width) {
         return Arrays.copyOfRange(x, window * width, (window + count) * width);
     }
 

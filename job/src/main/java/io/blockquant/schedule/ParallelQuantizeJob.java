@@ -3,7 +3,6 @@ package io.blockquant.schedule;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.OmniQuantCalibrator;
 import io.blockquant.algo.StoredWeight;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
@@ -111,7 +110,7 @@ public final class ParallelQuantizeJob {
                     sc.setJobGroup(jobGroup, "calibrate block " + b, true);
                     return devices.tasks(sc.parallelize(List.of(b), 1)).map(i -> {
                         DecoderBlock fp = ExecutorBlocks.block(model, i, devices.bind(i, Nd4jBackend.INSTANCE), conf.get());
-                        return calibrate(i, fp, fpActs, conf.get(), parts, plan, s, seq, nsamples, blocks);
+                        return calibrate(i, fp, fpActs, conf.get(), parts, plan, s, req.omniParams(), seq, nsamples, blocks);
                     }).collect().get(0);
                 });
             }
@@ -174,16 +173,16 @@ public final class ParallelQuantizeJob {
      * partition at a time, except OmniQuant, which trains on all windows): the task body of parallel mode.
      */
     static CalibratedRows calibrate(int block, DecoderBlock fp, ActivationFiles inputs, Configuration conf,
-                                    List<Integer> parts, BlockPlan plan, QuantizeSettings s, int seq, int nsamples,
-                                    int blocks) throws IOException {
+                                    List<Integer> parts, BlockPlan plan, QuantizeSettings s, String omniParams, int seq,
+                                    int nsamples, int blocks) throws IOException {
         long t0 = System.nanoTime();
         CalibratedBlock calibrated;
         Map<String, Double> losses = new HashMap<>();
         long tokens = 0;
         if (s.isOmniQuant()) {
-            float[] x = QuantizeJob.concat(inputs, conf, block, parts), y = QuantizeJob.concat(inputs, conf, block + 1, parts);
-            calibrated = OmniQuantCalibrator.calibrate(fp, x, y, nsamples, seq, s.omniquant(), s.seed() + block,
-                    msg -> System.err.printf("    block %d/%d omniquant: %s%n", block + 1, blocks, msg));
+            // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
+            calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
+                    blocks, fp.linears().get(0).weight().backend());
         } else {
             Map<String, StoredWeight> layers = new LinkedHashMap<>();
             Map<String, float[]> done = new HashMap<>();

@@ -50,8 +50,16 @@ public final class QuantizeJob {
     private QuantizeJob() {}
 
     /** What to quantize, where to write it. */
-    public record Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume)
-            implements Serializable {}
+    /**
+     * @param omniParams OmniQuant: the folder of learned parameters per block ({@link OmniQuantParameterFiles}),
+     *                   read where present instead of training and written where trained; null for none
+     */
+    public record Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume, String omniParams)
+            implements Serializable {
+        public Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume) {
+            this(modelDir, storePath, settings, resume, null);
+        }
+    }
 
     /** One line of the summary per block. */
     public record BlockSummary(int block, double seconds, double blockError, Map<String, Double> layerErrors,

@@ -108,7 +108,7 @@ public final class SequentialQuantizeJob {
                 Map<String, float[]> trainedValues = new HashMap<>();
                 Map<String, long[]> trainedShapes = new HashMap<>();
                 if (omni) {
-                    trained = trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, conf, s, seq, calib.size(), spec.numLayers(), log);
+                    trained = trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, conf, s, req.omniParams(), seq, calib.size(), spec.numLayers(), log);
                     BlockRecords.dequantize(trained, "", trainedValues, trainedShapes);
                 }
                 for (List<String> group : omni ? List.<List<String>>of() : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
@@ -124,7 +124,7 @@ public final class SequentialQuantizeJob {
                             int[] shape = new int[2];
                             float[] x = acts.read(conf.get(), block, p, shape);
                             return BlockWork.hessian(current, input, x, shape[0] / seq, seq);
-                        }).reduce(HessianAccumulator::merge);
+                        }).collect().stream().reduce(HessianAccumulator::merge).orElseThrow(); // partition order: the same sum every run
                         soFar.destroy();
                         // once per group: q/k/v (and gate/up) share their input, so their Hessian's factor
                         hessian = sc.broadcast(GptqQuantizer.PreparedHessian.of(Nd4jBackend.INSTANCE, acc.hessian(), s.gptq()));
@@ -165,7 +165,7 @@ public final class SequentialQuantizeJob {
                     BlockWork.Outputs out = BlockWork.outputs(fp, q, x, shape[0] / seq, seq, perLayer);
                     if (!last) acts.write(conf.get(), block + 1, p, out.hidden(), shape[0], shape[1]);
                     return out.stats();
-                }).reduce(BlockStats::merge);
+                }).collect().stream().reduce(BlockStats::merge).orElseThrow();
                 all.destroy();
                 allShapes.destroy();
                 if (!last) acts.markComplete(hadoop, block + 1);
@@ -201,21 +201,41 @@ public final class SequentialQuantizeJob {
      */
     private static List<TensorRecord> trainOmniQuant(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
                                                      ActivationFiles acts, ActivationFiles fpActs, HadoopConf conf,
-                                                     QuantizeSettings s, int seq, int windows, int blocks, PrintStream log)
-            throws IOException {
+                                                     QuantizeSettings s, String paramsDir, int seq, int windows, int blocks,
+                                                     PrintStream log) throws IOException {
         QuantizeJob.fullPrecisionPass(sc, devices, model, block, parts, fpActs, conf, seq);
         long t0 = System.nanoTime();
+        boolean learned = paramsDir != null && OmniQuantParameterFiles.exists(conf.get(), paramsDir, block);
         List<TensorRecord> rows = devices.tasks(sc.parallelize(List.of(block), 1)).map(b -> {
             TensorBackend be = devices.bind(b, Nd4jBackend.INSTANCE);
             DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf.get());
-            float[] inputs = QuantizeJob.concat(acts, conf.get(), b, parts), targets = QuantizeJob.concat(fpActs, conf.get(), b + 1, parts);
-            CalibratedBlock cb = io.blockquant.algo.OmniQuantCalibrator.calibrate(fp, inputs, targets, windows, seq,
-                    s.omniquant(), s.seed() + b, msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
-            return new ArrayList<>(BlockRecords.of(b, cb));
+            return new ArrayList<>(BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf.get(), s, paramsDir, seq, windows, blocks, be)));
         }).collect().get(0);
-        log.printf(Locale.ROOT, "  block %d/%d: OmniQuant trained in %.1f s (%s)%n", block + 1, blocks,
-                (System.nanoTime() - t0) / 1e9, s.label());
+        log.printf(Locale.ROOT, "  block %d/%d: OmniQuant %s in %.1f s (%s)%n", block + 1, blocks,
+                learned ? "folded from learned parameters" : "trained", (System.nanoTime() - t0) / 1e9, s.label());
         return rows;
+    }
+
+    /**
+     * One block's OmniQuant: folded from {@code paramsDir}'s learned parameters when that block's file exists,
+     * else trained on the block's inputs (the quantized prefix's outputs) against the full-precision targets,
+     * and its parameters written there when a folder is given.
+     */
+    static CalibratedBlock omniQuantBlock(DecoderBlock fp, int b, ActivationFiles acts, ActivationFiles fpActs, List<Integer> parts,
+                                          Configuration conf, QuantizeSettings s, String paramsDir, int seq, int windows, int blocks,
+                                          TensorBackend be) throws IOException {
+        java.util.Map<String, float[]> learned = paramsDir == null ? null : OmniQuantParameterFiles.read(conf, paramsDir, b);
+        if (learned != null) {
+            System.err.printf("    block %d/%d omniquant: learned parameters from %s, no training%n", b + 1, blocks,
+                    OmniQuantParameterFiles.file(paramsDir, b));
+            return io.blockquant.algo.OmniQuantCalibrator.restore(fp, s.omniquant(), learned,
+                    OmniQuantParameterFiles.file(paramsDir, b).toString()).fold(be);
+        }
+        float[] inputs = QuantizeJob.concat(acts, conf, b, parts), targets = QuantizeJob.concat(fpActs, conf, b + 1, parts);
+        var objective = io.blockquant.algo.OmniQuantCalibrator.train(fp, inputs, targets, windows, seq,
+                s.omniquant(), s.seed() + b, msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
+        if (paramsDir != null) OmniQuantParameterFiles.write(conf, paramsDir, b, objective.learned());
+        return objective.fold(be);
     }
 
     /** Loads one full-precision block on the driver (to assemble what is stored). */

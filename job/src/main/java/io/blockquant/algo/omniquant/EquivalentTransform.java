@@ -68,6 +68,15 @@ public final class EquivalentTransform {
         return out;
     }
 
+    /** The learnable vectors by name (the reference's {@code omni_parameters} keys, in snake case). */
+    public java.util.Map<String, float[]> named() {
+        java.util.Map<String, float[]> out = new java.util.LinkedHashMap<>();
+        String[] names = {"attn_scale", "attn_shift", "mlp_scale", "mlp_shift", "out_scale", "out_shift", "qk_scale"};
+        float[][] vectors = {attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale};
+        for (int i = 0; i < names.length; i++) if (vectors[i] != null) out.put("let." + names[i], vectors[i]);
+        return out;
+    }
+
     /** The scales among {@link #parameters()}: truncated after every update. */
     public List<float[]> scales() {
         List<float[]> out = new ArrayList<>();
@@ -170,7 +179,7 @@ public final class EquivalentTransform {
         Plan[] plans = plan();
         int n = fp.layers.size();
         float[][] w1 = new float[n][], b1 = new float[n][], w2 = new float[n][], b2 = new float[n][];
-        for (int li = 0; li < n; li++) {
+        java.util.stream.IntStream.range(0, n).parallel().forEach(li -> { // each layer writes only its own slots
             Layer l = fp.layers.get(li);
             Plan p = plans[li];
             int out = l.out(), in = l.in();
@@ -205,7 +214,7 @@ public final class EquivalentTransform {
                     b2[li][r] = (b1[li][r] - (p.rowShift() == null ? 0f : p.rowShift()[r])) * f;
                 }
             }
-        }
+        });
         NormParams attn = norm(fp.attnNorm, attnScale, attnShift);
         NormParams mlp = fp.mlpNorm == null ? null : norm(fp.mlpNorm, mlpScale, mlpShift);
         return new Applied(attn, mlp, w2, b2, w1, b1, plans);
@@ -243,7 +252,7 @@ public final class EquivalentTransform {
                 zerosLike(outScale), zerosLike(outShift), zerosLike(qkScale));
         int n = fp.layers.size();
         float[][] dInS = new float[n][], dInD = new float[n][], dRowR = new float[n][], dRowD = new float[n][];
-        for (int li = 0; li < n; li++) {
+        java.util.stream.IntStream.range(0, n).parallel().forEach(li -> { // each layer writes only its own slots
             Layer l = fp.layers.get(li);
             Plan p = a.plans[li];
             int out = l.out(), in = l.in();
@@ -284,7 +293,7 @@ public final class EquivalentTransform {
                 for (int r = 0; r < out; r++) for (int c = 0; c < in; c++) s[c] += (double) w[r * in + c] * gb1[r];
                 dInD[li] = toFloat(s);
             }
-        }
+        });
         // reduce the per-layer vectors onto the learnable ones (the output projection's through kvChannel)
         int o = fp.layerOf[Proj.O.ordinal()];
         for (int li = 0; li < n; li++) {

@@ -46,6 +46,8 @@ public final class LearnableClipping {
     public static final class Quantized {
         public final float[] weight;      // Ŵ
         final float[] max, min, scale, zero;
+        /** Where the group's max/min sits when it is unique, else −1 (ties: the gradient is split among them). */
+        final int[] maxAt, minAt;
         final boolean[] scaleClamped;
         final int[] levels;
 
@@ -56,37 +58,56 @@ public final class LearnableClipping {
             min = new float[g];
             scale = new float[g];
             zero = new float[g];
+            maxAt = new int[g];
+            minAt = new int[g];
             scaleClamped = new boolean[g];
         }
     }
 
+    /** Rows per parallel task: a training step quantizes every weight of the block, on the step's critical path. */
+    private static final int ROWS_PER_TASK = 32;
+
+    /** {@code body(from, to)} over row ranges, in parallel; each row's work touches only that row's slots. */
+    private void forRows(java.util.function.BiConsumer<Integer, Integer> body) {
+        int tasks = (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+        java.util.stream.IntStream.range(0, tasks).parallel()
+                .forEach(t -> body.accept(t * ROWS_PER_TASK, Math.min(rows, (t + 1) * ROWS_PER_TASK)));
+    }
+
     public Quantized quantize(float[] w) {
         Quantized q = new Quantized(rows * cols, rows * groups);
-        for (int r = 0; r < rows; r++) {
-            for (int g = 0; g < groups; g++) {
-                int k = r * groups + g, from = r * cols + g * group;
-                float mx = Float.NEGATIVE_INFINITY, mn = Float.POSITIVE_INFINITY;
-                for (int i = from; i < from + group; i++) {
-                    mx = Math.max(mx, w[i]);
-                    mn = Math.min(mn, w[i]);
-                }
-                float h = sigmoid(gamma[k]) * mx, l = sigmoid(beta[k]) * mn;     // eq. 3
-                float raw = (h - l) / maxq;                                      // eq. 2
-                float scale = Math.max(CLIP_MIN, Math.min(CLIP_MAX, raw));
-                float zero = (float) Math.rint(Math.max(-1e4f, Math.min(1e4f, -l / scale)));
-                q.max[k] = mx;
-                q.min[k] = mn;
-                q.scale[k] = scale;
-                q.zero[k] = zero;
-                q.scaleClamped[k] = raw != scale;
-                for (int i = from; i < from + group; i++) {
-                    float level = Math.max(0f, Math.min(maxq, (float) Math.rint(w[i] / scale) + zero));
-                    q.levels[i] = (int) level;
-                    q.weight[i] = scale * ((int) level - zero);   // the same arithmetic as QuantizedLinear.dequantize
-                }
+        forRows((r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                for (int g = 0; g < groups; g++) quantizeGroup(w, q, r * groups + g, r * cols + g * group);
             }
-        }
+        });
         return q;
+    }
+
+    private void quantizeGroup(float[] w, Quantized q, int k, int from) {
+        float mx = Float.NEGATIVE_INFINITY, mn = Float.POSITIVE_INFINITY;
+        int mxAt = -1, mnAt = -1, mxTies = 0, mnTies = 0;
+        for (int i = from; i < from + group; i++) {
+            float v = w[i];
+            if (v > mx) { mx = v; mxAt = i; mxTies = 1; } else if (v == mx) mxTies++;
+            if (v < mn) { mn = v; mnAt = i; mnTies = 1; } else if (v == mn) mnTies++;
+        }
+        float h = sigmoid(gamma[k]) * mx, l = sigmoid(beta[k]) * mn;     // eq. 3
+        float raw = (h - l) / maxq;                                      // eq. 2
+        float scale = Math.max(CLIP_MIN, Math.min(CLIP_MAX, raw));
+        float zero = (float) Math.rint(Math.max(-1e4f, Math.min(1e4f, -l / scale)));
+        q.max[k] = mx;
+        q.min[k] = mn;
+        q.maxAt[k] = mxTies == 1 ? mxAt : -1;
+        q.minAt[k] = mnTies == 1 ? mnAt : -1;
+        q.scale[k] = scale;
+        q.zero[k] = zero;
+        q.scaleClamped[k] = raw != scale;
+        for (int i = from; i < from + group; i++) {
+            float level = Math.max(0f, Math.min(maxq, (float) Math.rint(w[i] / scale) + zero));
+            q.levels[i] = (int) level;
+            q.weight[i] = scale * ((int) level - zero);   // the same arithmetic as QuantizedLinear.dequantize
+        }
     }
 
     /**
@@ -96,36 +117,44 @@ public final class LearnableClipping {
      */
     public float[] backward(float[] w, Quantized q, float[] dOut, float[] dGamma, float[] dBeta) {
         float[] dw = new float[w.length];
-        for (int r = 0; r < rows; r++) {
-            for (int g = 0; g < groups; g++) {
-                int k = r * groups + g, from = r * cols + g * group;
-                float scale = q.scale[k], zero = q.zero[k];
-                double dScale = 0;
-                for (int i = from; i < from + group; i++) {
-                    float t = w[i] / scale;
-                    float pre = (float) Math.rint(t) + zero;
-                    if (pre >= 0 && pre <= maxq) {
-                        // Ŵ = scale·round_ste(W/scale): ∂/∂W = 1, ∂/∂scale = round(W/scale) − W/scale
-                        dw[i] = dOut[i];
-                        dScale += (double) dOut[i] * ((float) Math.rint(t) - t);
-                    } else {
-                        // clamped: Ŵ = scale·(c − zero), c ∈ {0, 2^N − 1}
-                        dScale += (double) dOut[i] * (q.levels[i] - zero);
-                    }
-                }
-                if (q.scaleClamped[k]) continue;
-                double dh = dScale / maxq, dl = -dScale / maxq;
-                float sg = sigmoid(gamma[k]), sb = sigmoid(beta[k]);
-                dGamma[k] += (float) (dh * q.max[k] * sg * (1 - sg));
-                dBeta[k] += (float) (dl * q.min[k] * sb * (1 - sb));
-                spread(w, dw, from, group, q.max[k], dh * sg);
-                spread(w, dw, from, group, q.min[k], dl * sb);
+        forRows((r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                for (int g = 0; g < groups; g++) backwardGroup(w, q, dOut, dGamma, dBeta, dw, r * groups + g, r * cols + g * group);
             }
-        }
+        });
         return dw;
     }
 
-    private static void spread(float[] w, float[] dw, int from, int group, float extreme, double grad) {
+    private void backwardGroup(float[] w, Quantized q, float[] dOut, float[] dGamma, float[] dBeta, float[] dw, int k, int from) {
+        float scale = q.scale[k], zero = q.zero[k];
+        double dScale = 0;
+        for (int i = from; i < from + group; i++) {
+            float t = w[i] / scale;
+            float pre = (float) Math.rint(t) + zero;
+            if (pre >= 0 && pre <= maxq) {
+                // Ŵ = scale·round_ste(W/scale): ∂/∂W = 1, ∂/∂scale = round(W/scale) − W/scale
+                dw[i] = dOut[i];
+                dScale += (double) dOut[i] * ((float) Math.rint(t) - t);
+            } else {
+                // clamped: Ŵ = scale·(c − zero), c ∈ {0, 2^N − 1}
+                dScale += (double) dOut[i] * (q.levels[i] - zero);
+            }
+        }
+        if (q.scaleClamped[k]) return;
+        double dh = dScale / maxq, dl = -dScale / maxq;
+        float sg = sigmoid(gamma[k]), sb = sigmoid(beta[k]);
+        dGamma[k] += (float) (dh * q.max[k] * sg * (1 - sg));
+        dBeta[k] += (float) (dl * q.min[k] * sb * (1 - sb));
+        spread(w, dw, from, group, q.max[k], q.maxAt[k], dh * sg);
+        spread(w, dw, from, group, q.min[k], q.minAt[k], dl * sb);
+    }
+
+    /** ∂/∂max (or min) into the extreme element, or split evenly between ties as torch's amax/amin do. */
+    private static void spread(float[] w, float[] dw, int from, int group, float extreme, int at, double grad) {
+        if (at >= 0) {
+            dw[at] += (float) grad;
+            return;
+        }
         int ties = 0;
         for (int i = from; i < from + group; i++) if (w[i] == extreme) ties++;
         for (int i = from; i < from + group; i++) if (w[i] == extreme) dw[i] += (float) (grad / ties);

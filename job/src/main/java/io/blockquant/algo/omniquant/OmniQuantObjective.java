@@ -51,6 +51,49 @@ public final class OmniQuantObjective {
         return out;
     }
 
+    /**
+     * Every learned vector by name ({@code <layer>.lwc_gamma}, {@code <layer>.lwc_beta}, {@code let.*}): what
+     * {@link #restore} takes back, like the reference's {@code omni_parameters.pth}.
+     */
+    public Map<String, float[]> learned() {
+        Map<String, float[]> out = new LinkedHashMap<>();
+        for (int i = 0; i < clips.length; i++) {
+            out.put(fp.layers.get(i).name() + ".lwc_gamma", clips[i].gamma);
+            out.put(fp.layers.get(i).name() + ".lwc_beta", clips[i].beta);
+        }
+        if (let != null) out.putAll(let.named());
+        return out;
+    }
+
+    /**
+     * Sets every learned vector from {@code values} (as {@link #learned} names them), which must hold exactly
+     * those names, each with its length and finite values; {@code source} names them in errors.
+     */
+    public void restore(Map<String, float[]> values, String source) {
+        Map<String, float[]> own = learned();
+        for (String name : values.keySet()) {
+            if (!own.containsKey(name)) {
+                throw new IllegalArgumentException(source + ": unexpected OmniQuant parameter '" + name + "' (this recipe learns "
+                        + String.join(", ", own.keySet()) + ")");
+            }
+        }
+        for (Map.Entry<String, float[]> e : own.entrySet()) {
+            float[] v = values.get(e.getKey());
+            if (v == null) throw new IllegalArgumentException(source + ": missing OmniQuant parameter '" + e.getKey() + "'");
+            if (v.length != e.getValue().length) {
+                throw new IllegalArgumentException(source + ": OmniQuant parameter '" + e.getKey() + "' has " + v.length
+                        + " values, expected " + e.getValue().length);
+            }
+            for (int i = 0; i < v.length; i++) {
+                boolean clipOff = e.getKey().endsWith(".lwc_gamma") || e.getKey().endsWith(".lwc_beta");
+                if (Float.isNaN(v[i]) || (Float.isInfinite(v[i]) && !(clipOff && v[i] > 0))) {
+                    throw new IllegalArgumentException(source + ": OmniQuant parameter '" + e.getKey() + "' holds " + v[i] + " at " + i);
+                }
+            }
+            System.arraycopy(v, 0, e.getValue(), 0, v.length);
+        }
+    }
+
     public List<float[]> letParameters() {
         return let == null ? List.of() : let.parameters();
     }
@@ -66,12 +109,13 @@ public final class OmniQuantObjective {
         EquivalentTransform.Applied a = let == null ? null : let.apply();
         float[][] w2 = new float[n][], b2 = new float[n][], wq = new float[n][];
         LearnableClipping.Quantized[] q = new LearnableClipping.Quantized[n];
-        for (int i = 0; i < n; i++) {
+        // the layers are independent: in parallel, as each layer's rows are (a step's heap work is on its critical path)
+        java.util.stream.IntStream.range(0, n).parallel().forEach(i -> {
             w2[i] = a == null ? fp.layers.get(i).w() : a.weight[i];
             b2[i] = a == null ? fp.layers.get(i).b() : a.bias[i];
             q[i] = clips[i].quantize(w2[i]);
             wq[i] = q[i].weight;
-        }
+        });
         return new Quantized(a, a == null ? fp.attnNorm : a.attnNorm, a == null ? fp.mlpNorm : a.mlpNorm, w2, b2, q, wq);
     }
 
@@ -98,13 +142,16 @@ public final class OmniQuantObjective {
                 HeapBlock.addRows(dB[li], r.bias()[p.ordinal()], 1, fp.rowsOf[p.ordinal()]);
             }
         }
+        float[][] dW2 = new float[n][], dGamma = new float[n][], dBeta = new float[n][];
+        java.util.stream.IntStream.range(0, n).parallel().forEach(i -> {
+            dGamma[i] = new float[clips[i].gamma.length];
+            dBeta[i] = new float[clips[i].beta.length];
+            dW2[i] = clips[i].backward(s.w2()[i], s.q()[i], dWq[i], dGamma[i], dBeta[i]);
+        });
         List<float[]> lwcGrads = new ArrayList<>();
-        float[][] dW2 = new float[n][];
         for (int i = 0; i < n; i++) {
-            float[] dg = new float[clips[i].gamma.length], db = new float[clips[i].beta.length];
-            dW2[i] = clips[i].backward(s.w2()[i], s.q()[i], dWq[i], dg, db);
-            lwcGrads.add(dg);
-            lwcGrads.add(db);
+            lwcGrads.add(dGamma[i]);
+            lwcGrads.add(dBeta[i]);
         }
         List<float[]> letGrads = List.of();
         if (let != null) {

@@ -1,0 +1,120 @@
+package io.blockquant.gpu;
+
+import io.blockquant.algo.OmniQuantCalibrator;
+import io.blockquant.algo.OmniQuantConfig;
+import io.blockquant.algo.omniquant.OmniQuantObjective;
+import io.blockquant.cuda.CudaBackend;
+import io.blockquant.model.Family;
+import io.blockquant.model.ModelLoader;
+import io.blockquant.model.ModelSpec;
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.schedule.BlockStats;
+import io.blockquant.schedule.BlockWork;
+import io.blockquant.tensor.TensorBackend;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * OmniQuant over every block of one model on one GPU, for a machine with a CUDA toolkit but no Spark, Hadoop
+ * or ND4J (staged by {@code cluster/gpu/stage-omniquant.sh}): the sequential pipeline of {@code quantize
+ * --method omniquant} (block i trained on the quantized prefix's outputs against the full-precision block's
+ * outputs, seed {@code b} for block b, as a quantize run with seed 0), written as each block's learned
+ * parameters ({@code block-N.bqa}). Back on a machine with the full build, {@link OmniQuantParamsImport} turns
+ * them into {@code quantize --omni-params} files, from which {@code quantize} folds the same blocks into a
+ * store without training, and {@code eval --store} measures it. A block whose file exists in OUT_DIR is not
+ * trained again (a run cut short continues).
+ *
+ * <p>{@code OmniQuantRun INPUTS.bqa FAMILY OUT_DIR WBITS GROUP ABITS LWC LET EPOCHS}
+ */
+public final class OmniQuantRun {
+
+    private OmniQuantRun() {}
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 9) {
+            System.err.println("usage: OmniQuantRun INPUTS.bqa FAMILY OUT_DIR WBITS GROUP ABITS LWC LET EPOCHS");
+            System.exit(2);
+        }
+        ArrayBundle in = ArrayBundle.read(Path.of(args[0]));
+        String family = args[1];
+        Path out = Path.of(args[2]);
+        Files.createDirectories(out);
+        ModelSpec spec = CheckCases.spec(in, family);
+        OmniQuantConfig d = OmniQuantConfig.of(spec.family(), Integer.parseInt(args[3]), Integer.parseInt(args[4]), Integer.parseInt(args[5]));
+        OmniQuantConfig cfg = new OmniQuantConfig(d.wbits(), d.groupSize(), d.abits(), Boolean.parseBoolean(args[6]),
+                Boolean.parseBoolean(args[7]), d.qkScale(), Integer.parseInt(args[8]), d.batchSize(), d.lwcLr(), d.letLr(),
+                d.weightDecay(), d.alpha());
+        TensorBackend be = "cpu".equals(System.getProperty("gpu.backend")) // the CPU backend: a check of this runner without a GPU
+                ? (TensorBackend) Class.forName("io.blockquant.tensor.Nd4jBackend").getField("INSTANCE").get(null)
+                : CudaBackend.forDevice(Integer.getInteger("gpu.device", 0));
+        run(be, in, family, spec, cfg, out);
+    }
+
+    static void run(TensorBackend be, ArrayBundle in, String family, ModelSpec spec, OmniQuantConfig cfg, Path out) throws Exception {
+        ModelLoader loader = new ModelLoader(CheckCases.weights(in, family), spec, be);
+        int[] tokens = in.ints("tokens");
+        int windows = (int) in.shape("tokens")[0], seq = (int) in.shape("tokens")[1];
+        System.out.printf(Locale.ROOT, "OmniQuant %s on %s (%s): W%dA%d %s, LWC %s, LET %s, %d epochs, %d window(s) per step; %d windows × %d tokens%n",
+                family, be.name(), be instanceof CudaBackend cb ? cb.deviceName() : "", cfg.wbits(), cfg.abits(),
+                cfg.groupSize() == 0 ? "per-channel" : "g" + cfg.groupSize(), cfg.lwc(), cfg.let(), cfg.epochs(), cfg.batchSize(), windows, seq);
+        long start = System.nanoTime();
+        float[] qx = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq), fpx = qx;
+        int width = seq * spec.hiddenSize();
+        double training = 0;
+        for (int b = 0; b < spec.numLayers(); b++) {
+            long t0 = System.nanoTime();
+            DecoderBlock fp = loader.block(b);
+            float[] targets = new float[fpx.length];
+            for (int w = 0; w < windows; w += GpuCheck.PASS_WINDOWS) {
+                int n = Math.min(GpuCheck.PASS_WINDOWS, windows - w);
+                float[] part = GpuCheck.slice(fpx, w, n, width);
+                float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(part, (long) n * seq, spec.hiddenSize()), n, seq).toFloats());
+                System.arraycopy(y, 0, targets, w * width, y.length);
+            }
+            Path file = out.resolve("block-" + b + ".bqa");
+            List<String> epochs = new ArrayList<>();
+            OmniQuantObjective objective;
+            double train = 0;
+            if (Files.exists(file)) {
+                ArrayBundle saved = ArrayBundle.read(file);
+                Map<String, float[]> learned = new LinkedHashMap<>();
+                for (String n : saved.names()) learned.put(n, saved.floats(n));
+                objective = OmniQuantCalibrator.restore(fp, cfg, learned, file.toString());
+            } else {
+                long t1 = System.nanoTime();
+                objective = OmniQuantCalibrator.train(fp, qx, targets, windows, seq, cfg, b, epochs::add);
+                train = (System.nanoTime() - t1) / 1e9;
+                training += train;
+                ArrayBundle saved = new ArrayBundle();
+                objective.learned().forEach((n, v) -> saved.putFloats(n, v, v.length));
+                Path tmp = out.resolve(".block-" + b + ".bqa.tmp");
+                saved.write(tmp);
+                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            }
+            DecoderBlock quantized = objective.fold(be).block();
+            BlockStats stats = null;
+            float[] next = new float[qx.length];
+            for (int w = 0; w < windows; w += GpuCheck.PASS_WINDOWS) {
+                int n = Math.min(GpuCheck.PASS_WINDOWS, windows - w);
+                BlockWork.Outputs o = BlockWork.outputs(fp, quantized, GpuCheck.slice(qx, w, n, width), n, seq);
+                System.arraycopy(o.hidden(), 0, next, w * width, o.hidden().length);
+                stats = stats == null ? o.stats() : stats.merge(o.stats());
+            }
+            qx = next;
+            fpx = targets;
+            int steps = cfg.epochs() * (windows / cfg.batchSize());
+            System.out.printf(Locale.ROOT, "  block %d: %.1f s (%s), relative output error %.5f%s%n", b, (System.nanoTime() - t0) / 1e9,
+                    epochs.isEmpty() ? "parameters from " + file.getFileName() : String.format(Locale.ROOT, "training %.1f s, %.2f ms/step", train, 1e3 * train / steps),
+                    stats.blockError(), epochs.isEmpty() ? "" : "; " + epochs.get(0) + " ... " + epochs.get(epochs.size() - 1));
+            System.out.flush();
+        }
+        System.out.printf(Locale.ROOT, "OmniQuant %s, all %d blocks: %.1f s (training %.1f s)%n", family, spec.numLayers(),
+                (System.nanoTime() - start) / 1e9, training);
+    }
+}
