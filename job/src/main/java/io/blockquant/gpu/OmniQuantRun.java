@@ -11,6 +11,7 @@ import io.blockquant.nn.DecoderBlock;
 import io.blockquant.schedule.BlockStats;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.tensor.TensorBackend;
+import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -30,37 +31,64 @@ import java.util.Map;
  * store without training, and {@code eval --store} measures it. A block whose file exists in OUT_DIR is not
  * trained again (a run cut short continues).
  *
- * <p>{@code OmniQuantRun INPUTS.bqa FAMILY OUT_DIR WBITS GROUP ABITS LWC LET EPOCHS}
+ * <p>{@code OmniQuantRun INPUTS.bqa OUT_ROOT CONFIG...}, CONFIG = {@code FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS} (e.g.
+ * {@code llama:2:64:16:true:false:40}). Each configuration trains in a thread of its own, into
+ * {@code OUT_ROOT/<config>/} with its log beside it: the backend gives each thread its own CUDA stream, so the
+ * small kernels of several runs overlap on one GPU, and their heap work on the CPU cores.
  */
 public final class OmniQuantRun {
 
     private OmniQuantRun() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 9) {
-            System.err.println("usage: OmniQuantRun INPUTS.bqa FAMILY OUT_DIR WBITS GROUP ABITS LWC LET EPOCHS");
+        if (args.length < 3) {
+            System.err.println("usage: OmniQuantRun INPUTS.bqa OUT_ROOT FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS...");
             System.exit(2);
         }
         ArrayBundle in = ArrayBundle.read(Path.of(args[0]));
-        String family = args[1];
-        Path out = Path.of(args[2]);
-        Files.createDirectories(out);
-        ModelSpec spec = CheckCases.spec(in, family);
-        OmniQuantConfig d = OmniQuantConfig.of(spec.family(), Integer.parseInt(args[3]), Integer.parseInt(args[4]), Integer.parseInt(args[5]));
-        OmniQuantConfig cfg = new OmniQuantConfig(d.wbits(), d.groupSize(), d.abits(), Boolean.parseBoolean(args[6]),
-                Boolean.parseBoolean(args[7]), d.qkScale(), Integer.parseInt(args[8]), d.batchSize(), d.lwcLr(), d.letLr(),
-                d.weightDecay(), d.alpha());
-        TensorBackend be = "cpu".equals(System.getProperty("gpu.backend")) // the CPU backend: a check of this runner without a GPU
-                ? (TensorBackend) Class.forName("io.blockquant.tensor.Nd4jBackend").getField("INSTANCE").get(null)
-                : CudaBackend.forDevice(Integer.getInteger("gpu.device", 0));
-        run(be, in, family, spec, cfg, out);
+        Path root = Path.of(args[1]);
+        Files.createDirectories(root);
+        boolean cpu = "cpu".equals(System.getProperty("gpu.backend")); // the CPU backend: a check of this runner without a GPU
+        List<Thread> threads = new ArrayList<>();
+        List<String> failed = java.util.Collections.synchronizedList(new ArrayList<>());
+        for (int i = 2; i < args.length; i++) {
+            String[] c = args[i].split(":");
+            if (c.length != 7) throw new IllegalArgumentException("configuration '" + args[i] + "': expected FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS");
+            String family = c[0], name = args[i].replace(':', '-');
+            ModelSpec spec = CheckCases.spec(in, family);
+            OmniQuantConfig d = OmniQuantConfig.of(spec.family(), Integer.parseInt(c[1]), Integer.parseInt(c[2]), Integer.parseInt(c[3]));
+            OmniQuantConfig cfg = new OmniQuantConfig(d.wbits(), d.groupSize(), d.abits(), Boolean.parseBoolean(c[4]),
+                    Boolean.parseBoolean(c[5]), d.qkScale(), Integer.parseInt(c[6]), d.batchSize(), d.lwcLr(), d.letLr(),
+                    d.weightDecay(), d.alpha());
+            Thread t = new Thread(() -> {
+                try (PrintStream log = new PrintStream(Files.newOutputStream(root.resolve(name + ".log")), true, "UTF-8")) {
+                    try {
+                        TensorBackend be = cpu ? (TensorBackend) Class.forName("io.blockquant.tensor.Nd4jBackend").getField("INSTANCE").get(null)
+                                : CudaBackend.forDevice(Integer.getInteger("gpu.device", 0));
+                        run(be, in, family, spec, cfg, root.resolve(name), log);
+                    } catch (Exception | Error e) {
+                        e.printStackTrace(log);
+                        failed.add(name + ": " + e);
+                    }
+                } catch (java.io.IOException e) {
+                    failed.add(name + ": " + e);
+                }
+            }, name);
+            t.start();
+            threads.add(t);
+        }
+        for (Thread t : threads) t.join();
+        failed.forEach(f -> System.err.println("FAILED " + f));
+        System.exit(failed.isEmpty() ? 0 : 1);
     }
 
-    static void run(TensorBackend be, ArrayBundle in, String family, ModelSpec spec, OmniQuantConfig cfg, Path out) throws Exception {
+    static void run(TensorBackend be, ArrayBundle in, String family, ModelSpec spec, OmniQuantConfig cfg, Path out, PrintStream log)
+            throws Exception {
+        Files.createDirectories(out);
         ModelLoader loader = new ModelLoader(CheckCases.weights(in, family), spec, be);
         int[] tokens = in.ints("tokens");
         int windows = (int) in.shape("tokens")[0], seq = (int) in.shape("tokens")[1];
-        System.out.printf(Locale.ROOT, "OmniQuant %s on %s (%s): W%dA%d %s, LWC %s, LET %s, %d epochs, %d window(s) per step; %d windows × %d tokens%n",
+        log.printf(Locale.ROOT, "OmniQuant %s on %s (%s): W%dA%d %s, LWC %s, LET %s, %d epochs, %d window(s) per step; %d windows × %d tokens%n",
                 family, be.name(), be instanceof CudaBackend cb ? cb.deviceName() : "", cfg.wbits(), cfg.abits(),
                 cfg.groupSize() == 0 ? "per-channel" : "g" + cfg.groupSize(), cfg.lwc(), cfg.let(), cfg.epochs(), cfg.batchSize(), windows, seq);
         long start = System.nanoTime();
@@ -77,6 +105,7 @@ public final class OmniQuantRun {
                 float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(part, (long) n * seq, spec.hiddenSize()), n, seq).toFloats());
                 System.arraycopy(y, 0, targets, w * width, y.length);
             }
+            int bi = b;
             Path file = out.resolve("block-" + b + ".bqa");
             List<String> epochs = new ArrayList<>();
             OmniQuantObjective objective;
@@ -88,7 +117,10 @@ public final class OmniQuantRun {
                 objective = OmniQuantCalibrator.restore(fp, cfg, learned, file.toString());
             } else {
                 long t1 = System.nanoTime();
-                objective = OmniQuantCalibrator.train(fp, qx, targets, windows, seq, cfg, b, epochs::add);
+                objective = OmniQuantCalibrator.train(fp, qx, targets, windows, seq, cfg, b, e -> {
+                    epochs.add(e);
+                    log.printf("    block %d %s%n", bi, e);
+                });
                 train = (System.nanoTime() - t1) / 1e9;
                 training += train;
                 ArrayBundle saved = new ArrayBundle();
@@ -109,12 +141,11 @@ public final class OmniQuantRun {
             qx = next;
             fpx = targets;
             int steps = cfg.epochs() * (windows / cfg.batchSize());
-            System.out.printf(Locale.ROOT, "  block %d: %.1f s (%s), relative output error %.5f%s%n", b, (System.nanoTime() - t0) / 1e9,
+            log.printf(Locale.ROOT, "  block %d: %.1f s (%s), relative output error %.5f%s%n", b, (System.nanoTime() - t0) / 1e9,
                     epochs.isEmpty() ? "parameters from " + file.getFileName() : String.format(Locale.ROOT, "training %.1f s, %.2f ms/step", train, 1e3 * train / steps),
                     stats.blockError(), epochs.isEmpty() ? "" : "; " + epochs.get(0) + " ... " + epochs.get(epochs.size() - 1));
-            System.out.flush();
         }
-        System.out.printf(Locale.ROOT, "OmniQuant %s, all %d blocks: %.1f s (training %.1f s)%n", family, spec.numLayers(),
+        log.printf(Locale.ROOT, "OmniQuant %s, all %d blocks: %.1f s (training %.1f s)%n", family, spec.numLayers(),
                 (System.nanoTime() - start) / 1e9, training);
     }
 }
