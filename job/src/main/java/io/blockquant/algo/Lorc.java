@@ -50,9 +50,23 @@ public final class Lorc {
 
     /**
      * Rank-{@code rank} LoRC factors of {@code weight − quantized} (both float32 {@code [out, in]}), through
-     * {@link TensorBackend#svd}.
+     * {@link TensorBackend#svd}: the paper's plain SVD, best in Frobenius norm of the weight error.
      */
     public static Factors factors(Tensor weight, Tensor quantized, int rank, LorcFactorFormat format) {
+        return factors(weight, quantized, rank, format, null);
+    }
+
+    /**
+     * Like {@link #factors(Tensor, Tensor, int, LorcFactorFormat)}; with {@code hessian} (GPTQ's damped
+     * {@code H = 2XXᵀ} of the layer's calibration inputs), the rank-r correction that is best for the layer's
+     * <em>output</em> error {@code ‖(E − U·V)·X‖_F} instead of the weight error {@code ‖E − U·V‖_F}. GPTQ leaves
+     * E deliberately large along directions the inputs do not excite (it moves the error there), so the plain
+     * SVD spends its rank undoing that compensation, which can raise the output error; weighting by the inputs
+     * does not. With {@code H⁻¹ = RᵀR} (R: GPTQ's upper factor), {@code L = R⁻¹} has {@code L·Lᵀ = H}, the
+     * output error is {@code ‖(E − U·V)·L‖_F}, and by Eckart–Young its minimum is {@code U·V = [E·L]_r·R}.
+     */
+    public static Factors factors(Tensor weight, Tensor quantized, int rank, LorcFactorFormat format,
+                                  GptqQuantizer.PreparedHessian hessian) {
         int rows = (int) weight.size(0), cols = (int) weight.size(1);
         if (weight.rank() != 2 || quantized.rank() != 2 || quantized.size(0) != rows || quantized.size(1) != cols) {
             throw new IllegalArgumentException("LoRC needs two weights of one 2-D shape, got " + weight.describe()
@@ -63,17 +77,35 @@ public final class Lorc {
             throw new IllegalArgumentException("LoRC rank " + rank + " is outside 0.." + k + " for a weight " + weight.describe());
         }
         TensorBackend be = weight.backend();
-        float[][] usv = be.scratchValue(() -> {
-            Tensor[] t = be.svd(be.sub(weight, quantized)); // E = W − Ŵ = U·diag(S)·Vᵀ
-            return new float[][] {t[0].toFloats(), t[1].toFloats(), t[2].toFloats()};
-        });
-        float[] uAll = usv[0], s = usv[1], vAll = usv[2]; // U [rows, k], S [k], V [cols, k]
-        float[] u = new float[rows * rank], v = new float[rank * cols];
-        for (int j = 0; j < rank; j++) {
-            float root = (float) Math.sqrt(s[j]); // the even split: S^½ to each side
-            for (int i = 0; i < rows; i++) u[i * rank + j] = uAll[i * k + j] * root;
-            for (int c = 0; c < cols; c++) v[j * cols + c] = root * vAll[c * k + j];
+        if (hessian != null && hessian.cols() != cols) {
+            throw new IllegalArgumentException("LoRC: a Hessian of " + hessian.cols() + " columns for a weight " + weight.describe());
         }
+        int[] perm = hessian == null ? null : hessian.perm(); // GPTQ's factor is in act-order column order
+        float[] v = new float[rank * cols];
+        float[] u = new float[rows * rank];
+        be.scratchValue(() -> {
+            Tensor e = be.sub(weight, quantized);                           // E = W − Ŵ
+            Tensor r = null;
+            if (hessian != null) {
+                e = be.selectColumns(e, perm);
+                r = be.fromFloats(hessian.hinv(), cols, cols);
+                e = be.transpose(be.solveTriangular(be.transpose(r), be.transpose(e), true)); // E·R⁻¹ = E·L
+            }
+            Tensor[] t = be.svd(e);                                         // = U·diag(S)·Vᵀ
+            float[] uAll = t[0].toFloats(), s = t[1].toFloats(), vAll = t[2].toFloats(); // U [rows, k], S [k], V [cols, k]
+            float[] vr = new float[rank * cols];
+            for (int j = 0; j < rank; j++) {
+                float root = (float) Math.sqrt(s[j]); // the even split: S^½ to each side
+                for (int i = 0; i < rows; i++) u[i * rank + j] = uAll[i * k + j] * root;
+                for (int c = 0; c < cols; c++) vr[j * cols + c] = root * vAll[c * k + j];
+            }
+            if (hessian != null) {
+                float[] back = be.matmul(be.fromFloats(vr, rank, cols), r, false, false).toFloats(); // S^½·V_rᵀ·R
+                for (int j = 0; j < rank; j++) for (int c = 0; c < cols; c++) vr[j * cols + perm[c]] = back[j * cols + c];
+            }
+            System.arraycopy(vr, 0, v, 0, vr.length);
+            return null;
+        });
         switch (format) {
             case FP16 -> {
                 for (int i = 0; i < u.length; i++) u[i] = FloatRounding.toFloat16(u[i]);

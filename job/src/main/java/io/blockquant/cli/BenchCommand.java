@@ -469,7 +469,7 @@ public final class BenchCommand implements Callable<Integer> {
         try {
             for (String method : List.of("rtn", "gptq")) {
                 QuantizeSettings settings = new QuantizeSettings(method, w4g64, 0,
-                        method.equals("gptq") ? GptqConfig.of(w4g64) : null, null, null, null, 0, null, nsamples, seqlen, 0, 8, QuantizeSettings.SEQUENTIAL);
+                        method.equals("gptq") ? GptqConfig.of(w4g64) : null, null, null, null, 0, null, false, nsamples, seqlen, 0, 8, QuantizeSettings.SEQUENTIAL);
                 String store = tmp.resolve(method).toAbsolutePath().toString();
                 MemoryProbe probe = MemoryProbe.start();
                 long t0 = System.nanoTime();

@@ -84,6 +84,10 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--lorc-format", description = "LoRC factor precision: fp32, fp16 or fp8 (default: ${DEFAULT-VALUE})")
     String lorcFormat = "fp16";
 
+    @Option(names = "--lorc-svd", description = "LoRC's SVD: plain (the paper: best for the weight error) or hessian "
+            + "(weighted by the layer's inputs: best for its output error; needs GPTQ) (default: ${DEFAULT-VALUE})")
+    String lorcSvd = "plain";
+
     @Option(names = "--act-order", description = "GPTQ: quantize columns in order of decreasing Hessian diagonal")
     boolean actOrder;
 
@@ -147,7 +151,7 @@ public final class QuantizeCommand implements Callable<Integer> {
 
     /** Recipe-file keys: the options that describe the method and calibration. */
     static final Set<String> RECIPE_KEYS = Set.of("mode", "method", "wbits", "group", "sym", "abits", "act-order",
-            "static-groups", "damp", "wformat", "aformat", "scale-constraint", "lorc-rank", "lorc-format", "nsamples", "seqlen", "seed", "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size");
+            "static-groups", "damp", "wformat", "aformat", "scale-constraint", "lorc-rank", "lorc-format", "lorc-svd", "nsamples", "seqlen", "seed", "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size");
 
     @Override
     public Integer call() throws IOException {
@@ -335,7 +339,13 @@ public final class QuantizeCommand implements Callable<Integer> {
             case "fp8" -> io.blockquant.algo.LorcFactorFormat.FP8;
             default -> throw new IllegalArgumentException("--lorc-format '" + lorcFormat + "' (expected fp32, fp16 or fp8)");
         };
+        if (!lorcSvd.equals("plain") && !lorcSvd.equals("hessian")) {
+            throw new IllegalArgumentException("--lorc-svd '" + lorcSvd + "' (expected plain or hessian)");
+        }
+        if (lorcSvd.equals("hessian") && (lorcRank == 0 || !method.equals("gptq"))) {
+            throw new IllegalArgumentException("--lorc-svd hessian weights LoRC by GPTQ's Hessian: it needs --method gptq and --lorc-rank > 0");
+        }
         return new QuantizeSettings(method, w, abits == 16 ? 0 : abits, g, o, fpw, af, lorcRank, lorcRank > 0 ? lf : null,
-                nsamples, seqlen, seed, windowsPerTask, mode);
+                lorcSvd.equals("hessian"), nsamples, seqlen, seed, windowsPerTask, mode);
     }
 }

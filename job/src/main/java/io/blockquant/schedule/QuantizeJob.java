@@ -77,6 +77,7 @@ public final class QuantizeJob {
     public static final String BLOCK_OUTPUT = "<block output>";
 
     public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
+        if (req.omniParams() != null) checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req);
         boolean fresh = !StoreWriter.exists(spark, req.storePath());
         try {
             return req.settings().isParallel() ? ParallelQuantizeJob.run(spark, req, calib, log)
@@ -87,6 +88,26 @@ public final class QuantizeJob {
                 log.println("removed " + req.storePath() + ": this run created it and committed no block");
             }
             throw e;
+        }
+    }
+
+    /**
+     * Every learned-parameter file of {@code --omni-params} restored on the driver before any work, so that one
+     * that does not fit the recipe or the model (a missing vector, a wrong length, a NaN) stops the run before
+     * a block is committed, naming the file.
+     */
+    static void checkLearnedParameters(Configuration hadoop, Request req) {
+        Path dir = new Path(req.modelDir());
+        ModelSpec spec = io.blockquant.model.ModelSpecReader.read(dir, hadoop);
+        try (io.blockquant.model.Checkpoint ckpt = io.blockquant.model.Checkpoint.open(dir, hadoop)) {
+            io.blockquant.model.ModelLoader loader = new io.blockquant.model.ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
+            for (int b = 0; b < spec.numLayers(); b++) {
+                Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), b);
+                if (learned == null) continue;
+                int block = b;
+                Nd4jBackend.INSTANCE.scratchValue(() -> io.blockquant.algo.OmniQuantCalibrator.restore(loader.block(block),
+                        req.settings().omniquant(), learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString()));
+            }
         }
     }
 
@@ -203,7 +224,8 @@ public final class QuantizeJob {
         }
         if (s.lorcRank() > 0) {
             TensorBackend be = w.backend();
-            Lorc.Factors f = be.scratchValue(() -> Lorc.factors(w, be.fromFloats(q.dequantize(), w.shape()), s.lorcRank(), s.lorcFormat()));
+            Lorc.Factors f = be.scratchValue(() -> Lorc.factors(w, be.fromFloats(q.dequantize(), w.shape()), s.lorcRank(), s.lorcFormat(),
+                    s.lorcWeighted() ? hessian : null));
             return new LorcCompensated(q, f);
         }
         return q;

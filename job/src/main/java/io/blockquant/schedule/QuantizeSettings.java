@@ -18,12 +18,14 @@ import java.io.Serializable;
  * @param fpWeights      ZeroQuant-FP weight format (FP4/FP8, scale constraint), else null for INT weights
  * @param activationFormat FP8 per-token activations, else null (INT per {@code activationBits}, or none)
  * @param lorcRank       LoRC rank (0: none)
+ * @param lorcWeighted   LoRC's SVD weighted by the layer's input Hessian (the output error's best rank-r fix)
+ *                       instead of the paper's plain SVD of the weight error
  * @param mode           "sequential" (block i calibrated on the quantized prefix's outputs, the papers' way) or
  *                       "parallel" (every block at once on the full-precision prefix's outputs)
  */
 public record QuantizeSettings(String method, IntQuantSpec weights, int activationBits, GptqConfig gptq,
                                OmniQuantConfig omniquant, FpQuantSpec fpWeights, FpFormat activationFormat,
-                               int lorcRank, LorcFactorFormat lorcFormat, int nsamples, int seqlen, long seed,
+                               int lorcRank, LorcFactorFormat lorcFormat, boolean lorcWeighted, int nsamples, int seqlen, long seed,
                                int windowsPerTask, String mode) implements Serializable {
 
     public static final String SEQUENTIAL = "sequential";
@@ -65,7 +67,7 @@ public record QuantizeSettings(String method, IntQuantSpec weights, int activati
         String base = method + " " + w + a + (weights.perChannel() ? " pc" : " g" + weights.groupSize())
                 + (weights.symmetric() && fpWeights == null ? " sym" : "")
                 + (fpWeights != null && fpWeights.constraint() != io.blockquant.quant.ScaleConstraint.NONE ? " " + fpWeights.constraint() : "")
-                + (lorcRank > 0 ? " lorc" + lorcRank : "");
+                + (lorcRank > 0 ? " lorc" + lorcRank + (lorcWeighted ? "-hessian" : "") : "");
         if (isParallel()) base += " parallel";
         if (isGptq()) return base + (gptq.actOrder() ? " act-order" : "") + (gptq.staticGroups() ? " static-groups" : "");
         if (isOmniQuant()) {
@@ -84,13 +86,14 @@ public record QuantizeSettings(String method, IntQuantSpec weights, int activati
                 "{\"method\": \"%s\", \"wbits\": %d, \"group\": %d, \"sym\": %s, \"abits\": %d, \"act_order\": %s, "
                         + "\"static_groups\": %s, \"damp\": %s, \"gptq_block\": %d, \"omniquant\": %s, \"nsamples\": %d, "
                         + "\"seqlen\": %d, \"seed\": %d, \"wformat\": \"%s\", \"aformat\": \"%s\", \"scale_constraint\": \"%s\", "
-                        + "\"lorc_rank\": %d, \"lorc_format\": \"%s\", \"mode\": \"%s\"}",
+                        + "\"lorc_rank\": %d, \"lorc_format\": \"%s\", \"lorc_svd\": \"%s\", \"mode\": \"%s\"}",
                 method, weights.bits(), Math.max(0, weights.groupSize()), weights.symmetric(), activationBits,
                 gptq != null && gptq.actOrder(), gptq != null && gptq.staticGroups(),
                 gptq == null ? "null" : String.valueOf(gptq.percDamp()), gptq == null ? 0 : gptq.blockSize(), omni,
                 nsamples, seqlen, seed, fpWeights == null ? "int" : fpWeights.format().name().toLowerCase(java.util.Locale.ROOT),
                 activationFormat == null ? "int" : activationFormat.name().toLowerCase(java.util.Locale.ROOT),
                 fpWeights == null ? "none" : fpWeights.constraint().name().toLowerCase(java.util.Locale.ROOT), lorcRank,
-                lorcFormat == null ? "none" : lorcFormat.name().toLowerCase(java.util.Locale.ROOT), mode);
+                lorcFormat == null ? "none" : lorcFormat.name().toLowerCase(java.util.Locale.ROOT),
+                lorcRank == 0 ? "none" : lorcWeighted ? "hessian" : "plain", mode);
     }
 }

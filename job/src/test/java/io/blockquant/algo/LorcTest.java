@@ -140,6 +140,72 @@ class LorcTest {
         }
     }
 
+    /**
+     * Weighted by the inputs (GPTQ's damped Hessian H), rank-r LoRC reaches the least output error
+     * {@code tr(D·H·Dᵀ)}, {@code D = E − UV}: the sum of the discarded eigenvalues of {@code E·H·Eᵀ}, computed
+     * here in float64 by Jacobi; with act-order's column permutation too; and never more than the plain SVD's.
+     */
+    @ParameterizedTest(name = "act-order {0}")
+    @CsvSource({"false", "true"})
+    void hessianWeightedRankRIsTheBestForTheOutputError(boolean actOrder) {
+        int rows = 10, cols = 8, tokens = 64;
+        Random rnd = new Random(6);
+        float[][] ww = weightAndQuantized(rnd, rows, cols);
+        double[] x = new double[cols * tokens]; // inputs with channel scales over two decades, as LLM activations have
+        for (int c = 0; c < cols; c++) for (int t = 0; t < tokens; t++) x[c * tokens + t] = rnd.nextGaussian() * Math.pow(10, 2.0 * c / cols);
+        double[] h = new double[cols * cols];
+        for (int i = 0; i < cols; i++) {
+            for (int j = 0; j < cols; j++) {
+                double s = 0;
+                for (int t = 0; t < tokens; t++) s += x[i * tokens + t] * x[j * tokens + t];
+                h[i * cols + j] = 2 * s / tokens;
+            }
+        }
+        GptqConfig cfg = new GptqConfig(new io.blockquant.quant.IntQuantSpec(4, 0, false), 0.01, 128, actOrder, false);
+        GptqQuantizer.PreparedHessian prepared = GptqQuantizer.PreparedHessian.of(BE, h, cfg);
+        double[] hd = h.clone(); // the damped H the factor holds
+        double mean = 0;
+        for (int c = 0; c < cols; c++) mean += h[c * cols + c];
+        for (int c = 0; c < cols; c++) hd[c * cols + c] += 0.01 * mean / cols;
+        double[] ehe = new double[rows * rows];
+        for (int a = 0; a < rows; a++) {
+            for (int b = 0; b < rows; b++) {
+                double s = 0;
+                for (int i = 0; i < cols; i++) {
+                    for (int j = 0; j < cols; j++) {
+                        s += ((double) ww[0][a * cols + i] - ww[1][a * cols + i]) * hd[i * cols + j]
+                                * ((double) ww[0][b * cols + j] - ww[1][b * cols + j]);
+                    }
+                }
+                ehe[a * rows + b] = s;
+            }
+        }
+        double[] lambda = symmetricEigenvalues(ehe, rows);
+        for (int r = 1; r < cols; r++) {
+            double discarded = 0;
+            for (int i = r; i < rows; i++) discarded += Math.max(0, lambda[i]);
+            Lorc.Factors weighted = Lorc.factors(BE.fromFloats(ww[0], rows, cols), BE.fromFloats(ww[1], rows, cols), r,
+                    LorcFactorFormat.FP32, prepared);
+            double actual = outputError(ww[0], weighted.compensate(ww[1]), hd, rows, cols);
+            assertEquals(discarded, actual, 1e-4 * lambda[0], "rank " + r);
+            double plain = outputError(ww[0], lorc(ww[0], ww[1], rows, cols, r, LorcFactorFormat.FP32).compensate(ww[1]), hd, rows, cols);
+            assertTrue(actual <= plain * (1 + 1e-5), "rank " + r + ": weighted " + actual + " > plain " + plain);
+        }
+    }
+
+    /** {@code tr(D·H·Dᵀ)}, {@code D = W − W'}: the summed squared output error over the inputs behind H. */
+    static double outputError(float[] w, float[] approx, double[] h, int rows, int cols) {
+        double s = 0;
+        for (int a = 0; a < rows; a++) {
+            for (int i = 0; i < cols; i++) {
+                for (int j = 0; j < cols; j++) {
+                    s += ((double) w[a * cols + i] - approx[a * cols + i]) * h[i * cols + j] * ((double) w[a * cols + j] - approx[a * cols + j]);
+                }
+            }
+        }
+        return s;
+    }
+
     @Test
     void singularValuesAreSplitEvenly() {
         int rows = 12, cols = 9, rank = 4;

@@ -65,7 +65,7 @@ class ParallelQuantizeJobTest {
 
     static QuantizeSettings gptqW3g64Parallel() {
         IntQuantSpec w = new IntQuantSpec(3, 64, false);
-        return new QuantizeSettings("gptq", w, 0, GptqConfig.of(w), null, null, null, 0, null, WINDOWS, SEQ, 0, 2,
+        return new QuantizeSettings("gptq", w, 0, GptqConfig.of(w), null, null, null, 0, null, false, WINDOWS, SEQ, 0, 2,
                 QuantizeSettings.PARALLEL);
     }
 
