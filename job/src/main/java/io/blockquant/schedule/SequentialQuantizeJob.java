@@ -203,9 +203,15 @@ public final class SequentialQuantizeJob {
                                                      ActivationFiles acts, ActivationFiles fpActs, HadoopConf conf,
                                                      QuantizeSettings s, String paramsDir, int seq, int windows, int blocks,
                                                      PrintStream log) throws IOException {
-        QuantizeJob.fullPrecisionPass(sc, devices, model, block, parts, fpActs, conf, seq);
-        long t0 = System.nanoTime();
         boolean learned = paramsDir != null && OmniQuantParameterFiles.exists(conf.get(), paramsDir, block);
+        // the full-precision stream only feeds training: once this block and every later one fold from learned
+        // parameters, nothing reads it again
+        boolean trainingAhead = false;
+        for (int b = block; b < blocks && !trainingAhead; b++) {
+            trainingAhead = paramsDir == null || !OmniQuantParameterFiles.exists(conf.get(), paramsDir, b);
+        }
+        if (trainingAhead) QuantizeJob.fullPrecisionPass(sc, devices, model, block, parts, fpActs, conf, seq);
+        long t0 = System.nanoTime();
         List<TensorRecord> rows = devices.tasks(sc.parallelize(List.of(block), 1)).map(b -> {
             TensorBackend be = devices.bind(b, Nd4jBackend.INSTANCE);
             DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf.get());
