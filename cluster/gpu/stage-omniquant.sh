@@ -22,14 +22,8 @@ java -Xmx6g -cp "$classes:$(cat "$repo/job/target/runtime-classpath.txt")" io.bl
   "$stage/payload/omni-inputs.bqa" 128 512 0 "$corpus/kjv.train.txt,$corpus/fortunes.train.txt,$corpus/gcide.train.txt" \
   "$models/tiny-llama=llama" "$models/tiny-opt=opt" "$models/tiny-falcon=falcon"
 
-(cd "$classes" && "$java_home/bin/jar" cf "$stage/payload/blockquant.jar" io)
-"$java_home/bin/javac" -h "$stage/payload/native/include" -d "$stage/h" \
-  "$repo/job/src/main/java/io/blockquant/cuda/CudaNative.java"
-cp "$repo/job/src/main/native/blockquant_cuda.cu" "$stage/payload/native/"
-cp "$java_home/include/jni.h" "$java_home/include/linux/jni_md.h" "$stage/payload/native/include/"
-cp "$repo/cluster/gpu/build-native.sh" "$stage/payload/"
-"$java_home/bin/jlink" --add-modules java.base --strip-debug --no-header-files --no-man-pages --compress=2 \
-  --strip-native-debug-symbols=objcopy="$(command -v objcopy)" --output "$stage/payload/jre"
+# the engine's classes (loading none of Spark, Hadoop or ND4J), the CUDA sources, a Java runtime
+bash "$repo/cluster/gpu/pack-runtime.sh" "$repo" "$classes" "$java_home" "$stage/payload"
 
 tar -C "$stage" -cf - payload | xz -T0 -6 > "$out/payload.tar.xz"
 cp "$repo/cluster/gpu/run-omniquant.sh" "$out/"

@@ -22,17 +22,8 @@ classes=$repo/job/target/classes
 java -Xmx6g -cp "$classes:$(cat "$cp_file")" io.blockquant.gpu.GpuCheckReference \
   "$fixtures/models" "$fixtures/corpus" "$stage/payload"
 
-# the engine's classes (the check loads none of Spark, Hadoop or ND4J)
-(cd "$classes" && "$java_home/bin/jar" cf "$stage/payload/blockquant.jar" io)
-"$java_home/bin/javac" -h "$stage/payload/native/include" -d "$stage/h" \
-  "$repo/job/src/main/java/io/blockquant/cuda/CudaNative.java"
-cp "$repo/job/src/main/native/blockquant_cuda.cu" "$stage/payload/native/"
-cp "$java_home/include/jni.h" "$stage/payload/native/include/"
-cp "$java_home/include/linux/jni_md.h" "$stage/payload/native/include/"
-cp "$repo/cluster/gpu/build-native.sh" "$stage/payload/"
-
-"$java_home/bin/jlink" --add-modules java.base --strip-debug --no-header-files --no-man-pages --compress=2 \
-  --strip-native-debug-symbols=objcopy="$(command -v objcopy)" --output "$stage/payload/jre"
+# the engine's classes (loading none of Spark, Hadoop or ND4J), the CUDA sources, a Java runtime
+bash "$repo/cluster/gpu/pack-runtime.sh" "$repo" "$classes" "$java_home" "$stage/payload"
 
 tar -C "$stage" -cf - payload | xz -T0 -1 > "$out/payload.tar.xz"
 cp "$repo/cluster/gpu/check.sh" "$out/"

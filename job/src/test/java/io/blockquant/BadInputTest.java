@@ -54,9 +54,7 @@ class BadInputTest {
         spark = SparkSessions.getOrCreate("bad-input-test", "local[2]");
         spark.sparkContext().hadoopConfiguration().set("fs." + FullDiskFileSystem.SCHEME + ".impl",
                 FullDiskFileSystem.class.getName());
-        // about 7,000 tokens of calibration text: enough for 4 windows of 16, quick to tokenize
-        String text = Files.readString(Fixtures.corpus("kjv.train.txt"), StandardCharsets.UTF_8);
-        calib = Files.writeString(shared.resolve("calib.txt"), text.substring(0, 30_000));
+        calib = Fixtures.shortCalibrationText(shared); // enough for 4 windows of 16
     }
 
     @AfterAll

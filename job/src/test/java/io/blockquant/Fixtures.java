@@ -26,6 +26,15 @@ public final class Fixtures {
         return ROOT.resolve("corpus").resolve(file);
     }
 
+    /**
+     * The first 30,000 characters of kjv.train (about 7,000 tokens) written into {@code dir}: calibration text
+     * for a handful of short windows, quick to tokenize.
+     */
+    public static Path shortCalibrationText(Path dir) throws java.io.IOException {
+        String text = Files.readString(corpus("kjv.train.txt"), java.nio.charset.StandardCharsets.UTF_8);
+        return Files.writeString(dir.resolve("calib.txt"), text.substring(0, 30_000));
+    }
+
     public static Path reference() {
         return ROOT.resolve("perplexity.json");
     }

@@ -15,7 +15,6 @@ import io.blockquant.spark.SparkSessions;
 import io.blockquant.store.StoreReader;
 import io.blockquant.store.TensorRecord;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -47,8 +46,7 @@ class OmniQuantParametersTest {
     static void start() throws IOException {
         spark = SparkSessions.getOrCreate("omniquant-parameters-test", "local[2]");
         model = TinyCheckpoint.llama(2, 3).write(Files.createDirectories(shared.resolve("model")), 1);
-        String text = Files.readString(Fixtures.corpus("kjv.train.txt"), StandardCharsets.UTF_8);
-        calib = Files.writeString(shared.resolve("calib.txt"), text.substring(0, 30_000));
+        calib = Fixtures.shortCalibrationText(shared);
     }
 
     @AfterAll
