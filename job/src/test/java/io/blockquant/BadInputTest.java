@@ -14,7 +14,6 @@ import io.blockquant.spark.SparkSessions;
 import io.blockquant.store.StoreLayout;
 import io.blockquant.store.StoreReader;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
