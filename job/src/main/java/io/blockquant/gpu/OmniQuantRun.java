@@ -4,7 +4,6 @@ import io.blockquant.algo.OmniQuantCalibrator;
 import io.blockquant.algo.OmniQuantConfig;
 import io.blockquant.algo.omniquant.OmniQuantObjective;
 import io.blockquant.cuda.CudaBackend;
-import io.blockquant.model.Family;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
