@@ -1,11 +1,9 @@
 package io.blockquant.gpu;
 
-import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.GptqConfig;
 import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.GptqQuantizer.PreparedHessian;
 import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.OmniQuantCalibrator;
 import io.blockquant.algo.OmniQuantConfig;
 import io.blockquant.algo.omniquant.BlockGraph;
 import io.blockquant.bench.RandomBlocks.FastRandom;
@@ -18,17 +16,14 @@ import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.nn.LlamaBlock;
 import io.blockquant.nn.Norm;
-import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.schedule.BlockPlan;
 import io.blockquant.schedule.BlockStats;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
-import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -252,48 +247,18 @@ public final class GpuCheck {
     static void omniQuantAllBlocks(TensorBackend be, ArrayBundle in) {
         ModelSpec spec = CheckCases.spec(in, "llama");
         ModelLoader loader = new ModelLoader(CheckCases.weights(in, "llama"), spec, be);
-        int[] tokens = in.ints("tokens");
-        int windows = windows(in), seq = (int) in.shape("tokens")[1];
+        int seq = (int) in.shape("tokens")[1];
         OmniQuantConfig cfg = OmniQuantConfig.of(Family.LLAMA, 3, 0, 16).withEpochs(Integer.getInteger("gpu.omniquant.epochs", 20));
         int blocks = Math.min(spec.numLayers(), Integer.getInteger("gpu.omniquant.blocks", spec.numLayers()));
-        OUT.printf(Locale.ROOT, "OmniQuant W3A16 per-channel, LWC %s, LET %s, %d epochs, %d window(s) per step, lr %.0e; tiny-llama, %d windows × %d tokens%n",
-                cfg.lwc(), cfg.let(), cfg.epochs(), cfg.batchSize(), cfg.lwcLr(), windows, seq);
-        long start = System.nanoTime();
-        float[] qx = embedAll(be, loader.stem(), tokens, windows, seq);
-        float[] fpx = qx;
         stepSplit(be, loader.block(0), cfg, seq);
-        int width = seq * spec.hiddenSize();
-        double training = 0;
-        for (int b = 0; b < blocks; b++) {
-            long t0 = System.nanoTime();
-            DecoderBlock fp = loader.block(b);
-            // targets: the full-precision block on the full-precision stream
-            float[] targets = new float[fpx.length];
-            for (int w = 0; w < windows; w += PASS_WINDOWS) {
-                int n = Math.min(PASS_WINDOWS, windows - w);
-                float[] part = slice(fpx, w, n, width);
-                float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(part, (long) n * seq, spec.hiddenSize()), n, seq).toFloats());
-                System.arraycopy(y, 0, targets, w * width, y.length);
-            }
-            long t1 = System.nanoTime();
-            List<String> epochs = new ArrayList<>();
-            CalibratedBlock cb = OmniQuantCalibrator.calibrate(fp, qx, targets, windows, seq, cfg, 0, epochs::add);
-            double train = (System.nanoTime() - t1) / 1e9;
-            training += train;
-            BlockStats stats = null;
-            float[] next = new float[qx.length];
-            for (int w = 0; w < windows; w += PASS_WINDOWS) {
-                int n = Math.min(PASS_WINDOWS, windows - w);
-                BlockWork.Outputs o = BlockWork.outputs(fp, cb.block(), slice(qx, w, n, width), n, seq);
-                System.arraycopy(o.hidden(), 0, next, w * width, o.hidden().length);
-                stats = stats == null ? o.stats() : stats.merge(o.stats());
-            }
-            qx = next;
-            fpx = targets;
-            sync(be);
-            OUT.printf(Locale.ROOT, "  block %d: %.1f s (training %.1f s, %.1f ms/step), relative output error %.5f; %s ... %s%n", b,
-                    (System.nanoTime() - t0) / 1e9, train, 1e3 * train / (cfg.epochs() * windows / cfg.batchSize()),
-                    stats.blockError(), epochs.isEmpty() ? "" : epochs.get(0), epochs.isEmpty() ? "" : epochs.get(epochs.size() - 1));
+        long start = System.nanoTime();
+        double training;
+        try {
+            // the pipeline of OmniQuantRun (quantize's, without Spark); its learned parameters go to a scratch folder
+            Path scratch = java.nio.file.Files.createTempDirectory("gpu-check-omniquant-");
+            training = OmniQuantRun.run(be, in, "llama", spec, cfg, scratch, OUT, windows(in), blocks);
+        } catch (Exception e) {
+            throw new IllegalStateException("OmniQuant on the GPU: " + e.getMessage(), e);
         }
         double total = (System.nanoTime() - start) / 1e9;
         OUT.printf(Locale.ROOT, "OmniQuant LWC W3A16, %d of %d blocks of tiny-llama: %.1f s (training %.1f s)%s [PyTorch on an H100: about 59 s for all 8]%n",

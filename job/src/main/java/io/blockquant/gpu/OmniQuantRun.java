@@ -83,10 +83,16 @@ public final class OmniQuantRun {
 
     static void run(TensorBackend be, ArrayBundle in, String family, ModelSpec spec, OmniQuantConfig cfg, Path out, PrintStream log)
             throws Exception {
+        run(be, in, family, spec, cfg, out, log, (int) in.shape("tokens")[0], spec.numLayers());
+    }
+
+    /** The first {@code windows} calibration windows, the first {@code blocks} blocks (the GPU check's shorter run); returns the training seconds. */
+    static double run(TensorBackend be, ArrayBundle in, String family, ModelSpec spec, OmniQuantConfig cfg, Path out, PrintStream log,
+                      int windows, int blocks) throws Exception {
         Files.createDirectories(out);
         ModelLoader loader = new ModelLoader(CheckCases.weights(in, family), spec, be);
         int[] tokens = in.ints("tokens");
-        int windows = (int) in.shape("tokens")[0], seq = (int) in.shape("tokens")[1];
+        int seq = (int) in.shape("tokens")[1];
         log.printf(Locale.ROOT, "OmniQuant %s on %s (%s): W%dA%d %s, LWC %s, LET %s, %d epochs, %d window(s) per step; %d windows × %d tokens%n",
                 family, be.name(), be instanceof CudaBackend cb ? cb.deviceName() : "", cfg.wbits(), cfg.abits(),
                 cfg.groupSize() == 0 ? "per-channel" : "g" + cfg.groupSize(), cfg.lwc(), cfg.let(), cfg.epochs(), cfg.batchSize(), windows, seq);
@@ -94,7 +100,7 @@ public final class OmniQuantRun {
         float[] qx = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq), fpx = qx;
         int width = seq * spec.hiddenSize();
         double training = 0;
-        for (int b = 0; b < spec.numLayers(); b++) {
+        for (int b = 0; b < blocks; b++) {
             long t0 = System.nanoTime();
             DecoderBlock fp = loader.block(b);
             float[] targets = new float[fpx.length];
@@ -144,7 +150,8 @@ public final class OmniQuantRun {
                     epochs.isEmpty() ? "parameters from " + file.getFileName() : String.format(Locale.ROOT, "training %.1f s, %.2f ms/step", train, 1e3 * train / steps),
                     stats.blockError(), epochs.isEmpty() ? "" : "; " + epochs.get(0) + " ... " + epochs.get(epochs.size() - 1));
         }
-        log.printf(Locale.ROOT, "OmniQuant %s, all %d blocks: %.1f s (training %.1f s)%n", family, spec.numLayers(),
+        log.printf(Locale.ROOT, "OmniQuant %s, %d of %d blocks: %.1f s (training %.1f s)%n", family, blocks, spec.numLayers(),
                 (System.nanoTime() - start) / 1e9, training);
+        return training;
     }
 }

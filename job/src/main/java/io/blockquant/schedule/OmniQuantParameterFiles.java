@@ -37,6 +37,14 @@ public final class OmniQuantParameterFiles {
         }
     }
 
+    /** The blocks among {@code 0..blocks-1} whose file exists in {@code dir} (none when {@code dir} is null). */
+    public static java.util.Set<Integer> blocksIn(Configuration conf, String dir, int blocks) {
+        java.util.Set<Integer> out = new java.util.TreeSet<>();
+        if (dir == null) return out;
+        for (int b = 0; b < blocks; b++) if (exists(conf, dir, b)) out.add(b);
+        return out;
+    }
+
     /** The block's learned parameters, or null when its file does not exist. */
     public static Map<String, float[]> read(Configuration conf, String dir, int block) {
         Path path = file(dir, block);

@@ -101,10 +101,8 @@ public final class QuantizeJob {
         ModelSpec spec = io.blockquant.model.ModelSpecReader.read(dir, hadoop);
         try (io.blockquant.model.Checkpoint ckpt = io.blockquant.model.Checkpoint.open(dir, hadoop)) {
             io.blockquant.model.ModelLoader loader = new io.blockquant.model.ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
-            for (int b = 0; b < spec.numLayers(); b++) {
-                Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), b);
-                if (learned == null) continue;
-                int block = b;
+            for (int block : OmniQuantParameterFiles.blocksIn(hadoop, req.omniParams(), spec.numLayers())) {
+                Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), block);
                 Nd4jBackend.INSTANCE.scratchValue(() -> io.blockquant.algo.OmniQuantCalibrator.restore(loader.block(block),
                         req.settings().omniquant(), learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString()));
             }

@@ -99,6 +99,10 @@ public final class SequentialQuantizeJob {
                 if (omni) QuantizeJob.embed(sc, devices, model, windows, parts, perTask, conf, acts, fpActs);
                 else QuantizeJob.embed(sc, devices, model, windows, parts, perTask, conf, acts);
             }
+            // blocks folded from --omni-params files; after the last block that trains, no full-precision pass
+            java.util.Set<Integer> learned = OmniQuantParameterFiles.blocksIn(conf.get(), req.omniParams(), spec.numLayers());
+            int lastTrained = spec.numLayers() - 1;
+            while (lastTrained >= 0 && learned.contains(lastTrained)) lastTrained--;
             for (int i = first; i < spec.numLayers(); i++) {
                 long t0 = System.nanoTime();
                 final int block = i;
@@ -108,7 +112,8 @@ public final class SequentialQuantizeJob {
                 Map<String, float[]> trainedValues = new HashMap<>();
                 Map<String, long[]> trainedShapes = new HashMap<>();
                 if (omni) {
-                    trained = trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, conf, s, req.omniParams(), seq, calib.size(), spec.numLayers(), log);
+                    trained = trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, conf, s, req.omniParams(), learned.contains(block),
+                            block <= lastTrained, seq, calib.size(), spec.numLayers(), log);
                     BlockRecords.dequantize(trained, "", trainedValues, trainedShapes);
                 }
                 for (List<String> group : omni ? List.<List<String>>of() : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
@@ -201,15 +206,10 @@ public final class SequentialQuantizeJob {
      */
     private static List<TensorRecord> trainOmniQuant(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
                                                      ActivationFiles acts, ActivationFiles fpActs, HadoopConf conf,
-                                                     QuantizeSettings s, String paramsDir, int seq, int windows, int blocks,
-                                                     PrintStream log) throws IOException {
-        boolean learned = paramsDir != null && OmniQuantParameterFiles.exists(conf.get(), paramsDir, block);
+                                                     QuantizeSettings s, String paramsDir, boolean learned, boolean trainingAhead,
+                                                     int seq, int windows, int blocks, PrintStream log) throws IOException {
         // the full-precision stream only feeds training: once this block and every later one fold from learned
         // parameters, nothing reads it again
-        boolean trainingAhead = false;
-        for (int b = block; b < blocks && !trainingAhead; b++) {
-            trainingAhead = paramsDir == null || !OmniQuantParameterFiles.exists(conf.get(), paramsDir, b);
-        }
         if (trainingAhead) QuantizeJob.fullPrecisionPass(sc, devices, model, block, parts, fpActs, conf, seq);
         long t0 = System.nanoTime();
         List<TensorRecord> rows = devices.tasks(sc.parallelize(List.of(block), 1)).map(b -> {
