@@ -120,72 +120,47 @@ unsigned gridFor(long long n, int threads = 256) {
 
 // ---- block reductions ---------------------------------------------------------------------------
 
-template <typename T>
-__device__ T warpSum(T v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ float warpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ float warpMin(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, o));
+struct SumOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct MinOp {
+  __device__ float operator()(float a, float b) const { return fminf(a, b); }
+};
+
+template <typename T, typename Op>
+__device__ T warpReduce(T v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-template <typename T>
-__device__ T blockSum(T v) {
+// op over the block (blockDim.x a multiple of 32, at most 1024), identity its neutral element; every thread
+// gets the result.
+template <typename T, typename Op>
+__device__ T blockReduce(T v, T identity, Op op) {
   __shared__ T shared[32];
   __shared__ T total;
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warpSum(v);
+  v = warpReduce(v, op);
   __syncthreads();
   if (lane == 0) shared[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    T s = lane < (int)(blockDim.x >> 5) ? shared[lane] : T(0);
-    s = warpSum(s);
+    T s = lane < (int)(blockDim.x >> 5) ? shared[lane] : identity;
+    s = warpReduce(s, op);
     if (lane == 0) total = s;
   }
   __syncthreads();
   return total;
 }
 
-__device__ float blockMax(float v) {
-  __shared__ float shared[32];
-  __shared__ float total;
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warpMax(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < (int)(blockDim.x >> 5) ? shared[lane] : -INFINITY;
-    s = warpMax(s);
-    if (lane == 0) total = s;
-  }
-  __syncthreads();
-  return total;
-}
-
-__device__ float blockMin(float v) {
-  __shared__ float shared[32];
-  __shared__ float total;
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warpMin(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < (int)(blockDim.x >> 5) ? shared[lane] : INFINITY;
-    s = warpMin(s);
-    if (lane == 0) total = s;
-  }
-  __syncthreads();
-  return total;
-}
+template <typename T>
+__device__ T blockSum(T v) { return blockReduce(v, T(0), SumOp()); }
+__device__ float blockMax(float v) { return blockReduce(v, -INFINITY, MaxOp()); }
+__device__ float blockMin(float v) { return blockReduce(v, INFINITY, MinOp()); }
 
 int rowThreads(int cols) {
   int t = 32;
