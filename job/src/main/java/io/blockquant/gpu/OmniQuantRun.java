@@ -22,7 +22,7 @@ import java.util.Map;
 
 /**
  * OmniQuant over every block of one model on one GPU, for a machine with a CUDA toolkit but no Spark, Hadoop
- * or ND4J (staged by {@code cluster/gpu/stage-omniquant.sh}): the sequential pipeline of {@code quantize
+ * or ND4J (staged by {@code cluster/gpu/stage-runs.sh}): the sequential pipeline of {@code quantize
  * --method omniquant} (block i trained on the quantized prefix's outputs against the full-precision block's
  * outputs, seed {@code b} for block b, as a quantize run with seed 0), written as each block's learned
  * parameters ({@code block-N.bqa}). Back on a machine with the full build, {@link OmniQuantParamsImport} turns

@@ -201,7 +201,7 @@ public final class ParallelQuantizeJob {
                     tokens = acc.tokens();
                 }
                 for (String module : group) {
-                    StoredWeight q = QuantizeJob.quantizeLayer(BlockWork.find(fp, module).weight(), hessian, s);
+                    StoredWeight q = BlockWork.quantizeLayer(BlockWork.find(fp, module).weight(), hessian, s);
                     layers.put(module, q);
                     done.put(module, q.dequantize());
                     if (s.isGptq()) losses.put(module, q.loss());

@@ -1,12 +1,6 @@
 package io.blockquant.schedule;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.blockquant.algo.FpQuantizedLinear;
-import io.blockquant.algo.GptqQuantizer;
-import io.blockquant.algo.Lorc;
-import io.blockquant.algo.LorcCompensated;
-import io.blockquant.algo.RtnQuantizer;
-import io.blockquant.algo.StoredWeight;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.ModelFormatException;
@@ -14,8 +8,6 @@ import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.quant.FpQuantSpec;
-import io.blockquant.quant.FpQuantizer;
 import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
@@ -207,35 +199,6 @@ public final class QuantizeJob {
             at += c.length;
         }
         return out;
-    }
-
-    /**
-     * One layer's weight in stored form: RTN (no Hessian) or GPTQ, INT levels or FP codes, then LoRC's
-     * rank-r factors of the remaining error when asked for.
-     */
-    static StoredWeight quantizeLayer(Tensor w, GptqQuantizer.PreparedHessian hessian, QuantizeSettings s) {
-        StoredWeight q;
-        if (s.fpWeights() != null) {
-            q = hessian == null ? rtnFp(w, s.fpWeights()) : GptqQuantizer.quantizeFp(w, hessian, s.gptq(), s.fpWeights());
-        } else {
-            q = hessian == null ? RtnQuantizer.quantize(w, s.weights()) : GptqQuantizer.quantize(w, hessian, s.gptq());
-        }
-        if (s.lorcRank() > 0) {
-            TensorBackend be = w.backend();
-            Lorc.Factors f = be.scratchValue(() -> Lorc.factors(w, be.fromFloats(q.dequantize(), w.shape()), s.lorcRank(), s.lorcFormat(),
-                    s.lorcWeighted() ? hessian : null));
-            return new LorcCompensated(q, f);
-        }
-        return q;
-    }
-
-    static FpQuantizedLinear rtnFp(Tensor w, FpQuantSpec spec) {
-        int rows = (int) w.size(0), cols = (int) w.size(1), group = spec.groupFor(cols);
-        byte[] codes = new byte[rows * cols];
-        float[] scales = FpQuantizer.encodeWeight(w.toFloats(), rows, cols, spec, codes);
-        int[] gIdx = new int[cols];
-        for (int c = 0; c < cols; c++) gIdx[c] = c / group;
-        return new FpQuantizedLinear(rows, cols, spec, cols / group, codes, scales, gIdx, 0);
     }
 
     /**

@@ -140,7 +140,7 @@ public final class SequentialQuantizeJob {
                         TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
                         DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                         Tensor w = BlockWork.find(fp, module).weight();
-                        return QuantizeJob.quantizeLayer(w, h == null ? null : h.value(), s);
+                        return BlockWork.quantizeLayer(w, h == null ? null : h.value(), s);
                     }).collect();
                     if (h != null) h.destroy();
                     for (int k = 0; k < group.size(); k++) {

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# OmniQuant training runs on a GPU machine (what stage-omniquant.sh made):
-#   run-omniquant.sh STAGE_DIR RESULTS_DIR SECONDS FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS...
+# OmniQuant training or GPTQ runs on a GPU machine (what stage-runs.sh made):
+#   run-on-gpu.sh STAGE_DIR RESULTS_DIR SECONDS OmniQuantRun FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS...
+#   run-on-gpu.sh STAGE_DIR RESULTS_DIR SECONDS GptqRun FAMILY:WEIGHTS:GROUP:ACTS:CONSTRAINT:LORC...
 # Unpacks the payload and builds libblockquant_cuda.so once per machine (into $OMNI_WORK, default
 # ./.gpu-work), copies parameters of blocks finished by an earlier call from STAGE_DIR/resume/, runs every
-# configuration at once (io.blockquant.gpu.OmniQuantRun: one thread and CUDA stream each) for at most SECONDS,
-# and packs each run's logs and finished blocks into RESULTS_DIR/runs.tar.gz. A block cut off by the time
-# limit is trained again from its start by the next call.
+# configuration at once (io.blockquant.gpu.RUNNER: one thread and CUDA stream each) for at most SECONDS, and
+# packs each run's logs and results (OmniQuant: finished blocks; GPTQ: perplexities) into RESULTS_DIR/runs.tar.gz.
+# An OmniQuant block cut off by the time limit is trained again from its start by the next call.
 set -uo pipefail
 stage=$(cd "$1" && pwd)
 results=$2
 seconds=$3
-shift 3
+runner=$4
+shift 4
 work=${OMNI_WORK:-$PWD/.gpu-work}
 mkdir -p "$results" "$work/runs"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | tee "$results/gpu.txt"
@@ -26,7 +28,7 @@ fi
 p=$work/payload
 start=$(date +%s)
 timeout --signal=KILL "$seconds" "$p/jre/bin/java" -Xmx48g -XX:+UseParallelGC -Dblockquant.cuda.lib="$p/lib/libblockquant_cuda.so" \
-  -cp "$p/blockquant.jar" io.blockquant.gpu.OmniQuantRun "$p/omni-inputs.bqa" "$work/runs" "$@" > "$results/run.log" 2>&1
+  -cp "$p/blockquant.jar" "io.blockquant.gpu.$runner" "$p/run-inputs.bqa" "$work/runs" "$@" > "$results/run.log" 2>&1
 echo "exit $? after $(( $(date +%s) - start )) s" >> "$results/run.log"
 tar -C "$work" -czf "$results/runs.tar.gz" runs
 tail -n 3 "$work"/runs/*.log

@@ -1,0 +1,195 @@
+package io.blockquant.gpu;
+
+import io.blockquant.algo.GptqConfig;
+import io.blockquant.algo.GptqQuantizer.PreparedHessian;
+import io.blockquant.algo.HessianAccumulator;
+import io.blockquant.algo.LorcFactorFormat;
+import io.blockquant.cuda.CudaBackend;
+import io.blockquant.eval.NllSum;
+import io.blockquant.eval.TokenWindows;
+import io.blockquant.eval.WindowScorer;
+import io.blockquant.model.ModelLoader;
+import io.blockquant.model.ModelSpec;
+import io.blockquant.nn.CausalLm;
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.quant.FpFormat;
+import io.blockquant.quant.FpQuantSpec;
+import io.blockquant.quant.IntQuantSpec;
+import io.blockquant.quant.ScaleConstraint;
+import io.blockquant.schedule.BlockPlan;
+import io.blockquant.schedule.BlockStats;
+import io.blockquant.schedule.BlockWork;
+import io.blockquant.schedule.QuantizeSettings;
+import io.blockquant.tensor.TensorBackend;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * {@code quantize --method gptq} of one model on one GPU, then its perplexity, for a machine with a CUDA toolkit
+ * but no Spark, Hadoop or ND4J (inputs from {@link RunInputs}): the sequential pipeline of {@link
+ * io.blockquant.schedule.SequentialQuantizeJob} without the store. Per block and true-sequential group, the
+ * group's input Hessian over the calibration windows (in quantize's partitions of 8 windows, summed in their
+ * order), GPTQ (INT or FP weights, scale constraint) and LoRC per layer, then the quantized block (with its
+ * activation quantization) on every window gives the next block's inputs. The quantized model is then scored
+ * on the eval tokens as {@code --eval-text} would be (windows of 512, at most 128, 4 per batch).
+ *
+ * <p>{@code GptqRun INPUTS.bqa OUT_DIR CONFIG...}, CONFIG = {@code FAMILY:WEIGHTS:GROUP:ACTS:CONSTRAINT:LORC[:SEED]}:
+ * WEIGHTS {@code int2..int8|fp4|fp8}, GROUP 0 (per channel) or a size, ACTS {@code none|int8|fp8e4m3|fp8e5m2},
+ * CONSTRAINT {@code none|m1|m2} (FP weights), LORC 0, a rank, or a rank and {@code h} (Hessian-weighted SVD),
+ * SEED the calibration draw ({@code tokens/SEED} of the inputs; default their first), e.g. {@code
+ * llama:fp4:64:fp8e4m3:m2:8h:3}. Configurations run {@code -Dgpu.threads} (default 16) at a time, each in a
+ * thread of its own (the CUDA backend gives it its own stream), and write {@code OUT_DIR/<config>.log} and,
+ * last, {@code OUT_DIR/<config>.json} with the perplexity; one whose json exists is skipped (a call cut short
+ * continues). {@code -Dgpu.backend=cpu} runs on ND4J instead (to check this runner against {@code
+ * quantize}).
+ */
+public final class GptqRun {
+
+    /** quantize's defaults: windows per Spark task (the Hessian's partial sums), windows per eval task, eval window. */
+    static final int WINDOWS_PER_TASK = 8, EVAL_PER_TASK = 4, EVAL_SEQLEN = 512, EVAL_MAX_WINDOWS = 128;
+
+    private GptqRun() {}
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 3) {
+            System.err.println("usage: GptqRun INPUTS.bqa OUT_DIR FAMILY:WEIGHTS:GROUP:ACTS:CONSTRAINT:LORC...");
+            System.exit(2);
+        }
+        ArrayBundle in = ArrayBundle.read(Path.of(args[0]));
+        Path out = Path.of(args[1]);
+        Files.createDirectories(out);
+        List<String> failed = java.util.Collections.synchronizedList(new ArrayList<>());
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(Integer.getInteger("gpu.threads", 16));
+        for (int i = 2; i < args.length; i++) {
+            String config = args[i], name = config.replace(':', '-');
+            if (Files.exists(out.resolve(name + ".json"))) continue;
+            String[] c = config.split(":");
+            String family = c[0], tokens = c.length > 6 ? "tokens/" + c[6] : "tokens";
+            ModelSpec spec = CheckCases.spec(in, family);
+            QuantizeSettings s = settings(config, (int) in.shape(tokens)[0], (int) in.shape(tokens)[1]);
+            pool.submit(() -> {
+                try (PrintStream log = new PrintStream(Files.newOutputStream(out.resolve(name + ".log")), true, "UTF-8")) {
+                    try {
+                        double ppl = run(backend(), in, tokens, family, spec, s, log);
+                        Files.writeString(out.resolve(name + ".json"), String.format(Locale.ROOT,
+                                "{\"config\": \"%s\", \"method\": \"%s\", \"ppl\": %.6f, \"recipe\": %s}%n", config, s.label(), ppl, s.toJson()));
+                    } catch (Exception | Error e) {
+                        e.printStackTrace(log);
+                        failed.add(name + ": " + e);
+                    }
+                } catch (java.io.IOException e) {
+                    failed.add(name + ": " + e);
+                }
+            });
+        }
+        pool.shutdown();
+        pool.awaitTermination(1, java.util.concurrent.TimeUnit.DAYS);
+        failed.forEach(f -> System.err.println("FAILED " + f));
+        System.exit(failed.isEmpty() ? 0 : 1);
+    }
+
+    private static TensorBackend backend() throws ReflectiveOperationException {
+        return "cpu".equals(System.getProperty("gpu.backend"))
+                ? (TensorBackend) Class.forName("io.blockquant.tensor.Nd4jBackend").getField("INSTANCE").get(null)
+                : CudaBackend.forDevice(Integer.getInteger("gpu.device", 0));
+    }
+
+    /** A configuration string as the settings {@code quantize --method gptq} resolves from the same flags. */
+    static QuantizeSettings settings(String config, int nsamples, int seqlen) {
+        String[] c = config.split(":");
+        if (c.length != 6 && c.length != 7) {
+            throw new IllegalArgumentException("configuration '" + config + "': expected FAMILY:WEIGHTS:GROUP:ACTS:CONSTRAINT:LORC[:SEED]");
+        }
+        boolean fp = c[1].startsWith("fp");
+        int bits = Integer.parseInt(c[1].substring(fp ? 2 : 3));
+        int group = Integer.parseInt(c[2]);
+        IntQuantSpec w = new IntQuantSpec(bits, group, false);
+        FpQuantSpec fpw = null;
+        if (fp) {
+            ScaleConstraint constraint = ScaleConstraint.valueOf(c[4].toUpperCase(Locale.ROOT));
+            fpw = new FpQuantSpec(switch (bits) {
+                case 4 -> FpFormat.E2M1;
+                case 8 -> FpFormat.E4M3;
+                default -> throw new IllegalArgumentException("configuration '" + config + "': FP weights are fp4 or fp8");
+            }, group, constraint);
+        } else if (!c[4].equals("none")) {
+            throw new IllegalArgumentException("configuration '" + config + "': a scale constraint applies to FP weights");
+        }
+        FpFormat af = switch (c[3]) {
+            case "none", "int8" -> null;
+            case "fp8e4m3" -> FpFormat.E4M3;
+            case "fp8e5m2" -> FpFormat.E5M2;
+            default -> throw new IllegalArgumentException("configuration '" + config + "': activations none, int8, fp8e4m3 or fp8e5m2");
+        };
+        int abits = c[3].equals("none") ? 0 : 8;
+        boolean weighted = c[5].endsWith("h");
+        int rank = Integer.parseInt(weighted ? c[5].substring(0, c[5].length() - 1) : c[5]);
+        return new QuantizeSettings("gptq", w, abits, new GptqConfig(w, 0.01, 128, false, false), null, fpw, af, rank,
+                rank > 0 ? LorcFactorFormat.FP16 : null, weighted, nsamples, seqlen, c.length > 6 ? Long.parseLong(c[6]) : 0, WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
+    }
+
+    /**
+     * Quantizes every block of {@code family} as {@code s} says, calibrated on the windows {@code calibration} of
+     * the inputs, and returns the perplexity on the eval tokens.
+     */
+    static double run(TensorBackend be, ArrayBundle in, String calibration, String family, ModelSpec spec, QuantizeSettings s,
+                      PrintStream log) {
+        ModelLoader loader = new ModelLoader(CheckCases.weights(in, family), spec, be);
+        int[] tokens = in.ints(calibration);
+        int windows = (int) in.shape(calibration)[0], seq = (int) in.shape(calibration)[1];
+        int width = seq * spec.hiddenSize();
+        log.printf(Locale.ROOT, "%s on %s (%s): %s; %d windows × %d tokens (%s)%n", family, be.name(),
+                be instanceof CudaBackend cb ? cb.deviceName() : "", s.label(), windows, seq, calibration);
+        long start = System.nanoTime();
+        float[] x = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq);
+        List<DecoderBlock> quantizedBlocks = new ArrayList<>();
+        for (int b = 0; b < spec.numLayers(); b++) {
+            long t0 = System.nanoTime();
+            DecoderBlock fp = loader.block(b);
+            Map<String, float[]> done = new HashMap<>();
+            for (List<String> group : BlockPlan.of(spec).groups()) {
+                DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
+                HessianAccumulator acc = null;
+                for (int w = 0; w < windows; w += WINDOWS_PER_TASK) {
+                    int n = Math.min(WINDOWS_PER_TASK, windows - w);
+                    HessianAccumulator part = BlockWork.hessian(current, group.get(0), GpuCheck.slice(x, w, n, width), n, seq);
+                    acc = acc == null ? part : acc.merge(part);
+                }
+                PreparedHessian h = PreparedHessian.of(be, acc.hessian(), s.gptq());
+                for (String layer : group) {
+                    done.put(layer, BlockWork.quantizeLayer(CheckCases.findWeight(fp, layer), h, s).dequantize());
+                }
+            }
+            DecoderBlock quantized = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
+            BlockStats stats = null;
+            float[] next = new float[x.length];
+            for (int w = 0; w < windows; w += WINDOWS_PER_TASK) {
+                int n = Math.min(WINDOWS_PER_TASK, windows - w);
+                BlockWork.Outputs o = BlockWork.outputs(fp, quantized, GpuCheck.slice(x, w, n, width), n, seq, false);
+                System.arraycopy(o.hidden(), 0, next, w * width, o.hidden().length);
+                stats = stats == null ? o.stats() : stats.merge(o.stats());
+            }
+            x = next;
+            quantizedBlocks.add(quantized);
+            log.printf(Locale.ROOT, "  block %d: %.1f s, relative output error %.5f%n", b, (System.nanoTime() - t0) / 1e9, stats.blockError());
+        }
+        double quantizeSeconds = (System.nanoTime() - start) / 1e9;
+        CausalLm fpModel = loader.model();
+        CausalLm model = new CausalLm(spec, fpModel.tokenEmbedding(), fpModel.positions(), fpModel.projectIn(), quantizedBlocks,
+                fpModel.finalNorm(), fpModel.projectOut(), fpModel.head());
+        List<int[]> evalWindows = TokenWindows.split(in.ints("eval"), EVAL_SEQLEN, EVAL_MAX_WINDOWS);
+        NllSum nll = NllSum.ZERO;
+        for (int w = 0; w < evalWindows.size(); w += EVAL_PER_TASK) {
+            nll = nll.plus(WindowScorer.score(model, evalWindows.subList(w, Math.min(evalWindows.size(), w + EVAL_PER_TASK))));
+        }
+        log.printf(Locale.ROOT, "quantized in %.1f s; perplexity %.6f on %d windows of %d eval tokens (%.1f s)%n", quantizeSeconds,
+                nll.perplexity(), evalWindows.size(), EVAL_SEQLEN, (System.nanoTime() - start) / 1e9 - quantizeSeconds);
+        return nll.perplexity();
+    }
+}
