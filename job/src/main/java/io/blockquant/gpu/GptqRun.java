@@ -140,19 +140,40 @@ public final class GptqRun {
      */
     static double run(TensorBackend be, ArrayBundle in, String calibration, String family, ModelSpec spec, QuantizeSettings s,
                       PrintStream log) {
+        Quantized q = quantize(be, in, calibration, family, spec, s, (int) in.shape(calibration)[0], log);
+        long start = System.nanoTime();
+        List<int[]> windows = TokenWindows.split(in.ints("eval"), EVAL_SEQLEN, EVAL_MAX_WINDOWS);
+        double ppl = perplexity(q.model(), windows);
+        log.printf(Locale.ROOT, "quantized in %.1f s; perplexity %.6f on %d windows of %d eval tokens (%.1f s)%n", q.seconds(),
+                ppl, windows.size(), EVAL_SEQLEN, (System.nanoTime() - start) / 1e9);
+        return ppl;
+    }
+
+    /** The quantized model, the seconds its quantization took and the part of them in the GPTQ solver. */
+    record Quantized(CausalLm model, double seconds, double solverSeconds) {}
+
+    /**
+     * The sequential pipeline on the first {@code windows} windows of {@code calibration}: per block and
+     * true-sequential group, the group's input Hessian, then each layer's quantized weight; the quantized
+     * block (with its activation quantization) then gives the next block's inputs.
+     */
+    static Quantized quantize(TensorBackend be, ArrayBundle in, String calibration, String family, ModelSpec spec,
+                              QuantizeSettings s, int windows, PrintStream log) {
         ModelLoader loader = new ModelLoader(CheckCases.weights(in, family), spec, be);
         int[] tokens = in.ints(calibration);
-        int windows = (int) in.shape(calibration)[0], seq = (int) in.shape(calibration)[1];
+        int seq = (int) in.shape(calibration)[1];
         int width = seq * spec.hiddenSize();
         log.printf(Locale.ROOT, "%s on %s (%s): %s; %d windows × %d tokens (%s)%n", family, be.name(),
                 be instanceof CudaBackend cb ? cb.deviceName() : "", s.label(), windows, seq, calibration);
         long start = System.nanoTime();
         float[] x = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq);
         List<DecoderBlock> quantizedBlocks = new ArrayList<>();
+        double solverSeconds = 0;
         for (int b = 0; b < spec.numLayers(); b++) {
             long t0 = System.nanoTime();
             DecoderBlock fp = loader.block(b);
             Map<String, float[]> done = new HashMap<>();
+            double solver = 0;
             for (List<String> group : BlockPlan.of(spec).groups()) {
                 DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
                 HessianAccumulator acc = null;
@@ -161,10 +182,12 @@ public final class GptqRun {
                     HessianAccumulator part = BlockWork.hessian(current, group.get(0), GpuCheck.slice(x, w, n, width), n, seq);
                     acc = acc == null ? part : acc.merge(part);
                 }
+                long s0 = System.nanoTime();
                 PreparedHessian h = PreparedHessian.of(be, acc.hessian(), s.gptq());
                 for (String layer : group) {
                     done.put(layer, BlockWork.quantizeLayer(CheckCases.findWeight(fp, layer), h, s).dequantize());
                 }
+                solver += (System.nanoTime() - s0) / 1e9;
             }
             DecoderBlock quantized = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
             BlockStats stats = null;
@@ -177,19 +200,22 @@ public final class GptqRun {
             }
             x = next;
             quantizedBlocks.add(quantized);
-            log.printf(Locale.ROOT, "  block %d: %.1f s, relative output error %.5f%n", b, (System.nanoTime() - t0) / 1e9, stats.blockError());
+            solverSeconds += solver;
+            log.printf(Locale.ROOT, "  block %d: %.2f s (GPTQ solver %.2f s), relative output error %.5f%n", b,
+                    (System.nanoTime() - t0) / 1e9, solver, stats.blockError());
         }
-        double quantizeSeconds = (System.nanoTime() - start) / 1e9;
         CausalLm fpModel = loader.model();
         CausalLm model = new CausalLm(spec, fpModel.tokenEmbedding(), fpModel.positions(), fpModel.projectIn(), quantizedBlocks,
                 fpModel.finalNorm(), fpModel.projectOut(), fpModel.head());
-        List<int[]> evalWindows = TokenWindows.split(in.ints("eval"), EVAL_SEQLEN, EVAL_MAX_WINDOWS);
+        return new Quantized(model, (System.nanoTime() - start) / 1e9, solverSeconds);
+    }
+
+    /** Perplexity over {@code windows}, scored {@link #EVAL_PER_TASK} at a time and summed in order, as {@code eval} does. */
+    static double perplexity(CausalLm model, List<int[]> windows) {
         NllSum nll = NllSum.ZERO;
-        for (int w = 0; w < evalWindows.size(); w += EVAL_PER_TASK) {
-            nll = nll.plus(WindowScorer.score(model, evalWindows.subList(w, Math.min(evalWindows.size(), w + EVAL_PER_TASK))));
+        for (int w = 0; w < windows.size(); w += EVAL_PER_TASK) {
+            nll = nll.plus(WindowScorer.score(model, windows.subList(w, Math.min(windows.size(), w + EVAL_PER_TASK))));
         }
-        log.printf(Locale.ROOT, "quantized in %.1f s; perplexity %.6f on %d windows of %d eval tokens (%.1f s)%n", quantizeSeconds,
-                nll.perplexity(), evalWindows.size(), EVAL_SEQLEN, (System.nanoTime() - start) / 1e9 - quantizeSeconds);
         return nll.perplexity();
     }
 }

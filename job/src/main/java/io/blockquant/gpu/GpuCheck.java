@@ -1,9 +1,6 @@
 package io.blockquant.gpu;
 
 import io.blockquant.algo.GptqConfig;
-import io.blockquant.algo.GptqQuantizer;
-import io.blockquant.algo.GptqQuantizer.PreparedHessian;
-import io.blockquant.algo.HessianAccumulator;
 import io.blockquant.algo.OmniQuantConfig;
 import io.blockquant.algo.omniquant.BlockGraph;
 import io.blockquant.bench.RandomBlocks.FastRandom;
@@ -16,16 +13,13 @@ import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.nn.LlamaBlock;
 import io.blockquant.nn.Norm;
-import io.blockquant.schedule.BlockPlan;
-import io.blockquant.schedule.BlockStats;
-import io.blockquant.schedule.BlockWork;
+import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -192,54 +186,17 @@ public final class GpuCheck {
 
     static void gptqAllBlocks(TensorBackend be, ArrayBundle in) {
         ModelSpec spec = CheckCases.spec(in, "llama");
-        ModelLoader loader = new ModelLoader(CheckCases.weights(in, "llama"), spec, be);
-        int[] tokens = in.ints("tokens");
         int windows = windows(in), seq = (int) in.shape("tokens")[1];
         GptqConfig cfg = CheckCases.GPTQ;
         OUT.printf(Locale.ROOT, "GPTQ %s, damp %.2f, block size %d, true-sequential groups; tiny-llama, %d windows × %d tokens, sequential mode%n",
                 cfg.quant(), cfg.percDamp(), cfg.blockSize(), windows, seq);
-        long start = System.nanoTime();
-        float[] x = embedAll(be, loader.stem(), tokens, windows, seq);
-        int width = seq * spec.hiddenSize();
-        double solverSeconds = 0;
-        for (int b = 0; b < spec.numLayers(); b++) {
-            long t0 = System.nanoTime();
-            DecoderBlock fp = loader.block(b);
-            Map<String, float[]> done = new HashMap<>();
-            double solver = 0;
-            for (List<String> group : BlockPlan.of(spec).groups()) {
-                DecoderBlock current = BlockWork.withWeights(fp, done);
-                HessianAccumulator acc = null;
-                for (int w = 0; w < windows; w += PASS_WINDOWS) {
-                    int n = Math.min(PASS_WINDOWS, windows - w);
-                    HessianAccumulator part = BlockWork.hessian(current, group.get(0), slice(x, w, n, width), n, seq);
-                    acc = acc == null ? part : acc.merge(part);
-                }
-                long s0 = System.nanoTime();
-                PreparedHessian h = PreparedHessian.of(be, acc.hessian(), cfg);
-                for (String layer : group) {
-                    done.put(layer, GptqQuantizer.quantize(CheckCases.findWeight(fp, layer), h, cfg).dequantize());
-                }
-                solver += (System.nanoTime() - s0) / 1e9;
-            }
-            DecoderBlock quantized = BlockWork.withWeights(fp, done);
-            BlockStats stats = null;
-            float[] next = new float[x.length];
-            for (int w = 0; w < windows; w += PASS_WINDOWS) {
-                int n = Math.min(PASS_WINDOWS, windows - w);
-                BlockWork.Outputs o = BlockWork.outputs(fp, quantized, slice(x, w, n, width), n, seq);
-                System.arraycopy(o.hidden(), 0, next, w * width, o.hidden().length);
-                stats = stats == null ? o.stats() : stats.merge(o.stats());
-            }
-            x = next;
-            sync(be);
-            solverSeconds += solver;
-            OUT.printf(Locale.ROOT, "  block %d: %.2f s (GPTQ solver %.2f s), relative output error %.5f%n",
-                    b, (System.nanoTime() - t0) / 1e9, solver, stats.blockError());
-        }
-        double total = (System.nanoTime() - start) / 1e9;
+        // the pipeline of GptqRun (quantize's, without Spark), with the check's recipe
+        QuantizeSettings s = new QuantizeSettings("gptq", cfg.quant(), 0, cfg, null, null, null, 0, null, false, windows, seq, 0,
+                GptqRun.WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
+        GptqRun.Quantized q = GptqRun.quantize(be, in, "tokens", "llama", spec, s, windows, OUT);
+        sync(be);
         OUT.printf(Locale.ROOT, "GPTQ, all %d blocks of tiny-llama: %.2f s (embedding included; GPTQ solver %.2f s of it) [PyTorch on an H100: about 3 s]%n",
-                spec.numLayers(), total, solverSeconds);
+                spec.numLayers(), q.seconds(), q.solverSeconds());
     }
 
     // ---- OmniQuant LWC on every tiny-llama block ----------------------------------------------------
