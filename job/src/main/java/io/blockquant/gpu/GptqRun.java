@@ -58,7 +58,7 @@ public final class GptqRun {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 3) {
-            System.err.println("usage: GptqRun INPUTS.bqa OUT_DIR FAMILY:WEIGHTS:GROUP:ACTS:CONSTRAINT:LORC...");
+            System.err.println("usage: GptqRun INPUTS.bqa OUT_DIR FAMILY:WEIGHTS:GROUP:ACTS:CONSTRAINT:LORC[:SEED]...");
             System.exit(2);
         }
         ArrayBundle in = ArrayBundle.read(Path.of(args[0]));
@@ -107,8 +107,16 @@ public final class GptqRun {
             throw new IllegalArgumentException("configuration '" + config + "': expected FAMILY:WEIGHTS:GROUP:ACTS:CONSTRAINT:LORC[:SEED]");
         }
         boolean fp = c[1].startsWith("fp");
-        int bits = Integer.parseInt(c[1].substring(fp ? 2 : 3));
-        int group = Integer.parseInt(c[2]);
+        if (!fp && !c[1].startsWith("int")) throw new IllegalArgumentException("configuration '" + config + "': weights intN, fp4 or fp8, got " + c[1]);
+        int bits, group;
+        try {
+            bits = Integer.parseInt(c[1].substring(fp ? 2 : 3));
+            group = Integer.parseInt(c[2]);
+            if (c.length > 6) Long.parseLong(c[6]);
+            Integer.parseInt(c[5].endsWith("h") ? c[5].substring(0, c[5].length() - 1) : c[5]);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("configuration '" + config + "': " + e.getMessage() + " where a number belongs");
+        }
         IntQuantSpec w = new IntQuantSpec(bits, group, false);
         FpQuantSpec fpw = null;
         if (fp) {

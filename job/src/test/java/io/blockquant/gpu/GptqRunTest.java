@@ -61,5 +61,7 @@ class GptqRunTest {
         IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
                 () -> GptqRun.settings("llama:int4:64:int8:m2:0", 4, 64));
         assertTrue(e.getMessage().contains("llama:int4:64:int8:m2:0") && e.getMessage().contains("FP weights"), e.getMessage());
+        e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> GptqRun.settings("llama:int4:sixty:int8:none:0", 4, 64));
+        assertTrue(e.getMessage().contains("llama:int4:sixty:int8:none:0") && e.getMessage().contains("sixty"), e.getMessage());
     }
 }
