@@ -93,17 +93,15 @@ public final class Lorc {
             }
             Tensor[] t = be.svd(e);                                         // = U·diag(S)·Vᵀ
             float[] uAll = t[0].toFloats(), s = t[1].toFloats(), vAll = t[2].toFloats(); // U [rows, k], S [k], V [cols, k]
-            float[] vr = new float[rank * cols];
             for (int j = 0; j < rank; j++) {
                 float root = (float) Math.sqrt(s[j]); // the even split: S^½ to each side
                 for (int i = 0; i < rows; i++) u[i * rank + j] = uAll[i * k + j] * root;
-                for (int c = 0; c < cols; c++) vr[j * cols + c] = root * vAll[c * k + j];
+                for (int c = 0; c < cols; c++) v[j * cols + c] = root * vAll[c * k + j];
             }
             if (hessian != null) {
-                float[] back = be.matmul(be.fromFloats(vr, rank, cols), r, false, false).toFloats(); // S^½·V_rᵀ·R
-                for (int j = 0; j < rank; j++) for (int c = 0; c < cols; c++) vr[j * cols + perm[c]] = back[j * cols + c];
+                float[] back = be.matmul(be.fromFloats(v, rank, cols), r, false, false).toFloats(); // S^½·V_rᵀ·R
+                for (int j = 0; j < rank; j++) for (int c = 0; c < cols; c++) v[j * cols + perm[c]] = back[j * cols + c];
             }
-            System.arraycopy(vr, 0, v, 0, vr.length);
             return null;
         });
         switch (format) {

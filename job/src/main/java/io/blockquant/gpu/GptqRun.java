@@ -17,7 +17,6 @@ import io.blockquant.quant.FpQuantSpec;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.quant.ScaleConstraint;
 import io.blockquant.schedule.BlockPlan;
-import io.blockquant.schedule.BlockStats;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.tensor.TensorBackend;
@@ -25,7 +24,9 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -43,11 +44,10 @@ import java.util.Map;
  * WEIGHTS {@code int2..int8|fp4|fp8}, GROUP 0 (per channel) or a size, ACTS {@code none|int8|fp8e4m3|fp8e5m2},
  * CONSTRAINT {@code none|m1|m2} (FP weights), LORC 0, a rank, or a rank and {@code h} (Hessian-weighted SVD),
  * SEED the calibration draw ({@code tokens/SEED} of the inputs; default their first), e.g. {@code
- * llama:fp4:64:fp8e4m3:m2:8h:3}. Configurations run {@code -Dgpu.threads} (default 16) at a time, each in a
- * thread of its own (the CUDA backend gives it its own stream), and write {@code OUT_DIR/<config>.log} and,
- * last, {@code OUT_DIR/<config>.json} with the perplexity; one whose json exists is skipped (a call cut short
- * continues). {@code -Dgpu.backend=cpu} runs on ND4J instead (to check this runner against {@code
- * quantize}).
+ * llama:fp4:64:fp8e4m3:m2:8h:3}. Configurations run {@code -Dgpu.threads} (default 16) at a time ({@link
+ * ConfigRuns}) and write {@code OUT_DIR/<config>.log} and, last, {@code OUT_DIR/<config>.json} with the
+ * perplexity; one whose json exists is skipped (a call cut short continues). {@code -Dgpu.backend=cpu} runs
+ * on ND4J instead (to check this runner against {@code quantize}).
  */
 public final class GptqRun {
 
@@ -64,40 +64,27 @@ public final class GptqRun {
         ArrayBundle in = ArrayBundle.read(Path.of(args[0]));
         Path out = Path.of(args[1]);
         Files.createDirectories(out);
-        List<String> failed = java.util.Collections.synchronizedList(new ArrayList<>());
-        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(Integer.getInteger("gpu.threads", 16));
-        for (int i = 2; i < args.length; i++) {
-            String config = args[i], name = config.replace(':', '-');
-            if (Files.exists(out.resolve(name + ".json"))) continue;
-            String[] c = config.split(":");
-            String family = c[0], tokens = c.length > 6 ? "tokens/" + c[6] : "tokens";
-            ModelSpec spec = CheckCases.spec(in, family);
-            QuantizeSettings s = settings(config, (int) in.shape(tokens)[0], (int) in.shape(tokens)[1]);
-            pool.submit(() -> {
-                try (PrintStream log = new PrintStream(Files.newOutputStream(out.resolve(name + ".log")), true, "UTF-8")) {
-                    try {
-                        double ppl = run(backend(), in, tokens, family, spec, s, log);
-                        Files.writeString(out.resolve(name + ".json"), String.format(Locale.ROOT,
-                                "{\"config\": \"%s\", \"method\": \"%s\", \"ppl\": %.6f, \"recipe\": %s}%n", config, s.label(), ppl, s.toJson()));
-                    } catch (Exception | Error e) {
-                        e.printStackTrace(log);
-                        failed.add(name + ": " + e);
-                    }
-                } catch (java.io.IOException e) {
-                    failed.add(name + ": " + e);
-                }
-            });
+        // every configuration resolved before any runs: a bad one stops the call naming it
+        Map<String, QuantizeSettings> settings = new LinkedHashMap<>();
+        for (String config : Arrays.asList(args).subList(2, args.length)) {
+            if (Files.exists(out.resolve(config.replace(':', '-') + ".json"))) continue; // done by an earlier call
+            String tokens = calibration(config);
+            settings.put(config, settings(config, (int) in.shape(tokens)[0], (int) in.shape(tokens)[1]));
         }
-        pool.shutdown();
-        pool.awaitTermination(1, java.util.concurrent.TimeUnit.DAYS);
-        failed.forEach(f -> System.err.println("FAILED " + f));
+        List<String> failed = ConfigRuns.runAll(out, List.copyOf(settings.keySet()), Integer.getInteger("gpu.threads", 16), (config, name, log) -> {
+            QuantizeSettings s = settings.get(config);
+            String family = config.split(":")[0];
+            double ppl = run(ConfigRuns.backend(), in, calibration(config), family, CheckCases.spec(in, family), s, log);
+            Files.writeString(out.resolve(name + ".json"), String.format(Locale.ROOT,
+                    "{\"config\": \"%s\", \"method\": \"%s\", \"ppl\": %.6f, \"recipe\": %s}%n", config, s.label(), ppl, s.toJson()));
+        });
         System.exit(failed.isEmpty() ? 0 : 1);
     }
 
-    private static TensorBackend backend() throws ReflectiveOperationException {
-        return "cpu".equals(System.getProperty("gpu.backend"))
-                ? (TensorBackend) Class.forName("io.blockquant.tensor.Nd4jBackend").getField("INSTANCE").get(null)
-                : CudaBackend.forDevice(Integer.getInteger("gpu.device", 0));
+    /** The calibration windows of a configuration: {@code tokens/SEED}, or the inputs' first draw without a SEED. */
+    private static String calibration(String config) {
+        String[] c = config.split(":");
+        return c.length > 6 ? "tokens/" + c[6] : "tokens";
     }
 
     /** A configuration string as the settings {@code quantize --method gptq} resolves from the same flags. */
@@ -108,12 +95,14 @@ public final class GptqRun {
         }
         boolean fp = c[1].startsWith("fp");
         if (!fp && !c[1].startsWith("int")) throw new IllegalArgumentException("configuration '" + config + "': weights intN, fp4 or fp8, got " + c[1]);
-        int bits, group;
+        boolean weighted = c[5].endsWith("h");
+        int bits, group, rank;
+        long seed;
         try {
             bits = Integer.parseInt(c[1].substring(fp ? 2 : 3));
             group = Integer.parseInt(c[2]);
-            if (c.length > 6) Long.parseLong(c[6]);
-            Integer.parseInt(c[5].endsWith("h") ? c[5].substring(0, c[5].length() - 1) : c[5]);
+            rank = Integer.parseInt(weighted ? c[5].substring(0, c[5].length() - 1) : c[5]);
+            seed = c.length > 6 ? Long.parseLong(c[6]) : 0;
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("configuration '" + config + "': " + e.getMessage() + " where a number belongs");
         }
@@ -136,10 +125,8 @@ public final class GptqRun {
             default -> throw new IllegalArgumentException("configuration '" + config + "': activations none, int8, fp8e4m3 or fp8e5m2");
         };
         int abits = c[3].equals("none") ? 0 : 8;
-        boolean weighted = c[5].endsWith("h");
-        int rank = Integer.parseInt(weighted ? c[5].substring(0, c[5].length() - 1) : c[5]);
         return new QuantizeSettings("gptq", w, abits, new GptqConfig(w, 0.01, 128, false, false), null, fpw, af, rank,
-                rank > 0 ? LorcFactorFormat.FP16 : null, weighted, nsamples, seqlen, c.length > 6 ? Long.parseLong(c[6]) : 0, WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
+                rank > 0 ? LorcFactorFormat.FP16 : null, weighted, nsamples, seqlen, seed, WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
     }
 
     /**
@@ -198,19 +185,12 @@ public final class GptqRun {
                 solver += (System.nanoTime() - s0) / 1e9;
             }
             DecoderBlock quantized = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
-            BlockStats stats = null;
-            float[] next = new float[x.length];
-            for (int w = 0; w < windows; w += WINDOWS_PER_TASK) {
-                int n = Math.min(WINDOWS_PER_TASK, windows - w);
-                BlockWork.Outputs o = BlockWork.outputs(fp, quantized, GpuCheck.slice(x, w, n, width), n, seq, false);
-                System.arraycopy(o.hidden(), 0, next, w * width, o.hidden().length);
-                stats = stats == null ? o.stats() : stats.merge(o.stats());
-            }
-            x = next;
+            BlockWork.Outputs o = GpuCheck.outputs(fp, quantized, x, windows, seq, WINDOWS_PER_TASK, false);
+            x = o.hidden();
             quantizedBlocks.add(quantized);
             solverSeconds += solver;
             log.printf(Locale.ROOT, "  block %d: %.2f s (GPTQ solver %.2f s), relative output error %.5f%n", b,
-                    (System.nanoTime() - t0) / 1e9, solver, stats.blockError());
+                    (System.nanoTime() - t0) / 1e9, solver, o.stats().blockError());
         }
         CausalLm fpModel = loader.model();
         CausalLm model = new CausalLm(spec, fpModel.tokenEmbedding(), fpModel.positions(), fpModel.projectIn(), quantizedBlocks,

@@ -13,6 +13,8 @@ import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.nn.LlamaBlock;
 import io.blockquant.nn.Norm;
+import io.blockquant.schedule.BlockStats;
+import io.blockquant.schedule.BlockWork;
 import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -54,7 +56,7 @@ public final class GpuCheck {
         Path dir = Path.of(args[0]);
         List<String> phases = args.length > 1 ? Arrays.asList(args).subList(1, args.length)
                 : List.of("correctness", "gptq", "omniquant", "bench");
-        TensorBackend be = backend();
+        TensorBackend be = ConfigRuns.backend();
         OUT.println("backend: " + be.name() + (be instanceof CudaBackend cb ? " on " + cb.deviceName() : ""));
         long t0 = System.nanoTime();
         ArrayBundle inputs = ArrayBundle.read(dir.resolve("check-inputs.bqa"));
@@ -75,13 +77,6 @@ public final class GpuCheck {
         OUT.println();
         OUT.println(ok ? "GPU CHECK PASSED" : "GPU CHECK FAILED");
         System.exit(ok ? 0 : 1);
-    }
-
-    private static TensorBackend backend() throws ReflectiveOperationException {
-        if ("cpu".equals(System.getProperty("gpu.backend"))) {
-            return (TensorBackend) Class.forName("io.blockquant.tensor.Nd4jBackend").getField("INSTANCE").get(null);
-        }
-        return CudaBackend.forDevice(Integer.getInteger("gpu.device", 0));
     }
 
     private static void sync(TensorBackend be) {
@@ -182,6 +177,24 @@ public final class GpuCheck {
 
     static float[] slice(float[] x, int window, int count, int width) {
         return Arrays.copyOfRange(x, window * width, (window + count) * width);
+    }
+
+    /**
+     * {@code quantized} on the first {@code windows} windows of {@code x}, {@code chunk} windows per pass: the
+     * outputs of every window (the next block's inputs) and the errors against {@code fp} summed in window order.
+     */
+    static BlockWork.Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] x, int windows, int seq, int chunk,
+                                     boolean perLayer) {
+        int width = x.length / windows;
+        BlockStats stats = null;
+        float[] next = new float[x.length];
+        for (int w = 0; w < windows; w += chunk) {
+            int n = Math.min(chunk, windows - w);
+            BlockWork.Outputs o = BlockWork.outputs(fp, quantized, slice(x, w, n, width), n, seq, perLayer);
+            System.arraycopy(o.hidden(), 0, next, w * width, o.hidden().length);
+            stats = stats == null ? o.stats() : stats.merge(o.stats());
+        }
+        return new BlockWork.Outputs(next, stats);
     }
 
     static void gptqAllBlocks(TensorBackend be, ArrayBundle in) {

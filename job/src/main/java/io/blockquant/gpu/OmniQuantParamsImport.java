@@ -4,8 +4,6 @@ import io.blockquant.schedule.OmniQuantParameterFiles;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
-import java.util.Map;
 import java.util.stream.Stream;
 import org.apache.hadoop.conf.Configuration;
 
@@ -29,10 +27,7 @@ public final class OmniQuantParamsImport {
                 String name = f.getFileName().toString();
                 if (!name.matches("block-\\d+\\.bqa")) continue;
                 int block = Integer.parseInt(name.substring(6, name.length() - 4));
-                ArrayBundle saved = ArrayBundle.read(f);
-                Map<String, float[]> learned = new LinkedHashMap<>();
-                for (String n : saved.names()) learned.put(n, saved.floats(n));
-                OmniQuantParameterFiles.write(conf, args[1], block, learned);
+                OmniQuantParameterFiles.write(conf, args[1], block, ArrayBundle.read(f).floatsByName());
                 count++;
             }
         }

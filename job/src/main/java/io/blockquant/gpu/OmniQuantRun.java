@@ -7,7 +7,6 @@ import io.blockquant.cuda.CudaBackend;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.schedule.BlockStats;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.tensor.TensorBackend;
 import java.io.PrintStream;
@@ -15,6 +14,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -47,38 +47,25 @@ public final class OmniQuantRun {
         ArrayBundle in = ArrayBundle.read(Path.of(args[0]));
         Path root = Path.of(args[1]);
         Files.createDirectories(root);
-        boolean cpu = "cpu".equals(System.getProperty("gpu.backend")); // the CPU backend: a check of this runner without a GPU
-        List<Thread> threads = new ArrayList<>();
-        List<String> failed = java.util.Collections.synchronizedList(new ArrayList<>());
-        for (int i = 2; i < args.length; i++) {
-            String[] c = args[i].split(":");
-            if (c.length != 7) throw new IllegalArgumentException("configuration '" + args[i] + "': expected FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS");
-            String family = c[0], name = args[i].replace(':', '-');
-            ModelSpec spec = CheckCases.spec(in, family);
-            OmniQuantConfig d = OmniQuantConfig.of(spec.family(), Integer.parseInt(c[1]), Integer.parseInt(c[2]), Integer.parseInt(c[3]));
-            OmniQuantConfig cfg = new OmniQuantConfig(d.wbits(), d.groupSize(), d.abits(), Boolean.parseBoolean(c[4]),
-                    Boolean.parseBoolean(c[5]), d.qkScale(), Integer.parseInt(c[6]), d.batchSize(), d.lwcLr(), d.letLr(),
-                    d.weightDecay(), d.alpha());
-            Thread t = new Thread(() -> {
-                try (PrintStream log = new PrintStream(Files.newOutputStream(root.resolve(name + ".log")), true, "UTF-8")) {
-                    try {
-                        TensorBackend be = cpu ? (TensorBackend) Class.forName("io.blockquant.tensor.Nd4jBackend").getField("INSTANCE").get(null)
-                                : CudaBackend.forDevice(Integer.getInteger("gpu.device", 0));
-                        run(be, in, family, spec, cfg, root.resolve(name), log);
-                    } catch (Exception | Error e) {
-                        e.printStackTrace(log);
-                        failed.add(name + ": " + e);
-                    }
-                } catch (java.io.IOException e) {
-                    failed.add(name + ": " + e);
-                }
-            }, name);
-            t.start();
-            threads.add(t);
-        }
-        for (Thread t : threads) t.join();
-        failed.forEach(f -> System.err.println("FAILED " + f));
+        // every configuration resolved before any trains: a bad one stops the call naming it
+        Map<String, OmniQuantConfig> configs = new LinkedHashMap<>();
+        for (String config : Arrays.asList(args).subList(2, args.length)) configs.put(config, config(in, config));
+        List<String> configNames = List.copyOf(configs.keySet());
+        List<String> failed = ConfigRuns.runAll(root, configNames, configNames.size(), (config, name, log) -> {
+            String family = config.split(":")[0];
+            run(ConfigRuns.backend(), in, family, CheckCases.spec(in, family), configs.get(config), root.resolve(name), log);
+        });
         System.exit(failed.isEmpty() ? 0 : 1);
+    }
+
+    /** {@code FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS} over the family's defaults ({@link OmniQuantConfig#of}). */
+    private static OmniQuantConfig config(ArrayBundle in, String config) {
+        String[] c = config.split(":");
+        if (c.length != 7) throw new IllegalArgumentException("configuration '" + config + "': expected FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS");
+        OmniQuantConfig d = OmniQuantConfig.of(CheckCases.spec(in, c[0]).family(), Integer.parseInt(c[1]), Integer.parseInt(c[2]),
+                Integer.parseInt(c[3]));
+        return new OmniQuantConfig(d.wbits(), d.groupSize(), d.abits(), Boolean.parseBoolean(c[4]), Boolean.parseBoolean(c[5]),
+                d.qkScale(), Integer.parseInt(c[6]), d.batchSize(), d.lwcLr(), d.letLr(), d.weightDecay(), d.alpha());
     }
 
     static void run(TensorBackend be, ArrayBundle in, String family, ModelSpec spec, OmniQuantConfig cfg, Path out, PrintStream log)
@@ -100,15 +87,21 @@ public final class OmniQuantRun {
         float[] qx = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq), fpx = qx;
         int width = seq * spec.hiddenSize();
         double training = 0;
+        // the full-precision stream only feeds training: after the last block still to train, nothing reads it
+        int lastTrained = blocks - 1;
+        while (lastTrained >= 0 && Files.exists(out.resolve("block-" + lastTrained + ".bqa"))) lastTrained--;
         for (int b = 0; b < blocks; b++) {
             long t0 = System.nanoTime();
             DecoderBlock fp = loader.block(b);
-            float[] targets = new float[fpx.length];
-            for (int w = 0; w < windows; w += GpuCheck.PASS_WINDOWS) {
-                int n = Math.min(GpuCheck.PASS_WINDOWS, windows - w);
-                float[] part = GpuCheck.slice(fpx, w, n, width);
-                float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(part, (long) n * seq, spec.hiddenSize()), n, seq).toFloats());
-                System.arraycopy(y, 0, targets, w * width, y.length);
+            float[] targets = null;
+            if (b <= lastTrained) {
+                targets = new float[fpx.length];
+                for (int w = 0; w < windows; w += GpuCheck.PASS_WINDOWS) {
+                    int n = Math.min(GpuCheck.PASS_WINDOWS, windows - w);
+                    float[] part = GpuCheck.slice(fpx, w, n, width);
+                    float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(part, (long) n * seq, spec.hiddenSize()), n, seq).toFloats());
+                    System.arraycopy(y, 0, targets, w * width, y.length);
+                }
             }
             int bi = b;
             Path file = out.resolve("block-" + b + ".bqa");
@@ -116,10 +109,7 @@ public final class OmniQuantRun {
             OmniQuantObjective objective;
             double train = 0;
             if (Files.exists(file)) {
-                ArrayBundle saved = ArrayBundle.read(file);
-                Map<String, float[]> learned = new LinkedHashMap<>();
-                for (String n : saved.names()) learned.put(n, saved.floats(n));
-                objective = OmniQuantCalibrator.restore(fp, cfg, learned, file.toString());
+                objective = OmniQuantCalibrator.restore(fp, cfg, ArrayBundle.read(file).floatsByName(), file.toString());
             } else {
                 long t1 = System.nanoTime();
                 objective = OmniQuantCalibrator.train(fp, qx, targets, windows, seq, cfg, b, e -> {
@@ -134,21 +124,13 @@ public final class OmniQuantRun {
                 saved.write(tmp);
                 Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             }
-            DecoderBlock quantized = objective.fold(be).block();
-            BlockStats stats = null;
-            float[] next = new float[qx.length];
-            for (int w = 0; w < windows; w += GpuCheck.PASS_WINDOWS) {
-                int n = Math.min(GpuCheck.PASS_WINDOWS, windows - w);
-                BlockWork.Outputs o = BlockWork.outputs(fp, quantized, GpuCheck.slice(qx, w, n, width), n, seq);
-                System.arraycopy(o.hidden(), 0, next, w * width, o.hidden().length);
-                stats = stats == null ? o.stats() : stats.merge(o.stats());
-            }
-            qx = next;
+            BlockWork.Outputs o = GpuCheck.outputs(fp, objective.fold(be).block(), qx, windows, seq, GpuCheck.PASS_WINDOWS, true);
+            qx = o.hidden();
             fpx = targets;
             int steps = cfg.epochs() * (windows / cfg.batchSize());
             log.printf(Locale.ROOT, "  block %d: %.1f s (%s), relative output error %.5f%s%n", b, (System.nanoTime() - t0) / 1e9,
                     epochs.isEmpty() ? "parameters from " + file.getFileName() : String.format(Locale.ROOT, "training %.1f s, %.2f ms/step", train, 1e3 * train / steps),
-                    stats.blockError(), epochs.isEmpty() ? "" : "; " + epochs.get(0) + " ... " + epochs.get(epochs.size() - 1));
+                    o.stats().blockError(), epochs.isEmpty() ? "" : "; " + epochs.get(0) + " ... " + epochs.get(epochs.size() - 1));
         }
         log.printf(Locale.ROOT, "OmniQuant %s, %d of %d blocks: %.1f s (training %.1f s)%n", family, blocks, spec.numLayers(),
                 (System.nanoTime() - start) / 1e9, training);

@@ -28,7 +28,7 @@ public final class OmniQuantParameterFiles {
         return new Path(dir, "block-" + block + ".safetensors");
     }
 
-    public static boolean exists(Configuration conf, String dir, int block) {
+    private static boolean exists(Configuration conf, String dir, int block) {
         Path path = file(dir, block);
         try {
             return path.getFileSystem(conf).exists(path);

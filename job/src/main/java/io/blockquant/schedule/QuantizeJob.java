@@ -1,11 +1,13 @@
 package io.blockquant.schedule;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.blockquant.algo.OmniQuantCalibrator;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.ModelFormatException;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
+import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.spark.HadoopConf;
@@ -13,7 +15,6 @@ import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
 import io.blockquant.store.TensorRecord;
 import io.blockquant.tensor.Nd4jBackend;
-import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -90,13 +91,15 @@ public final class QuantizeJob {
      */
     static void checkLearnedParameters(Configuration hadoop, Request req) {
         Path dir = new Path(req.modelDir());
-        ModelSpec spec = io.blockquant.model.ModelSpecReader.read(dir, hadoop);
-        try (io.blockquant.model.Checkpoint ckpt = io.blockquant.model.Checkpoint.open(dir, hadoop)) {
-            io.blockquant.model.ModelLoader loader = new io.blockquant.model.ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
-            for (int block : OmniQuantParameterFiles.blocksIn(hadoop, req.omniParams(), spec.numLayers())) {
-                Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), block);
-                Nd4jBackend.INSTANCE.scratchValue(() -> io.blockquant.algo.OmniQuantCalibrator.restore(loader.block(block),
-                        req.settings().omniquant(), learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString()));
+        ModelSpec spec = ModelSpecReader.read(dir, hadoop);
+        try (Checkpoint ckpt = Checkpoint.open(dir, hadoop)) {
+            ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
+            for (int b = 0; b < spec.numLayers(); b++) {
+                Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), b);
+                if (learned == null) continue; // trained by this run
+                int block = b;
+                Nd4jBackend.INSTANCE.scratchValue(() -> OmniQuantCalibrator.restore(loader.block(block), req.settings().omniquant(),
+                        learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString()));
             }
         }
     }

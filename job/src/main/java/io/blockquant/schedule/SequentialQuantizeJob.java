@@ -3,6 +3,7 @@ package io.blockquant.schedule;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
+import io.blockquant.algo.OmniQuantCalibrator;
 import io.blockquant.algo.StoredWeight;
 import io.blockquant.schedule.QuantizeJob.BlockSummary;
 import io.blockquant.schedule.QuantizeJob.Request;
@@ -30,6 +31,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaSparkContext;
@@ -100,7 +102,7 @@ public final class SequentialQuantizeJob {
                 else QuantizeJob.embed(sc, devices, model, windows, parts, perTask, conf, acts);
             }
             // blocks folded from --omni-params files; after the last block that trains, no full-precision pass
-            java.util.Set<Integer> learned = OmniQuantParameterFiles.blocksIn(conf.get(), req.omniParams(), spec.numLayers());
+            Set<Integer> learned = OmniQuantParameterFiles.blocksIn(conf.get(), req.omniParams(), spec.numLayers());
             int lastTrained = spec.numLayers() - 1;
             while (lastTrained >= 0 && learned.contains(lastTrained)) lastTrained--;
             for (int i = first; i < spec.numLayers(); i++) {
@@ -230,15 +232,14 @@ public final class SequentialQuantizeJob {
     static CalibratedBlock omniQuantBlock(DecoderBlock fp, int b, ActivationFiles acts, ActivationFiles fpActs, List<Integer> parts,
                                           Configuration conf, QuantizeSettings s, String paramsDir, int seq, int windows, int blocks,
                                           TensorBackend be) throws IOException {
-        java.util.Map<String, float[]> learned = paramsDir == null ? null : OmniQuantParameterFiles.read(conf, paramsDir, b);
+        Map<String, float[]> learned = paramsDir == null ? null : OmniQuantParameterFiles.read(conf, paramsDir, b);
         if (learned != null) {
-            System.err.printf("    block %d/%d omniquant: learned parameters from %s, no training%n", b + 1, blocks,
-                    OmniQuantParameterFiles.file(paramsDir, b));
-            return io.blockquant.algo.OmniQuantCalibrator.restore(fp, s.omniquant(), learned,
-                    OmniQuantParameterFiles.file(paramsDir, b).toString()).fold(be);
+            String file = OmniQuantParameterFiles.file(paramsDir, b).toString();
+            System.err.printf("    block %d/%d omniquant: learned parameters from %s, no training%n", b + 1, blocks, file);
+            return OmniQuantCalibrator.restore(fp, s.omniquant(), learned, file).fold(be);
         }
         float[] inputs = QuantizeJob.concat(acts, conf, b, parts), targets = QuantizeJob.concat(fpActs, conf, b + 1, parts);
-        var objective = io.blockquant.algo.OmniQuantCalibrator.train(fp, inputs, targets, windows, seq,
+        var objective = OmniQuantCalibrator.train(fp, inputs, targets, windows, seq,
                 s.omniquant(), s.seed() + b, msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
         if (paramsDir != null) OmniQuantParameterFiles.write(conf, paramsDir, b, objective.learned());
         return objective.fold(be);

@@ -84,8 +84,8 @@ public final class OmniQuantObjective {
                 throw new IllegalArgumentException(source + ": OmniQuant parameter '" + e.getKey() + "' has " + v.length
                         + " values, expected " + e.getValue().length);
             }
+            boolean clipOff = e.getKey().endsWith(".lwc_gamma") || e.getKey().endsWith(".lwc_beta"); // +∞: no clipping
             for (int i = 0; i < v.length; i++) {
-                boolean clipOff = e.getKey().endsWith(".lwc_gamma") || e.getKey().endsWith(".lwc_beta");
                 if (Float.isNaN(v[i]) || (Float.isInfinite(v[i]) && !(clipOff && v[i] > 0))) {
                     throw new IllegalArgumentException(source + ": OmniQuant parameter '" + e.getKey() + "' holds " + v[i] + " at " + i);
                 }
