@@ -42,8 +42,9 @@ public final class QuantizeJob {
 
     private QuantizeJob() {}
 
-    /** What to quantize, where to write it. */
     /**
+     * What to quantize, where to write it.
+     *
      * @param omniParams OmniQuant: the folder of learned parameters per block ({@link OmniQuantParameterFiles}),
      *                   read where present instead of training and written where trained; null for none
      */
