@@ -169,6 +169,53 @@ public final class Checkpoint implements WeightSource, Closeable {
         return v;
     }
 
+    /**
+     * A 2-D float tensor read by rows, each read checked for NaN/Inf like {@link #readFloats}: the embedding
+     * and head of a real model, which no JVM holds whole.
+     */
+    public TensorRows rows(String tensor, long... expectedShape) {
+        SafetensorsFile file = fileOf(tensor);
+        SafetensorsFile.Entry e = file.entry(tensor);
+        if (expectedShape.length > 0 && !Arrays.equals(e.shape(), expectedShape)) {
+            throw new ModelFormatException(file.path() + ": tensor '" + tensor + "' has shape "
+                    + Arrays.toString(e.shape()) + ", expected " + Arrays.toString(expectedShape) + " from config.json");
+        }
+        if (e.shape().length != 2 || !e.dtype().isFloatWeight()) {
+            throw new ModelFormatException(file.path() + ": tensor '" + tensor + "' is " + e.dtype() + " "
+                    + Arrays.toString(e.shape()) + ", expected a 2-D F32, F16 or BF16 matrix");
+        }
+        String dtype = e.dtype() == DType.F32 ? "float32" : e.dtype() == DType.BF16 ? "bfloat16" : "float16";
+        long rows = e.shape()[0], cols = e.shape()[1];
+        return new TensorRows() {
+            public String name() { return file.path() + ": tensor '" + tensor + "'"; }
+            public long rows() { return rows; }
+            public long cols() { return cols; }
+            public float[] readRows(long from, int count) {
+                if (from < 0 || count < 0 || from + count > rows) {
+                    throw new IllegalArgumentException(name() + ": rows " + from + "+" + count + " outside 0.." + rows);
+                }
+                int width = e.dtype().bytes;
+                byte[] raw = file.readRange(tensor, from * cols * width, Math.toIntExact((long) count * cols * width));
+                float[] v = io.blockquant.store.TensorRecord.decode(raw, 0, Math.toIntExact((long) count * cols), dtype);
+                for (int i = 0; i < v.length; i++) {
+                    if (!Float.isFinite(v[i])) {
+                        throw new ModelFormatException(name() + " holds NaN/Inf (row " + (from + i / cols)
+                                + "); a non-finite weight poisons every output after it, so the checkpoint is refused");
+                    }
+                }
+                return v;
+            }
+        };
+    }
+
+    /** The raw bytes of rows {@code [from, from + count)} of a 2-D tensor, in its stored dtype. */
+    public byte[] readRawRows(String tensor, long from, long count) {
+        SafetensorsFile file = fileOf(tensor);
+        SafetensorsFile.Entry e = file.entry(tensor);
+        long rowBytes = (e.end() - e.begin()) / Math.max(1, e.shape().length == 0 ? 1 : e.shape()[0]);
+        return file.readRange(tensor, from * rowBytes, Math.toIntExact(count * rowBytes));
+    }
+
     private SafetensorsFile fileOf(String tensor) {
         SafetensorsFile f = tensorToFile.get(tensor);
         if (f == null) {

@@ -1,10 +1,10 @@
 package io.blockquant.model;
 
 /** IEEE 754 binary16 to and from float32 (Java 17 has no Float.float16ToFloat / floatToFloat16). */
-final class HalfFloat {
+public final class HalfFloat {
     private HalfFloat() {}
 
-    static float toFloat(short bits) {
+    public static float toFloat(short bits) {
         int h = bits & 0xffff;
         int sign = (h & 0x8000) << 16;
         int exp = (h >>> 10) & 0x1f;

@@ -239,6 +239,29 @@ public final class SafetensorsFile implements Closeable {
         return out;
     }
 
+    /**
+     * {@code length} bytes of tensor {@code name}'s data from byte {@code offset} of that tensor, as stored
+     * (little-endian, the tensor's dtype): a slice of rows without reading the rest.
+     */
+    public byte[] readRange(String name, long offset, int length) {
+        Entry e = entry(name);
+        if (offset < 0 || length < 0 || offset + length > e.end() - e.begin()) {
+            throw new IllegalArgumentException(path + ": bytes " + offset + "+" + length + " outside tensor '" + name
+                    + "' (" + (e.end() - e.begin()) + " bytes)");
+        }
+        byte[] bytes = new byte[length];
+        try {
+            synchronized (in) {
+                in.readFully(dataStart + e.begin() + offset, bytes);
+            }
+        } catch (java.io.EOFException ex) {
+            throw new ModelFormatException(path + ": tensor '" + name + "' is cut off: the file is truncated", ex);
+        } catch (IOException ex) {
+            throw new ModelFormatException(path + ": cannot read tensor '" + name + "' (" + ex.getMessage() + ")", ex);
+        }
+        return bytes;
+    }
+
     /** An integer tensor (I32 or I64) as int values. */
     public int[] readInts(String name) {
         Entry e = entry(name);

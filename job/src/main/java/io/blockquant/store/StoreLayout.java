@@ -42,7 +42,8 @@ public final class StoreLayout {
 
     private StoreLayout() {}
 
-    public static final int FORMAT_VERSION = 1;
+    /** 2: block -1 in the checkpoint's dtype, large tensors split into parts (column {@code part}). */
+    public static final int FORMAT_VERSION = 2;
     public static final String MANIFEST = "_manifest.json";
     public static final String STORE_INFO = "_store.json";
     public static final String TMP = "_tmp";
@@ -72,7 +73,9 @@ public final class StoreLayout {
             DataTypes.createStructField("format", DataTypes.StringType, false),
             DataTypes.createStructField("bytes", DataTypes.LongType, false),
             DataTypes.createStructField("checksum", DataTypes.StringType, false),
-            DataTypes.createStructField("data", DataTypes.BinaryType, false)});
+            DataTypes.createStructField("data", DataTypes.BinaryType, false),
+            // format_version 2: the slice of a split tensor (TensorRecord#part); absent (null) in version 1 files
+            DataTypes.createStructField("part", DataTypes.IntegerType, true)});
 
     /** The tensors table as SQL sees it: {@code block} first, then the file columns. */
     public static final StructType TENSORS_SCHEMA = withBlock(TENSORS_FILE_SCHEMA);
@@ -126,7 +129,7 @@ public final class StoreLayout {
         List<Long> shape = new ArrayList<>(t.shape().length);
         for (long d : t.shape()) shape.add(d);
         return RowFactory.create(t.module(), t.kind(), t.dtype(), shape, t.bits(), t.groupSize(), t.format(),
-                (long) t.data().length, t.checksum(), t.data());
+                (long) t.data().length, t.checksum(), t.data(), t.part());
     }
 
     /** A record from a row of {@link #TENSORS_FILE_SCHEMA}; {@code where} names the folder for errors. */
@@ -139,7 +142,7 @@ public final class StoreLayout {
         try {
             t = new TensorRecord(block, r.getAs("module"), r.getAs("kind"), r.getAs("dtype"), shape,
                     r.<Integer>getAs("bits"), r.<Integer>getAs("group_size"), r.getAs("format"), data,
-                    r.getAs("checksum"));
+                    r.getAs("checksum"), r.isNullAt(r.fieldIndex("part")) ? 0 : r.<Integer>getAs("part"));
         } catch (IllegalArgumentException | NullPointerException e) {
             throw new ModelFormatException(where + ": a stored tensor is not valid: " + e.getMessage(), e);
         }

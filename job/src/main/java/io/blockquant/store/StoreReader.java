@@ -93,7 +93,10 @@ public final class StoreReader {
         return blocks;
     }
 
-    /** The tensors of one block, checksums verified, ordered by module then kind. */
+    /**
+     * The tensors of one block on the driver, checksums verified, split tensors joined, ordered by module then
+     * kind: for small stores, tests and reports; jobs read blocks on executors ({@link StoreTensors}).
+     */
     public List<TensorRecord> tensors(int block) {
         Path dir = blockDir(root, TENSORS, block);
         try {
@@ -105,7 +108,7 @@ public final class StoreReader {
             throw new UncheckedIOException(dir + ": cannot check (" + e.getMessage() + ")", e);
         }
         List<Row> rows = spark.read().schema(TENSORS_FILE_SCHEMA).parquet(dir.toString()).collectAsList();
-        List<TensorRecord> out = new ArrayList<>(rows.size());
+        List<Object> out = new ArrayList<>(rows.size());
         for (Row r : rows) {
             TensorRecord t = fromRow(block, r, dir);
             try {
@@ -115,8 +118,7 @@ public final class StoreReader {
             }
             out.add(t);
         }
-        out.sort(Comparator.comparing(TensorRecord::module).thenComparing(TensorRecord::kind));
-        return out;
+        return StoreTensors.join(out, dir);
     }
 
     /** Embeddings, final norm, head: the tensors of block -1. */

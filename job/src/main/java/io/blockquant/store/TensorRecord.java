@@ -17,7 +17,8 @@ import java.util.zip.CRC32C;
  *                  the checkpoint name ({@code model.embed_tokens.weight})
  * @param kind      {@code qweight} (packed integer levels), {@code scales}, {@code zeros}, {@code g_idx},
  *                  {@code bias} or {@code weight} (full-precision floats)
- * @param dtype     {@code float32}, {@code int32} or {@code uint<bits>-packed}
+ * @param dtype     {@code float32}, {@code int32}, {@code uint<bits>-packed}, or (block -1, kept in the
+ *                  checkpoint's dtype) {@code bfloat16} / {@code float16}
  * @param shape     logical shape ({@code [out, in]} for a qweight)
  * @param bits      bits per level, 0 when not quantized
  * @param groupSize quantization group size, 0 = per channel
@@ -25,14 +26,31 @@ import java.util.zip.CRC32C;
  * @param data      the bytes: little-endian float32 / int32, or {@link BitPacking} levels. Not copied: a record
  *                  shares its array with whoever made it
  * @param checksum  CRC32C of {@code data}, 8 lowercase hex digits
+ * @param part      a tensor too large for one Parquet value (an embedding or head of a real model) is split
+ *                  along its first dimension into rows of at most {@link #PART_BYTES}: part k holds the k-th
+ *                  slice, every slice but the last of the same number of rows; {@code shape} is the whole
+ *                  tensor's. 0 for a tensor stored whole
  */
 public record TensorRecord(int block, String module, String kind, String dtype, long[] shape, int bits,
-                           int groupSize, String format, byte[] data, String checksum) implements Serializable {
+                           int groupSize, String format, byte[] data, String checksum, int part) implements Serializable {
 
     public static final int MODEL_BLOCK = -1;
     public static final String FLOAT32 = "float32";
     public static final String INT32 = "int32";
     public static final String QWEIGHT = "qweight";
+    public static final String BFLOAT16 = "bfloat16";
+    public static final String FLOAT16 = "float16";
+    /**
+     * The most bytes of one stored value: Spark's RPC frames and Parquet pages stay bounded (a Llama-3-8B
+     * embedding is 1 GB in bf16, a 405B one 4 GB, past a Java array).
+     */
+    public static final long PART_BYTES = 64L << 20;
+
+    /** A tensor stored whole (part 0). */
+    public TensorRecord(int block, String module, String kind, String dtype, long[] shape, int bits,
+                        int groupSize, String format, byte[] data, String checksum) {
+        this(block, module, kind, dtype, shape, bits, groupSize, format, data, checksum, 0);
+    }
 
     public TensorRecord {
         Objects.requireNonNull(module, "module");
@@ -48,6 +66,7 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
         checkName(block, module, kind, "kind", kind);
         if (bits < 0 || bits > 8) throw bad(block, module, kind, "bits " + bits + " (expected 0..8)");
         if (groupSize < 0) throw bad(block, module, kind, "group size " + groupSize + " (expected >= 0)");
+        if (part < 0) throw bad(block, module, kind, "part " + part + " (expected >= 0)");
         for (long d : shape) {
             if (d < 0) throw bad(block, module, kind, "shape " + Arrays.toString(shape) + " has a negative dimension");
         }
@@ -60,6 +79,37 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
         buf.asFloatBuffer().put(values);
         byte[] data = buf.array();
         return new TensorRecord(block, module, kind, FLOAT32, shape.clone(), 0, 0, "fp32", data, crc32c(data));
+    }
+
+    /**
+     * Part {@code part} of a full-precision tensor kept in its checkpoint's dtype ({@code float32},
+     * {@code bfloat16} or {@code float16}): {@code data} holds whole rows of {@code shape}, little-endian.
+     */
+    public static TensorRecord slice(int block, String module, String kind, String dtype, byte[] data, int part, long... shape) {
+        int width = elementBytes(dtype);
+        if (width == 0) throw bad(block, module, kind, "dtype " + dtype + " (expected float32, bfloat16 or float16)");
+        String format = dtype.equals(FLOAT32) ? "fp32" : dtype.equals(BFLOAT16) ? "bf16" : "fp16";
+        return new TensorRecord(block, module, kind, dtype, shape.clone(), 0, 0, format, data, crc32c(data), part);
+    }
+
+    /** Bytes per element of a full-precision dtype, 0 for any other. */
+    public static int elementBytes(String dtype) {
+        return switch (dtype) {
+            case FLOAT32 -> 4;
+            case BFLOAT16, FLOAT16 -> 2;
+            default -> 0;
+        };
+    }
+
+    /**
+     * Rows of {@code shape}'s first dimension per part when a tensor of {@code shape} in {@code dtype} is split
+     * into values of at most {@link #PART_BYTES} (all rows when it fits one).
+     */
+    public static long rowsPerPart(long[] shape, String dtype) {
+        long rowBytes = elementBytes(dtype);
+        for (int i = 1; i < shape.length; i++) rowBytes *= shape[i];
+        long rows = shape.length == 0 ? 1 : shape[0];
+        return Math.max(1, Math.min(rows, PART_BYTES / Math.max(1, rowBytes)));
     }
 
     /** int32 tensor (kind {@code g_idx}, unpacked {@code zeros}, ...). */
@@ -102,12 +152,33 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
         return n;
     }
 
+    /**
+     * The values as float32 (bfloat16 and float16 widened exactly). A part of a split tensor gives its slice's
+     * values; a tensor stored whole must hold exactly its shape's bytes.
+     */
     public float[] toFloats() {
-        requireDtype(FLOAT32);
-        int n = elementCount();
-        requireBytes((long) n * 4);
-        float[] out = new float[n];
-        ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
+        int width = elementBytes(dtype);
+        if (width == 0) requireDtype(FLOAT32);
+        boolean whole = part == 0 && (shape.length == 0 || rowsPerPart(shape, dtype) >= shape[0]);
+        if (whole) requireBytes(Math.multiplyExact((long) elementCount(), width));
+        else if (data.length % width != 0) requireBytes(data.length - data.length % width);
+        return decode(data, 0, data.length / width, dtype);
+    }
+
+    /** {@code count} values of a float32 / bfloat16 / float16 byte array from element {@code from}. */
+    public static float[] decode(byte[] bytes, int from, int count, String dtype) {
+        float[] out = new float[count];
+        ByteBuffer buf = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+        switch (dtype) {
+            case FLOAT32 -> buf.position(4 * from).slice().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
+            case BFLOAT16 -> {
+                for (int i = 0; i < count; i++) out[i] = Float.intBitsToFloat((buf.getShort(2 * (from + i)) & 0xffff) << 16);
+            }
+            case FLOAT16 -> {
+                for (int i = 0; i < count; i++) out[i] = io.blockquant.model.HalfFloat.toFloat(buf.getShort(2 * (from + i)));
+            }
+            default -> throw new IllegalStateException("dtype " + dtype + " is not a float dtype");
+        }
         return out;
     }
 
@@ -145,7 +216,7 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
 
     /** {@code block 3 module self_attn.q_proj kind qweight}: how errors name a tensor. */
     public String describe() {
-        return "block " + block + " module " + module + " kind " + kind;
+        return "block " + block + " module " + module + " kind " + kind + (part > 0 ? " part " + part : "");
     }
 
     public static String crc32c(byte[] data) {
@@ -158,7 +229,7 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
     public boolean equals(Object o) {
         if (this == o) return true;
         if (!(o instanceof TensorRecord r)) return false;
-        return block == r.block && bits == r.bits && groupSize == r.groupSize && module.equals(r.module)
+        return block == r.block && part == r.part && bits == r.bits && groupSize == r.groupSize && module.equals(r.module)
                 && kind.equals(r.kind) && dtype.equals(r.dtype) && format.equals(r.format)
                 && checksum.equals(r.checksum) && Arrays.equals(shape, r.shape) && Arrays.equals(data, r.data);
     }
@@ -166,7 +237,7 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
     @Override
     public int hashCode() {
         // data is left to the checksum: hashing megabytes of weights buys nothing
-        return Objects.hash(block, module, kind, dtype, Arrays.hashCode(shape), bits, groupSize, format,
+        return Objects.hash(block, part, module, kind, dtype, Arrays.hashCode(shape), bits, groupSize, format,
                 data.length, checksum);
     }
 
@@ -174,7 +245,8 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
     public String toString() {
         return "TensorRecord[block=" + block + ", module=" + module + ", kind=" + kind + ", dtype=" + dtype
                 + ", shape=" + Arrays.toString(shape) + ", bits=" + bits + ", groupSize=" + groupSize
-                + ", format=" + format + ", bytes=" + data.length + ", checksum=" + checksum + "]";
+                + ", format=" + format + ", bytes=" + data.length + ", checksum=" + checksum
+                + (part > 0 ? ", part=" + part : "") + "]";
     }
 
     private int elementCount() {
