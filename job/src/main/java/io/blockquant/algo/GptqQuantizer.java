@@ -111,11 +111,15 @@ public final class GptqQuantizer {
     public record PreparedHessian(int cols, boolean[] dead, int[] perm, float[] hinv) implements java.io.Serializable {
 
         public static PreparedHessian of(TensorBackend be, double[] hessian, GptqConfig cfg) {
-            int cols = (int) Math.round(Math.sqrt(hessian.length));
-            if ((long) cols * cols != hessian.length) {
-                throw new IllegalArgumentException("Hessian of " + hessian.length + " entries is not square");
+            return ofOwned(be, hessian.clone(), cfg);
+        }
+
+        /** As {@link #of}, damping {@code h} in place (no copy of an n×n float64 matrix at real widths). */
+        public static PreparedHessian ofOwned(TensorBackend be, double[] h, GptqConfig cfg) {
+            int cols = (int) Math.round(Math.sqrt(h.length));
+            if ((long) cols * cols != h.length) {
+                throw new IllegalArgumentException("Hessian of " + h.length + " entries is not square");
             }
-            double[] h = hessian.clone();
             // dead inputs (never non-zero in calibration): H_cc = 1 (their weights are zeroed by the loop)
             boolean[] dead = new boolean[cols];
             for (int c = 0; c < cols; c++) {
@@ -253,11 +257,9 @@ public final class GptqQuantizer {
     static float[] upperCholeskyOfInverse(TensorBackend be, double[] h, int n) {
         float[] hf = new float[n * n];
         for (int i = 0; i < hf.length; i++) hf[i] = (float) h[i];
-        float[] eye = new float[n * n];
-        for (int i = 0; i < n; i++) eye[i * n + i] = 1f;
         return be.scratchValue(() -> {
             Tensor l = be.cholesky(be.fromFloats(hf, n, n));
-            Tensor linv = be.solveTriangular(l, be.fromFloats(eye, n, n), true);
+            Tensor linv = be.invertTriangular(l, true);
             Tensor inv = be.matmul(linv, linv, true, false);          // H⁻¹ = L⁻ᵀ·L⁻¹
             float[] u = be.transpose(be.cholesky(inv)).toFloats();  // upper factor
             for (float v : u) {

@@ -29,6 +29,11 @@ public final class Main implements Runnable {
     public static int execute(String... args) {
         CommandLine cl = new CommandLine(new Main());
         cl.setExecutionExceptionHandler((ex, line, parsed) -> {
+            String oom = outOfMemory(ex);
+            if (oom != null) {
+                line.getErr().println("blockquant " + line.getCommandName() + ": error: " + oom);
+                return 3;
+            }
             // one clear line for bad input and failed I/O; the stack trace only for what is a bug of ours
             Throwable userError = userError(ex);
             line.getErr().println("blockquant " + line.getCommandName() + ": error: "
@@ -36,7 +41,36 @@ public final class Main implements Runnable {
             if (userError == null) ex.printStackTrace(line.getErr());
             return 2;
         });
-        return cl.execute(args);
+        try {
+            return cl.execute(args);
+        } catch (OutOfMemoryError e) {
+            System.err.println("blockquant: error: " + outOfMemory(e));
+            return 3;
+        }
+    }
+
+    /**
+     * Running out of memory, in this JVM, an executor (a task's error or a lost executor's exit code 52) or a
+     * GPU, as one line naming the setting to change; null for any other error.
+     */
+    static String outOfMemory(Throwable ex) {
+        for (Throwable t = ex; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            String m = String.valueOf(t.getMessage());
+            boolean heap = t instanceof OutOfMemoryError || m.contains("java.lang.OutOfMemoryError");
+            boolean lost = m.contains("exit code 52") || m.contains("exitCode: 52") || m.contains("exit status 52");
+            boolean gpu = m.contains("CUDA") && m.toLowerCase(java.util.Locale.ROOT).contains("out of memory");
+            if (!heap && !lost && !gpu) continue;
+            String where = gpu ? "a GPU ran out of device memory"
+                    : t instanceof OutOfMemoryError ? "this JVM ran out of heap (" + t.getMessage() + ", -Xmx "
+                            + Runtime.getRuntime().maxMemory() / (1 << 20) + " MiB)"
+                    : "an executor ran out of memory";
+            String fix = gpu ? "use GPUs with more memory or give each task fewer calibration windows (--windows-per-task)"
+                    : "raise the heap (local runs: BLOCKQUANT_HEAP, now " + System.getenv().getOrDefault("BLOCKQUANT_HEAP", "8g")
+                            + "; a cluster: spark.driver.memory / spark.executor.memory) or give each task fewer windows (--windows-per-task)";
+            return "out of memory: " + where + "; " + fix
+                    + ". A store at --out keeps the blocks it committed: continue it with --resume";
+        }
+        return null;
     }
 
     /**

@@ -173,6 +173,7 @@ public final class Checkpoint implements WeightSource, Closeable {
      * A 2-D float tensor read by rows, each read checked for NaN/Inf like {@link #readFloats}: the embedding
      * and head of a real model, which no JVM holds whole.
      */
+    @Override
     public TensorRows rows(String tensor, long... expectedShape) {
         SafetensorsFile file = fileOf(tensor);
         SafetensorsFile.Entry e = file.entry(tensor);

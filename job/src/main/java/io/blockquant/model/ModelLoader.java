@@ -62,6 +62,86 @@ public final class ModelLoader {
         return model(List.of());
     }
 
+    /** The checkpoint name of the token embedding table. */
+    public String tokenEmbeddingName() {
+        return switch (spec.family()) {
+            case LLAMA, OPT -> prefix + "embed_tokens.weight";
+            case FALCON -> prefix + "word_embeddings.weight";
+        };
+    }
+
+    /**
+     * The hidden states of {@code windows} entering block 0, {@code [batch·seq, hidden]}: exactly
+     * {@link CausalLm#embed} of the whole model, but only the rows of the embedding table these windows use
+     * are read (a real model's table is 0.5–4 GB), and the head is not loaded at all.
+     */
+    public Tensor embed(int[][] windows) {
+        java.util.TreeSet<Integer> used = new java.util.TreeSet<>();
+        for (int[] w : windows) for (int id : w) used.add(id);
+        int dim = spec.family() == Family.OPT ? spec.projDim() : spec.hiddenSize();
+        TensorRows table = checkpoint.rows(tokenEmbeddingName(), spec.vocabSize(), dim);
+        int[] ids = used.stream().mapToInt(Integer::intValue).toArray();
+        if (ids.length > 0 && (ids[0] < 0 || ids[ids.length - 1] >= spec.vocabSize())) {
+            throw new IllegalArgumentException("token id " + (ids[0] < 0 ? ids[0] : ids[ids.length - 1])
+                    + " outside the vocabulary 0.." + (spec.vocabSize() - 1));
+        }
+        float[] rows = new float[ids.length * dim];
+        java.util.Map<Integer, Integer> local = new java.util.HashMap<>();
+        for (int i = 0; i < ids.length; ) {
+            int j = i; // a run of consecutive ids is one read
+            while (j + 1 < ids.length && ids[j + 1] == ids[j] + 1) j++;
+            float[] run = table.readRows(ids[i], j - i + 1);
+            System.arraycopy(run, 0, rows, i * dim, run.length);
+            for (int k = i; k <= j; k++) local.put(ids[k], k);
+            i = j + 1;
+        }
+        int[][] remapped = new int[windows.length][];
+        for (int b = 0; b < windows.length; b++) {
+            remapped[b] = new int[windows[b].length];
+            for (int t = 0; t < windows[b].length; t++) remapped[b][t] = local.get(windows[b][t]);
+        }
+        Tensor used_ = be.fromFloats(rows, ids.length, dim);
+        int h = spec.hiddenSize();
+        Tensor positions = null;
+        Linear in = null;
+        if (spec.family() == Family.OPT) {
+            positions = tensor(prefix + "embed_positions.weight", spec.maxPositions() + CausalLm.OPT_POSITION_OFFSET, h);
+            if (dim != h) in = new Linear("project_in", tensor(prefix + "project_in.weight", h, dim), null);
+        }
+        return new CausalLm(spec, used_, positions, in, List.of(), null, null, null).embed(remapped);
+    }
+
+    /**
+     * Reads every tensor outside the blocks once, checking shapes and values as {@link #stem} would, but the
+     * embedding and head by rows: nothing of their size is held.
+     */
+    public void checkStem() {
+        int h = spec.hiddenSize(), vocab = spec.vocabSize();
+        int dim = spec.family() == Family.OPT ? spec.projDim() : h;
+        scanRows(tokenEmbeddingName(), vocab, dim);
+        boolean tied = spec.family() == Family.OPT ? spec.tieWordEmbeddings() || !checkpoint.has("lm_head.weight")
+                : spec.tieWordEmbeddings() && !checkpoint.has("lm_head.weight");
+        if (!tied) scanRows("lm_head.weight", vocab, dim);
+        switch (spec.family()) {
+            case LLAMA -> tensor(prefix + "norm.weight", h);
+            case OPT -> {
+                tensor(prefix + "embed_positions.weight", spec.maxPositions() + CausalLm.OPT_POSITION_OFFSET, h);
+                if (dim != h) {
+                    tensor(prefix + "project_in.weight", h, dim);
+                    tensor(prefix + "project_out.weight", dim, h);
+                }
+                if (spec.finalNorm()) layerNorm(prefix + "final_layer_norm", h);
+            }
+            case FALCON -> layerNorm(prefix + "ln_f", h);
+        }
+    }
+
+    private void scanRows(String name, long rows, long cols) {
+        TensorRows t = checkpoint.rows(name, rows, cols);
+        int step = t.rowsPerRead(64L << 20);
+        for (long r = 0; r < rows; r += step) t.readRows(r, (int) Math.min(step, rows - r));
+    }
+
     /** True when {@code tensor} belongs to a transformer block (its name starts with a block's prefix). */
     public boolean isBlockTensor(String tensor) {
         String layers = blockPrefix(0);

@@ -63,6 +63,13 @@ public final class BlockWork {
         return new FpQuantizedLinear(rows, cols, spec, cols / group, codes, scales, gIdx, 0);
     }
 
+    /** Each stored weight dequantized, by module: what the block computes with once those layers are quantized. */
+    public static Map<String, float[]> dequantized(Map<String, StoredWeight> layers) {
+        Map<String, float[]> out = new java.util.LinkedHashMap<>();
+        layers.forEach((m, q) -> out.put(m, q.dequantize()));
+        return out;
+    }
+
     /** The block with the given linear layers' weights replaced (dequantized weights of layers done so far). */
     public static DecoderBlock withWeights(DecoderBlock block, Map<String, float[]> weights) {
         return block.mapLinears(l -> {

@@ -32,7 +32,7 @@ final class CheckpointScan {
         List<String> problems = new ArrayList<>(sc.parallelize(parts, parts.size()).map(part -> {
             try (Checkpoint ckpt = Checkpoint.open(new Path(modelDir), conf.get())) {
                 ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
-                if (part < 0) loader.stem();
+                if (part < 0) loader.checkStem();
                 else loader.block(part);
                 return null;
             } catch (ModelFormatException e) {

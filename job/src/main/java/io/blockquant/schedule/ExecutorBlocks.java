@@ -13,18 +13,13 @@ import org.apache.hadoop.fs.Path;
 
 /**
  * Full-precision blocks (and the embedding stem) read from the checkpoint inside an executor JVM, kept for
- * the tasks that follow: every pass over a block's calibration inputs needs the same weights, and a
- * calibration task must never hold more than a couple of blocks.
+ * the tasks that follow: every pass over a block's calibration inputs needs the same weights, and
+ * an executor holds one block at a time.
  */
 public final class ExecutorBlocks {
 
-    private static final int CAPACITY = 2;
-    private static final Map<String, Object> CACHE = new LinkedHashMap<>(4, 0.75f, true) {
-        @Override
-        protected boolean removeEldestEntry(Map.Entry<String, Object> eldest) {
-            return size() > CAPACITY;
-        }
-    };
+    /** One block per executor JVM: the one its tasks work on now (a Llama-2-70B block is 3.4 GB in float32). */
+    private static final Map<String, Object> CACHE = new LinkedHashMap<>();
 
     private ExecutorBlocks() {}
 
@@ -32,20 +27,16 @@ public final class ExecutorBlocks {
         String key = modelDir + "|" + block + "|" + backend.name();
         Object cached = CACHE.get(key);
         if (cached == null) {
+            CACHE.clear(); // the block before goes before this one is read: never two in memory
             cached = load(modelDir, backend, conf, l -> l.block(block));
             CACHE.put(key, cached);
         }
         return (DecoderBlock) cached;
     }
 
-    public static synchronized CausalLm stem(String modelDir, TensorBackend backend, Configuration conf) {
-        String key = modelDir + "|stem|" + backend.name();
-        Object cached = CACHE.get(key);
-        if (cached == null) {
-            cached = load(modelDir, backend, conf, ModelLoader::stem);
-            CACHE.put(key, cached);
-        }
-        return (CausalLm) cached;
+    /** The windows' hidden states entering block 0, reading only the embedding rows they use. */
+    public static float[] embed(String modelDir, int[][] windows, TensorBackend backend, Configuration conf) {
+        return (float[]) load(modelDir, backend, conf, l -> l.embed(windows).toFloats());
     }
 
     private static Object load(String modelDir, TensorBackend backend, Configuration conf,

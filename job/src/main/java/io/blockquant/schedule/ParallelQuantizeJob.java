@@ -66,8 +66,11 @@ public final class ParallelQuantizeJob {
 
     private ParallelQuantizeJob() {}
 
-    /** What one block's task sends back to the driver: the rows to commit and the error sums. */
-    public record CalibratedRows(int block, List<TensorRecord> tensors, BlockStats stats, Map<String, Double> losses,
+    /**
+     * What one block's task sends back to the driver: the error sums (the block's rows stay in the work area,
+     * {@link BlockFiles#writeRows}, for the commit task).
+     */
+    public record CalibratedRows(int block, BlockStats stats, Map<String, Double> losses,
                           long tokens, double seconds) implements Serializable {}
 
     public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
@@ -89,6 +92,7 @@ public final class ParallelQuantizeJob {
         TaskDevices devices = TaskDevices.of(sc);
         if (devices.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
+        BlockFiles files = new BlockFiles(store.workDir().toString());
         List<Integer> committed = store.committedBlocks();
         List<Integer> todo = IntStream.range(0, blocks).filter(b -> !committed.contains(b)).boxed().toList();
         List<BlockSummary> summaries = new ArrayList<>();
@@ -97,6 +101,7 @@ public final class ParallelQuantizeJob {
         Broadcast<CalibrationSet> windows = sc.broadcast(calib);
         try {
             if (!todo.isEmpty()) {
+                checkWorkSpace(store.workDir(), hadoop, (long) calib.size() * seq, spec, todo.get(todo.size() - 1) + 1);
                 // OmniQuant's targets of the last block to do are the inputs of the block after it
                 int need = todo.get(todo.size() - 1) + (s.isOmniQuant() ? 1 : 0);
                 capture(sc, devices, model, windows, parts, s, fpActs, conf, need, blocks, log);
@@ -110,7 +115,7 @@ public final class ParallelQuantizeJob {
                     sc.setJobGroup(jobGroup, "calibrate block " + b, true);
                     return devices.tasks(sc.parallelize(List.of(b), 1)).map(i -> {
                         DecoderBlock fp = ExecutorBlocks.block(model, i, devices.bind(i, Nd4jBackend.INSTANCE), conf.get());
-                        return calibrate(i, fp, fpActs, conf.get(), parts, plan, s, req.omniParams(), seq, nsamples, blocks);
+                        return calibrate(i, fp, fpActs, files, conf.get(), parts, plan, s, req.omniParams(), seq, nsamples, blocks);
                     }).collect().get(0);
                 });
             }
@@ -123,7 +128,8 @@ public final class ParallelQuantizeJob {
                     List<LayerError> errors = QuantizeJob.errors(r.block(), plan, r.stats(), r.losses(),
                             (long) calib.size() * seq, layerErrors);
                     FaultInjection.beforeCommit(r.block());
-                    store.commitBlock(r.block(), r.tensors(), errors);
+                    store.commitRows(r.block(), QuantizeJob.blockRows(sc, model, r.block(), true, files, conf, plan.allLinears()), errors);
+                    files.deleteBlock(hadoop, r.block());
                     summaries.add(new BlockSummary(r.block(), r.seconds(), r.stats().blockError(), layerErrors, false));
                     String worst = QuantizeJob.worst(layerErrors);
                     log.printf(Locale.ROOT, "block %d/%d done in %.1f s (task)%s: relative output error %.4f (worst layer %s %.4f)%n",
@@ -146,6 +152,30 @@ public final class ParallelQuantizeJob {
             windows.destroy();
         }
         return QuantizeJob.finish(store, hadoop, model, s, calib, start, summaries, devices, log);
+    }
+
+    /**
+     * Parallel mode keeps every block's captured inputs until the store is finished: refused before the
+     * capture when the work area's file system cannot hold them (a Llama-3-8B at 128 × 2048 needs 34 GB, a
+     * Llama-2-70B 344 GB), naming what to change. Sequential mode needs two blocks' worth at a time.
+     */
+    static void checkWorkSpace(Path workDir, Configuration hadoop, long tokens, ModelSpec spec, int blocks) {
+        long need = (long) blocks * tokens * spec.hiddenSize() * 4;
+        try {
+            org.apache.hadoop.fs.FileSystem fs = workDir.getFileSystem(hadoop);
+            Path probe = workDir;
+            while (probe != null && !fs.exists(probe)) probe = probe.getParent();
+            long free = fs.getStatus(probe).getRemaining();
+            if (free > 0 && free < need) {
+                throw new IllegalStateException(String.format(java.util.Locale.ROOT,
+                        "%s: parallel mode keeps the inputs of all %d blocks (%d tokens x hidden %d x 4 bytes each): "
+                                + "%.1f GB of work space, but the file system has %.1f GB free; use --mode sequential "
+                                + "(two blocks' inputs at a time), fewer --nsamples/--seqlen, or a store on a larger file system",
+                        workDir, blocks, tokens, spec.hiddenSize(), need / 1e9, free / 1e9));
+            }
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(workDir + ": cannot measure the free space (" + e.getMessage() + ")", e);
+        }
     }
 
     /**
@@ -172,7 +202,7 @@ public final class ParallelQuantizeJob {
      * One block calibrated on its full-precision inputs (read partition by partition, so a task holds one
      * partition at a time, except OmniQuant, which trains on all windows): the task body of parallel mode.
      */
-    static CalibratedRows calibrate(int block, DecoderBlock fp, ActivationFiles inputs, Configuration conf,
+    static CalibratedRows calibrate(int block, DecoderBlock fp, ActivationFiles inputs, BlockFiles files, Configuration conf,
                                     List<Integer> parts, BlockPlan plan, QuantizeSettings s, String omniParams, int seq,
                                     int nsamples, int blocks) throws IOException {
         long t0 = System.nanoTime();
@@ -218,7 +248,7 @@ public final class ParallelQuantizeJob {
             float[] x = inputs.read(conf, block, p, shape);
             stats = stats.merge(BlockWork.outputs(fp, quantized, x, shape[0] / seq, seq, perLayer).stats());
         }
-        return new CalibratedRows(block, BlockRecords.of(block, calibrated), stats, losses, tokens,
-                (System.nanoTime() - t0) / 1e9);
+        files.writeRows(conf, block, BlockRecords.of(block, calibrated));
+        return new CalibratedRows(block, stats, losses, tokens, (System.nanoTime() - t0) / 1e9);
     }
 }

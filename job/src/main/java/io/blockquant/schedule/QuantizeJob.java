@@ -123,7 +123,7 @@ public final class QuantizeJob {
                 throw new UncheckedIOException(new Path(modelPath, f) + ": cannot check (" + e.getMessage() + ")", e);
             }
         }
-        if (!store.isBlockCommitted(TensorRecord.MODEL_BLOCK)) store.commitModelTensors(modelTensors(modelPath, hadoop, spec));
+        if (!store.isBlockCommitted(TensorRecord.MODEL_BLOCK)) commitModelTensors(spark, store, req.modelDir(), spec, hadoop);
         return store;
     }
 
@@ -162,9 +162,8 @@ public final class QuantizeJob {
         int seq = windows.value().seqlen();
         devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
             TensorBackend be = devices.bind(-1, Nd4jBackend.INSTANCE);
-            CausalLm stem = ExecutorBlocks.stem(model, be, conf.get());
             int[][] batch = windowsOf(windows.value(), p, perTask);
-            float[] h = be.scratchValue(() -> stem.embed(batch).toFloats());
+            float[] h = be.scratchValue(() -> ExecutorBlocks.embed(model, batch, be, conf.get()));
             for (ActivationFiles t : targets) t.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
         });
         for (ActivationFiles t : targets) t.markComplete(sc.hadoopConfiguration(), 0);
@@ -257,17 +256,73 @@ public final class QuantizeJob {
         return out;
     }
 
-    /** Every tensor outside the blocks (embeddings, positions, final norm, head) as block -1 rows. */
-    static List<TensorRecord> modelTensors(Path modelDir, Configuration conf, ModelSpec spec) {
-        List<TensorRecord> out = new ArrayList<>();
-        try (Checkpoint ckpt = Checkpoint.open(modelDir, conf)) {
+    /**
+     * Block {@code block}'s store rows, made by one executor task from the work area: the quantized layers
+     * beside the block's full-precision norms and biases (or OmniQuant's folded rows), so the block's tensors
+     * go from executor to Parquet without passing through the driver.
+     */
+    static org.apache.spark.api.java.JavaRDD<org.apache.spark.sql.Row> blockRows(JavaSparkContext sc, String model, int block,
+                                                                              boolean omni, BlockFiles files, HadoopConf conf,
+                                                                              List<String> linears) {
+        return sc.parallelize(List.of(block), 1).flatMap(b -> {
+            List<TensorRecord> rows;
+            if (omni) {
+                rows = files.readRows(conf.get(), b);
+            } else {
+                DecoderBlock fp = ExecutorBlocks.block(model, b, Nd4jBackend.INSTANCE, conf.get());
+                Map<String, io.blockquant.algo.StoredWeight> layers = files.readLayers(conf.get(), b, linears);
+                rows = io.blockquant.store.BlockRecords.of(b,
+                        new io.blockquant.algo.CalibratedBlock(BlockWork.withWeights(fp, BlockWork.dequantized(layers)), layers));
+            }
+            List<org.apache.spark.sql.Row> out = new ArrayList<>(rows.size());
+            for (TensorRecord t : rows) out.add(io.blockquant.store.StoreLayout.toRow(t));
+            return out.iterator();
+        });
+    }
+
+    /** One value of block -1: rows {@code [from, from + rows)} of a checkpoint tensor outside the blocks. */
+    public record ModelPart(String name, String dtype, long[] shape, int part, long from, long rows) implements Serializable {}
+
+    /**
+     * Every tensor outside the blocks (embeddings, positions, final norm, head) as block -1, in the checkpoint's
+     * dtype and split into parts of at most {@link TensorRecord#PART_BYTES}: the driver plans from the shards'
+     * headers, executor tasks read the rows and write them (a Llama-3-8B embedding is 1 GB in bf16).
+     */
+    static void commitModelTensors(SparkSession spark, StoreWriter store, String model, ModelSpec spec, Configuration hadoop) {
+        List<ModelPart> parts = new ArrayList<>();
+        try (Checkpoint ckpt = Checkpoint.open(new Path(model), hadoop)) {
             ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
             for (String name : new TreeSet<>(ckpt.tensorNames())) {
                 if (loader.isBlockTensor(name)) continue;
-                long[] shape = ckpt.entry(name).shape();
-                out.add(TensorRecord.floats(TensorRecord.MODEL_BLOCK, name, "weight", ckpt.readFloats(name, shape), shape));
+                var e = ckpt.entry(name);
+                String dtype = switch (e.dtype()) {
+                    case F32 -> TensorRecord.FLOAT32;
+                    case BF16 -> TensorRecord.BFLOAT16;
+                    case F16 -> TensorRecord.FLOAT16;
+                    default -> throw new ModelFormatException(ckpt.dir() + ": tensor '" + name + "' has dtype " + e.dtype()
+                            + ", expected F32, F16 or BF16");
+                };
+                long rows = e.shape().length == 0 ? 1 : e.shape()[0];
+                long perPart = TensorRecord.rowsPerPart(e.shape(), dtype);
+                for (long from = 0, k = 0; from < rows || (rows == 0 && k == 0); from += perPart, k++) {
+                    parts.add(new ModelPart(name, dtype, e.shape(), (int) k, from, Math.min(perPart, rows - from)));
+                }
             }
         }
-        return out;
+        HadoopConf conf = new HadoopConf(hadoop);
+        JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+        // one task per part: a task holds one value of at most PART_BYTES
+        store.commitRows(TensorRecord.MODEL_BLOCK, sc.parallelize(parts, Math.max(1, parts.size())).mapPartitions(it -> {
+            List<org.apache.spark.sql.Row> rows = new ArrayList<>();
+            try (Checkpoint ckpt = Checkpoint.open(new Path(model), conf.get())) {
+                while (it.hasNext()) {
+                    ModelPart p = it.next();
+                    byte[] data = ckpt.readRawRows(p.name(), p.from(), p.rows());
+                    rows.add(io.blockquant.store.StoreLayout.toRow(TensorRecord.slice(TensorRecord.MODEL_BLOCK, p.name(), "weight",
+                            p.dtype(), data, p.part(), p.shape())));
+                }
+            }
+            return rows.iterator();
+        }), null);
     }
 }

@@ -79,6 +79,7 @@ public final class SequentialQuantizeJob {
         ActivationFiles acts = new ActivationFiles(store.workDir().toString());
         // OmniQuant's targets come from a second, full-precision stream (the reference's fp_inps)
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
+        BlockFiles files = new BlockFiles(store.workDir().toString());
         boolean omni = s.isOmniQuant();
         Broadcast<CalibrationSet> windows = sc.broadcast(calib);
         String model = req.modelDir();
@@ -108,84 +109,56 @@ public final class SequentialQuantizeJob {
             for (int i = first; i < spec.numLayers(); i++) {
                 long t0 = System.nanoTime();
                 final int block = i;
-                Map<String, StoredWeight> layers = new LinkedHashMap<>();
-                Map<String, float[]> done = new HashMap<>();
-                List<TensorRecord> trained = null;
-                Map<String, float[]> trainedValues = new HashMap<>();
-                Map<String, long[]> trainedShapes = new HashMap<>();
+                Map<String, Double> losses = new HashMap<>();
                 if (omni) {
-                    trained = trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, conf, s, req.omniParams(), learned.contains(block),
+                    trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, files, conf, s, req.omniParams(), learned.contains(block),
                             block <= lastTrained, seq, calib.size(), spec.numLayers(), log);
-                    BlockRecords.dequantize(trained, "", trainedValues, trainedShapes);
                 }
+                List<String> quantized = new ArrayList<>();
                 for (List<String> group : omni ? List.<List<String>>of() : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
-                    Broadcast<GptqQuantizer.PreparedHessian> hessian = null;
-                    long tokens = 0;
-                    if (s.isGptq()) {
-                        Broadcast<Map<String, float[]>> soFar = sc.broadcast(new HashMap<>(done));
-                        String input = group.get(0); // the layers of a group share their input
-                        HessianAccumulator acc = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
-                            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
-                            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
-                            DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, soFar.value()), s);
-                            int[] shape = new int[2];
-                            float[] x = acts.read(conf.get(), block, p, shape);
-                            return BlockWork.hessian(current, input, x, shape[0] / seq, seq);
-                        }).collect().stream().reduce(HessianAccumulator::merge).orElseThrow(); // partition order: the same sum every run
-                        soFar.destroy();
-                        // once per group: q/k/v (and gate/up) share their input, so their Hessian's factor
-                        hessian = sc.broadcast(GptqQuantizer.PreparedHessian.of(Nd4jBackend.INSTANCE, acc.hessian(), s.gptq()));
-                        tokens = acc.tokens();
-                    }
-                    Broadcast<GptqQuantizer.PreparedHessian> h = hessian;
-                    List<StoredWeight> quantized = devices.tasks(sc.parallelize(group, group.size())).map(module -> {
+                    long tokens = s.isGptq() ? hessian(sc, devices, model, block, group.get(0), List.copyOf(quantized), parts, acts, files, conf, s, seq) : 0;
+                    String input = group.get(0); // the layers of a group share their input, so its Hessian
+                    List<Double> groupLosses = devices.tasks(sc.parallelize(group, group.size())).map(module -> {
                         TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
                         DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                         Tensor w = BlockWork.find(fp, module).weight();
-                        return BlockWork.quantizeLayer(w, h == null ? null : h.value(), s);
+                        StoredWeight q = BlockWork.quantizeLayer(w, s.isGptq() ? files.preparedHessian(conf.get(), block, input) : null, s);
+                        files.writeLayer(conf.get(), block, module, q);
+                        return q.loss();
                     }).collect();
-                    if (h != null) h.destroy();
                     for (int k = 0; k < group.size(); k++) {
-                        layers.put(group.get(k), quantized.get(k));
-                        done.put(group.get(k), quantized.get(k).dequantize());
+                        quantized.add(group.get(k));
+                        if (s.isGptq()) losses.put(group.get(k), groupLosses.get(k));
                     }
                     if (s.isGptq()) {
                         log.printf(Locale.ROOT, "  block %d/%d: %s quantized (GPTQ on %d tokens)%n", block + 1,
                                 spec.numLayers(), String.join(", ", group), tokens);
                     }
                 }
+                if (s.isGptq()) files.deleteHessian(hadoop, block);
 
                 // the quantized block on every partition: the next block's inputs, and the errors
-                Broadcast<Map<String, float[]>> all = sc.broadcast(omni ? trainedValues : done);
-                Broadcast<Map<String, long[]>> allShapes = sc.broadcast(trainedShapes);
                 boolean last = block == spec.numLayers() - 1;
                 boolean perLayer = !omni || !s.omniquant().let();
+                List<String> linears = plan.allLinears();
                 BlockStats stats = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
                     TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
                     DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
-                    DecoderBlock q = omni
-                            ? BlockWork.rebuild(spec, block, all.value(), allShapes.value(), be)
-                            : BlockWork.withWeights(fp, all.value());
-                    q = BlockWork.withActivations(q, s);
+                    DecoderBlock q = BlockWork.withActivations(calibratedBlock(fp, spec, block, omni, files, conf.get(), linears, be), s);
                     int[] shape = new int[2];
                     float[] x = acts.read(conf.get(), block, p, shape);
                     BlockWork.Outputs out = BlockWork.outputs(fp, q, x, shape[0] / seq, seq, perLayer);
                     if (!last) acts.write(conf.get(), block + 1, p, out.hidden(), shape[0], shape[1]);
                     return out.stats();
                 }).collect().stream().reduce(BlockStats::merge).orElseThrow();
-                all.destroy();
-                allShapes.destroy();
                 if (!last) acts.markComplete(hadoop, block + 1);
 
-                CalibratedBlock calibrated = omni ? null
-                        : new CalibratedBlock(BlockWork.withWeights(new ModelLoaderSource(modelPath, hadoop).block(block), done), layers);
-                Map<String, Double> losses = new HashMap<>();
-                if (s.isGptq()) layers.forEach((module, q) -> losses.put(module, q.loss()));
                 Map<String, Double> layerErrors = new LinkedHashMap<>();
                 List<LayerError> errors = QuantizeJob.errors(block, plan, stats, losses, (long) calib.size() * seq, layerErrors);
                 FaultInjection.beforeCommit(block);
-                store.commitBlock(block, omni ? trained : BlockRecords.of(block, calibrated), errors);
+                store.commitRows(block, QuantizeJob.blockRows(sc, model, block, omni, files, conf, linears), errors);
                 acts.deleteBlock(hadoop, block);
+                files.deleteBlock(hadoop, block);
                 if (omni) fpActs.deleteBlock(hadoop, block);
                 double secs = (System.nanoTime() - t0) / 1e9;
                 summaries.add(new BlockSummary(block, secs, stats.blockError(), layerErrors, false));
@@ -201,27 +174,65 @@ public final class SequentialQuantizeJob {
     }
 
     /**
+     * GPTQ's Hessian of {@code input}'s input, reduced and prepared on executors: one job writes each
+     * partition's sum (the block run as far as that layer, with the group's earlier layers {@code quantized}
+     * already in place), one task sums them in partition order, damps and factors (LAPACK or cuSOLVER
+     * through the backend) and leaves the factor in the work area for the group's layer tasks. Returns the
+     * number of tokens; the driver never holds an n×n matrix.
+     */
+    private static long hessian(JavaSparkContext sc, TaskDevices devices, String model, int block, String input, List<String> quantized,
+                                List<Integer> parts, ActivationFiles acts, BlockFiles files, HadoopConf conf, QuantizeSettings s,
+                                int seq) {
+        long tokens = devices.tasks(sc.parallelize(parts, parts.size())).map(p -> {
+            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
+            DecoderBlock current = BlockWork.withActivations(
+                    BlockWork.withWeights(fp, BlockWork.dequantized(files.readLayers(conf.get(), block, quantized))), s);
+            int[] shape = new int[2];
+            float[] x = acts.read(conf.get(), block, p, shape);
+            HessianAccumulator h = BlockWork.hessian(current, input, x, shape[0] / seq, seq);
+            files.writePartialHessian(conf.get(), block, input, p, h);
+            return h.tokens();
+        }).reduce(Long::sum);
+        devices.tasks(sc.parallelize(List.of(input), 1)).foreach(m -> {
+            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+            files.prepareHessian(conf.get(), block, m, parts, h -> GptqQuantizer.PreparedHessian.ofOwned(be, h, s.gptq()));
+        });
+        return tokens;
+    }
+
+    /** Block {@code block} as calibrated: its quantized layers (or OmniQuant's folded rows) read from the work area. */
+    static DecoderBlock calibratedBlock(DecoderBlock fp, ModelSpec spec, int block, boolean omni, BlockFiles files, Configuration conf,
+                                        List<String> linears, TensorBackend be) throws IOException {
+        if (!omni) return BlockWork.withWeights(fp, BlockWork.dequantized(files.readLayers(conf, block, linears)));
+        Map<String, float[]> values = new HashMap<>();
+        Map<String, long[]> shapes = new HashMap<>();
+        BlockRecords.dequantize(files.readRows(conf, block), "", values, shapes);
+        return BlockWork.rebuild(spec, block, values, shapes, be);
+    }
+
+    /**
      * OmniQuant on block {@code block}: the full-precision block's outputs on the full-precision stream are
      * both the training targets and the next block's full-precision inputs; then one task trains LWC/LET on
      * every calibration window (the reference trains a block on one GPU with all its samples) and returns
      * the folded, quantized block as store rows.
      */
-    private static List<TensorRecord> trainOmniQuant(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
-                                                     ActivationFiles acts, ActivationFiles fpActs, HadoopConf conf,
+    private static void trainOmniQuant(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
+                                                     ActivationFiles acts, ActivationFiles fpActs, BlockFiles files, HadoopConf conf,
                                                      QuantizeSettings s, String paramsDir, boolean learned, boolean trainingAhead,
                                                      int seq, int windows, int blocks, PrintStream log) throws IOException {
         // the full-precision stream only feeds training: once this block and every later one fold from learned
         // parameters, nothing reads it again
         if (trainingAhead) QuantizeJob.fullPrecisionPass(sc, devices, model, block, parts, fpActs, conf, seq);
         long t0 = System.nanoTime();
-        List<TensorRecord> rows = devices.tasks(sc.parallelize(List.of(block), 1)).map(b -> {
+        // the folded block's rows stay in the work area: the output pass and the commit read them there
+        devices.tasks(sc.parallelize(List.of(block), 1)).foreach(b -> {
             TensorBackend be = devices.bind(b, Nd4jBackend.INSTANCE);
             DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf.get());
-            return new ArrayList<>(BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf.get(), s, paramsDir, seq, windows, blocks, be)));
-        }).collect().get(0);
+            files.writeRows(conf.get(), b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf.get(), s, paramsDir, seq, windows, blocks, be)));
+        });
         log.printf(Locale.ROOT, "  block %d/%d: OmniQuant %s in %.1f s (%s)%n", block + 1, blocks,
                 learned ? "folded from learned parameters" : "trained", (System.nanoTime() - t0) / 1e9, s.label());
-        return rows;
     }
 
     /**
@@ -243,14 +254,5 @@ public final class SequentialQuantizeJob {
                 s.omniquant(), s.seed() + b, msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
         if (paramsDir != null) OmniQuantParameterFiles.write(conf, paramsDir, b, objective.learned());
         return objective.fold(be);
-    }
-
-    /** Loads one full-precision block on the driver (to assemble what is stored). */
-    private record ModelLoaderSource(Path dir, Configuration conf) {
-        DecoderBlock block(int i) {
-            try (Checkpoint ckpt = Checkpoint.open(dir, conf)) {
-                return new ModelLoader(ckpt, ModelSpecReader.read(dir, conf), Nd4jBackend.INSTANCE).block(i);
-            }
-        }
     }
 }

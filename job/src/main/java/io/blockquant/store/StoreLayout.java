@@ -125,9 +125,12 @@ public final class StoreLayout {
         return blocks;
     }
 
-    static Row toRow(TensorRecord t) {
-        List<Long> shape = new ArrayList<>(t.shape().length);
-        for (long d : t.shape()) shape.add(d);
+    /** The Parquet row of a tensor ({@link #TENSORS_FILE_SCHEMA}). */
+    public static Row toRow(TensorRecord t) {
+        List<Long> list = new ArrayList<>(t.shape().length);
+        for (long d : t.shape()) list.add(d);
+        // a Scala Seq: rows made on executors go through the RDD encoder, which takes no java.util.List
+        scala.collection.immutable.Seq<Long> shape = scala.jdk.javaapi.CollectionConverters.asScala(list).toList();
         return RowFactory.create(t.module(), t.kind(), t.dtype(), shape, t.bits(), t.groupSize(), t.format(),
                 (long) t.data().length, t.checksum(), t.data(), t.part());
     }

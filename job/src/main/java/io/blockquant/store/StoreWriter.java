@@ -19,6 +19,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SaveMode;
 import org.apache.spark.sql.SparkSession;
@@ -256,12 +257,29 @@ public final class StoreWriter {
     private void commit(int block, List<TensorRecord> tensors, List<LayerError> errors) {
         checkOpen();
         validate(block, tensors, errors);
+        commitStaged(block, staged -> writeTensors(tensors, staged), errors);
+    }
+
+    /**
+     * Commits block {@code block} (-1: the model tensors) from rows that executors make: each partition of
+     * {@code rows} ({@link StoreLayout#TENSORS_FILE_SCHEMA}, e.g. from {@link StoreLayout#toRow}) is computed
+     * and written as Parquet by its task, so no tensor of the block passes through the driver. Does nothing
+     * when the block is already committed.
+     */
+    public void commitRows(int block, JavaRDD<Row> rows, List<LayerError> errors) {
+        checkOpen();
+        validate(block, List.of(), errors);
+        commitStaged(block, staged -> spark.createDataFrame(rows, TENSORS_FILE_SCHEMA).write().mode(SaveMode.ErrorIfExists)
+                .parquet(staged.toString()), errors);
+    }
+
+    private void commitStaged(int block, java.util.function.Consumer<Path> writeTensors, List<LayerError> errors) {
         if (isBlockCommitted(block)) return;
         Path stage = new Path(new Path(root, TMP), UUID.randomUUID().toString());
         Path stagedTensors = new Path(stage, TENSORS);
         Path stagedErrors = new Path(stage, LAYER_ERRORS);
         try {
-            writeTensors(tensors, stagedTensors);
+            writeTensors.accept(stagedTensors);
             if (errors != null) {
                 List<Row> rows = new ArrayList<>(errors.size());
                 for (LayerError e : errors) rows.add(toRow(e));

@@ -195,6 +195,14 @@ public interface TensorBackend {
     /** Solves {@code T·X = B} for X, T triangular (lower or upper). */
     Tensor solveTriangular(Tensor t, Tensor b, boolean lower);
 
+    /** {@code T⁻¹} of a triangular T (GPTQ's L⁻¹): by default a solve against the identity. */
+    default Tensor invertTriangular(Tensor t, boolean lower) {
+        int n = (int) t.size(0);
+        float[] eye = new float[n * n];
+        for (int i = 0; i < n; i++) eye[i * n + i] = 1f;
+        return solveTriangular(t, fromFloats(eye, n, n), lower);
+    }
+
     /** Thin SVD {@code a = U·diag(S)·Vᵀ}; returns {U [m,k], S [k], V [n,k]}, k = min(m, n). */
     Tensor[] svd(Tensor a);
 }
