@@ -58,7 +58,8 @@ public final class Main implements Runnable {
             String m = String.valueOf(t.getMessage());
             boolean heap = t instanceof OutOfMemoryError || m.contains("java.lang.OutOfMemoryError");
             boolean lost = m.contains("exit code 52") || m.contains("exitCode: 52") || m.contains("exit status 52");
-            boolean gpu = m.contains("CUDA") && m.toLowerCase(java.util.Locale.ROOT).contains("out of memory");
+            String lower = m.toLowerCase(java.util.Locale.ROOT); // the CUDA backend's errors: "cudaMallocAsync (line n): out of memory"
+            boolean gpu = lower.contains("cuda") && lower.contains("out of memory");
             if (!heap && !lost && !gpu) continue;
             String where = gpu ? "a GPU ran out of device memory"
                     : t instanceof OutOfMemoryError ? "this JVM ran out of heap (" + t.getMessage() + ", -Xmx "

@@ -33,13 +33,14 @@ public record BlockFiles(String workDir) implements Serializable {
         return new Path(workDir, String.format("block-%04d", block));
     }
 
-    public void writePartialHessian(Configuration conf, int block, String module, int partition, HessianAccumulator h) throws IOException {
-        write(conf, new Path(blockDir(block), String.format("hessian/%s/part-%05d", module, partition)), h);
+    /** Partial sum {@code slice} of {@code module}'s input Hessian (the partitions one task folded). */
+    public void writePartialHessian(Configuration conf, int block, String module, int slice, HessianAccumulator h) throws IOException {
+        write(conf, new Path(blockDir(block), String.format("hessian/%s/part-%05d", module, slice)), h);
     }
 
     /**
-     * The Hessian of {@code module}'s input over every partition, summed in partition order (the same float64
-     * sum as folding the partitions' accumulators one after the other, every run), then damped and factored.
+     * The Hessian of {@code module}'s input: the partial sums of {@code partitions} (slices) added in that order
+     * (the same float64 sum every run), then damped and factored.
      */
     public GptqQuantizer.PreparedHessian prepareHessian(Configuration conf, int block, String module, List<Integer> partitions,
                                                         java.util.function.Function<double[], GptqQuantizer.PreparedHessian> prepare) throws IOException {

@@ -3,7 +3,6 @@ package io.blockquant.schedule;
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpecReader;
-import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.tensor.TensorBackend;
 import java.util.LinkedHashMap;

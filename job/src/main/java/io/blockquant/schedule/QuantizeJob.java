@@ -8,7 +8,6 @@ import io.blockquant.model.ModelFormatException;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
-import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.LayerError;

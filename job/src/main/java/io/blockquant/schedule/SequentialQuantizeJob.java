@@ -9,8 +9,6 @@ import io.blockquant.schedule.QuantizeJob.BlockSummary;
 import io.blockquant.schedule.QuantizeJob.Request;
 import io.blockquant.schedule.QuantizeJob.Summary;
 import io.blockquant.calib.CalibrationSet;
-import io.blockquant.model.Checkpoint;
-import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.DecoderBlock;
@@ -18,7 +16,6 @@ import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.BlockRecords;
 import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
-import io.blockquant.store.TensorRecord;
 import io.blockquant.tensor.Nd4jBackend;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -32,6 +29,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.stream.IntStream;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaSparkContext;
@@ -174,29 +172,38 @@ public final class SequentialQuantizeJob {
     }
 
     /**
-     * GPTQ's Hessian of {@code input}'s input, reduced and prepared on executors: one job writes each
-     * partition's sum (the block run as far as that layer, with the group's earlier layers {@code quantized}
-     * already in place), one task sums them in partition order, damps and factors (LAPACK or cuSOLVER
+     * GPTQ's Hessian of {@code input}'s input, reduced and prepared on executors: one job writes a partial
+     * sum per task slot (the block run as far as that layer, with the group's earlier layers {@code quantized}
+     * already in place), one task sums them in order, damps and factors (LAPACK or cuSOLVER
      * through the backend) and leaves the factor in the work area for the group's layer tasks. Returns the
      * number of tokens; the driver never holds an n×n matrix.
      */
     private static long hessian(JavaSparkContext sc, TaskDevices devices, String model, int block, String input, List<String> quantized,
                                 List<Integer> parts, ActivationFiles acts, BlockFiles files, HadoopConf conf, QuantizeSettings s,
                                 int seq) {
-        long tokens = devices.tasks(sc.parallelize(parts, parts.size())).map(p -> {
+        // one partial sum per task slot, not per partition: the work area holds slots × n² × 8 bytes (a
+        // Llama-3-8B down_proj: 1.6 GB each), whatever the calibration size; a task folds its partitions in order
+        int tasks = Math.max(1, Math.min(parts.size(), sc.defaultParallelism()));
+        List<Integer> slices = IntStream.range(0, tasks).boxed().toList();
+        long tokens = devices.tasks(sc.parallelize(slices, tasks)).map(t -> {
             TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
             DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
             DecoderBlock current = BlockWork.withActivations(
                     BlockWork.withWeights(fp, BlockWork.dequantized(files.readLayers(conf.get(), block, quantized))), s);
-            int[] shape = new int[2];
-            float[] x = acts.read(conf.get(), block, p, shape);
-            HessianAccumulator h = BlockWork.hessian(current, input, x, shape[0] / seq, seq);
-            files.writePartialHessian(conf.get(), block, input, p, h);
-            return h.tokens();
+            HessianAccumulator sum = null;
+            for (int p : parts.subList(t * parts.size() / tasks, (t + 1) * parts.size() / tasks)) {
+                int[] shape = new int[2];
+                float[] x = acts.read(conf.get(), block, p, shape);
+                HessianAccumulator h = BlockWork.hessian(current, input, x, shape[0] / seq, seq);
+                if (sum == null) sum = h;
+                else sum.add(h);
+            }
+            files.writePartialHessian(conf.get(), block, input, t, sum);
+            return sum.tokens();
         }).reduce(Long::sum);
         devices.tasks(sc.parallelize(List.of(input), 1)).foreach(m -> {
             TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
-            files.prepareHessian(conf.get(), block, m, parts, h -> GptqQuantizer.PreparedHessian.ofOwned(be, h, s.gptq()));
+            files.prepareHessian(conf.get(), block, m, slices, h -> GptqQuantizer.PreparedHessian.ofOwned(be, h, s.gptq()));
         });
         return tokens;
     }

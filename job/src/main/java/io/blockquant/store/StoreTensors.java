@@ -73,7 +73,8 @@ public final class StoreTensors {
                     + " of shape " + java.util.Arrays.toString(first.shape()) + ", expected a 2-D float matrix");
         }
         long rows = first.shape()[0], cols = first.shape()[1];
-        long perPart = TensorRecord.rowsPerPart(first.shape(), first.dtype());
+        // rows per part from what part 0 holds, not from today's PART_BYTES: a store written with another bound reads the same
+        long perPart = Math.max(1, first.bytes() / Math.max(1, (long) width * cols));
         String name = dir + ": module " + module;
         return new TensorRows() {
             private int cachedPart = -1;

@@ -287,7 +287,7 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
     }
 
     /** The options every JVM of ours runs with: this test JVM's module openings (from the build's argLine). */
-    static List<String> jvmOptions() {
+    public static List<String> jvmOptions() {
         List<String> out = new ArrayList<>();
         for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
             if (a.startsWith("--add-opens") || a.equals("-Djdk.reflect.useDirectMethodHandle=false")

@@ -1,0 +1,120 @@
+package io.blockquant.schedule;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.blockquant.spark.KryoClasses;
+import io.blockquant.spark.StandaloneCluster;
+import java.io.IOException;
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The whole path a user runs — {@code quantize} (RTN and GPTQ), {@code eval --store}, {@code eval --model},
+ * {@code export --format gptq} — on a model with a real Llama-3 vocabulary (128256 rows), once with 2 blocks
+ * and once with 6, each command in a JVM of its own (as the launcher runs it, local Spark: driver and
+ * executor are that JVM) under one fixed heap. The test fails when a JVM's peak live heap (the largest heap
+ * left after a garbage collection, from the JVM's own GC log) grows with the number of blocks by as much as
+ * one block's float32 weights: a JVM that held the model, or a tensor of its size, would grow by four.
+ *
+ * <p>Sizes, chosen to stay quick on CI's 2 cores: vocabulary 128256 (Llama-3's), hidden 1024 (a quarter of
+ * Llama-3-8B's, so the embedding and head are 131 M values each, 0.5 GB in float32, split into 64 MiB parts in
+ * the store), 8 heads / 2 KV heads, MLP 8192: a block is 27.3 M parameters, 109 MB in float32.
+ */
+class MemoryScaleTest {
+
+    private static final String HEAP = "1400m";
+    private static final long BLOCK_BYTES = 4L * (2L * 1024 * 1024 + 2L * 1024 * 256 + 3L * 1024 * 8192);
+
+    @Test
+    void noJvmGrowsWithTheNumberOfBlocks(@TempDir Path tmp) throws Exception {
+        Map<String, Long> two = run(tmp.resolve("two"), 2);
+        Map<String, Long> six = run(tmp.resolve("six"), 6);
+        StringBuilder table = new StringBuilder(String.format(Locale.ROOT, "%-14s %12s %12s%n", "command", "2 blocks MB", "6 blocks MB"));
+        two.forEach((cmd, peak) -> table.append(String.format(Locale.ROOT, "%-14s %12d %12d%n", cmd, peak >> 20, six.get(cmd) >> 20)));
+        System.out.print(table);
+        for (String cmd : two.keySet()) {
+            long growth = six.get(cmd) - two.get(cmd);
+            assertTrue(growth < BLOCK_BYTES, cmd + ": the peak live heap grew by " + (growth >> 20) + " MB from 2 to 6 blocks"
+                    + " (one block is " + (BLOCK_BYTES >> 20) + " MB)\n" + table);
+        }
+    }
+
+    /** Every command of the path on a fresh {@code blocks}-block model; the peak live heap of each JVM. */
+    private static Map<String, Long> run(Path dir, int blocks) throws Exception {
+        Files.createDirectories(dir);
+        Path model = dir.resolve("model"), store = dir.resolve("store-gptq"), text = dir.resolve("eval.txt");
+        // a short text: the head is 131 M multiply-adds per token
+        Files.writeString(text, Files.readString(Paths.get("..", "data-samples", "corpus", "kjv.test.txt")).substring(0, 20_000));
+        Map<String, Long> peaks = new LinkedHashMap<>();
+        cli(dir, "synth", "synth", "--shape", "llama-3-8b", "--blocks", String.valueOf(blocks), "--hidden", "1024",
+                "--heads", "8", "--kv-heads", "2", "--intermediate", "8192", "--vocab", "128256", "--out", model.toString());
+        String[] calib = {"--nsamples", "4", "--seqlen", "64", "--windows-per-task", "2", "--no-eval"};
+        peaks.put("quantize rtn", cli(dir, "rtn", concat(new String[] {"quantize", "--model", model.toString(), "--method", "rtn",
+                "--wbits", "4", "--group", "128", "--out", dir.resolve("store-rtn").toString()}, calib)));
+        peaks.put("quantize gptq", cli(dir, "gptq", concat(new String[] {"quantize", "--model", model.toString(), "--method", "gptq",
+                "--wbits", "4", "--group", "128", "--out", store.toString()}, calib)));
+        String[] eval = {"--text", text.toString(), "--seqlen", "64", "--max-windows", "4", "--windows-per-task", "2"};
+        peaks.put("eval --store", cli(dir, "eval-store", concat(new String[] {"eval", "--store", store.toString()}, eval)));
+        peaks.put("eval --model", cli(dir, "eval-model", concat(new String[] {"eval", "--model", model.toString()}, eval)));
+        peaks.put("export gptq", cli(dir, "export", "export", "--store", store.toString(), "--format", "gptq",
+                "--out", dir.resolve("ckpt").toString()));
+        return peaks;
+    }
+
+    private static String[] concat(String[] a, String[] b) {
+        String[] out = new String[a.length + b.length];
+        System.arraycopy(a, 0, out, 0, a.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    private static final Pattern AFTER_GC = Pattern.compile("->(\\d+)M\\(");
+
+    /** Runs the CLI in a JVM of its own; returns the largest heap left after a collection (bytes). */
+    private static long cli(Path dir, String name, String... args) throws IOException, InterruptedException {
+        Path gc = dir.resolve(name + ".gc.log"), log = dir.resolve(name + ".log");
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Paths.get(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.add("-Xmx" + HEAP);
+        cmd.add("-Xlog:gc:file=" + gc);
+        cmd.addAll(StandaloneCluster.jvmOptions());
+        cmd.add("-cp");
+        Path classes = classesDir();
+        cmd.add(classes + ":" + classes.getParent().resolve("spark-home").resolve("jars") + "/*");
+        cmd.add("io.blockquant.cli.Main");
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).redirectOutput(log.toFile());
+        pb.environment().put("OMP_NUM_THREADS", "1");
+        int code = pb.start().waitFor();
+        assertEquals(0, code, String.join(" ", args) + " failed:\n" + tail(log));
+        long peak = 0;
+        Matcher m = AFTER_GC.matcher(Files.readString(gc));
+        while (m.find()) peak = Math.max(peak, Long.parseLong(m.group(1)) << 20);
+        return peak;
+    }
+
+    private static String tail(Path log) throws IOException {
+        String s = Files.readString(log);
+        return s.substring(Math.max(0, s.length() - 4000));
+    }
+
+    private static Path classesDir() {
+        try {
+            return Paths.get(KryoClasses.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+        } catch (URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}
