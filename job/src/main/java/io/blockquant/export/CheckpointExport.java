@@ -3,6 +3,11 @@ package io.blockquant.export;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.blockquant.export.ShardPlan.Layer;
+import io.blockquant.export.ShardPlan.Planned;
+import io.blockquant.export.ShardPlan.Shard;
+import io.blockquant.export.ShardPlan.Stored;
+import io.blockquant.model.Checkpoint;
 import io.blockquant.model.DType;
 import io.blockquant.model.InMemoryWeights;
 import io.blockquant.model.ModelFormatException;
@@ -10,8 +15,9 @@ import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.model.SafetensorsWriter;
-import io.blockquant.model.SafetensorsWriter.Tensor;
+import io.blockquant.model.SafetensorsWriter.Header;
 import io.blockquant.store.StoreReader;
+import io.blockquant.store.StoreTensors;
 import io.blockquant.store.TensorRecord;
 import io.blockquant.tensor.Nd4jBackend;
 import java.io.IOException;
@@ -21,6 +27,7 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.UUID;
@@ -28,15 +35,20 @@ import java.util.stream.IntStream;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
 
 /**
- * {@code export}: a finished model store as a Hugging Face checkpoint folder a serving stack loads:
- * {@code model.safetensors} (the quantized layers in the chosen layout, every other tensor as in the source
- * model, in its dtype), {@code config.json} with a {@code quantization_config}, the tokenizer files.
- * The folder is written under a temporary name beside {@code --out} and renamed at the end, so a reader
- * sees the whole checkpoint or none. The tensors are gathered in the driver's memory before the file is
- * written (the store's size, quantized: fine for the models here; sharding is not done).
+ * {@code export}: a finished model store as a Hugging Face checkpoint folder a serving stack loads: the
+ * tensors (the quantized layers in the chosen layout, every other tensor as in the source model, in its
+ * dtype) in {@code model.safetensors}, or, past {@code --max-shard-size}, in shards
+ * {@code model-00001-of-0000N.safetensors} … with {@code model.safetensors.index.json}, as
+ * {@code save_pretrained} writes them; {@code config.json} with a {@code quantization_config}; the tokenizer files.
+ *
+ * <p>A real model (8B–70B, up to 140 GB) is never held whole: the driver plans every output tensor and the
+ * shards from the store's metadata ({@link ShardPlan}), then one Spark task per shard writes its file, block by
+ * block, straight from the store ({@link ShardTask}). The folder is written under a temporary name beside
+ * {@code --out} and renamed at the end, so a reader sees the whole checkpoint or none.
  */
 public final class CheckpointExport {
 
@@ -44,12 +56,18 @@ public final class CheckpointExport {
 
     public enum Format { GPTQ, FP8 }
 
-    public record Result(String out, int tensors, int quantizedLayers, long bytes) {}
+    public record Result(String out, int tensors, int quantizedLayers, int shards, long bytes) {}
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final List<String> MODEL_FILES = List.of("tokenizer.json", "tokenizer_config.json", "generation_config.json");
 
+    /** An export in shards of at most {@link ShardPlan#DEFAULT_MAX_SHARD_BYTES} (Hugging Face's 5GB). */
     public static Result run(SparkSession spark, String storePath, Format format, String outDir) {
+        return run(spark, storePath, format, outDir, ShardPlan.DEFAULT_MAX_SHARD_BYTES);
+    }
+
+    public static Result run(SparkSession spark, String storePath, Format format, String outDir, long maxShardBytes) {
+        long started = System.nanoTime();
         StoreReader store = StoreReader.open(spark, storePath);
         Configuration conf = spark.sparkContext().hadoopConfiguration();
         Path modelDir = store.modelDir();
@@ -63,39 +81,28 @@ public final class CheckpointExport {
         JsonNode recipe = readJson(new Path(store.root(), "recipe.json"), conf);
         DType dtype = sourceDtype(config, new Path(modelDir, "config.json"));
 
-        List<Tensor> tensors = new ArrayList<>();
-        for (TensorRecord t : store.modelTensors()) tensors.add(Tensor.floats(t.module(), dtype, t.toFloats(), t.shape()));
-        ModelLoader names = new ModelLoader(new InMemoryWeights("names", Map.of(), Map.of()), spec, Nd4jBackend.INSTANCE);
         QuantizedLayers layers = new QuantizedLayers(store.root().toString());
-        for (int block : store.blocks()) {
-            Map<String, Map<String, TensorRecord>> byModule = new TreeMap<>();
-            for (TensorRecord t : store.tensors(block)) byModule.computeIfAbsent(t.module(), m -> new TreeMap<>()).put(t.kind(), t);
-            String prefix = names.blockPrefix(block);
-            for (Map.Entry<String, Map<String, TensorRecord>> m : byModule.entrySet()) {
-                Map<String, TensorRecord> kinds = m.getValue();
-                TensorRecord qweight = kinds.get(TensorRecord.QWEIGHT);
-                if (qweight != null) {
-                    layers.add(prefix + m.getKey(), qweight);
-                    tensors.addAll(format == Format.GPTQ ? GptqTensors.of(prefix + m.getKey(), kinds) : Fp8Tensors.of(prefix + m.getKey(), kinds));
-                } else {
-                    for (TensorRecord t : kinds.values()) {
-                        tensors.add(Tensor.floats(prefix + m.getKey() + "." + t.kind(), dtype, t.toFloats(), t.shape()));
-                    }
-                }
-            }
-        }
+        List<Planned> tensors = plan(conf, store, spec, format, dtype, layers);
+        List<Shard> shards = ShardPlan.split(tensors, maxShardBytes);
         config.set("quantization_config", format == Format.GPTQ ? gptqConfig(layers, recipe) : fp8Config(recipe, store.root()));
+        long dataBytes = 0;
+        for (Shard s : shards) dataBytes += s.bytes();
+        System.err.printf(Locale.ROOT, "export: %d tensors, %.1f MB, in %d shard%s of at most %.1f MB%n", tensors.size(),
+                dataBytes / 1e6, shards.size(), shards.size() == 1 ? "" : "s", maxShardBytes / 1e6);
 
         Path out = new Path(outDir);
+        Path tmp = null;
         try {
             FileSystem fs = out.getFileSystem(conf);
             out = fs.makeQualified(out);
             if (fs.exists(out) && (!fs.getFileStatus(out).isDirectory() || fs.listStatus(out).length > 0) && !isExport(fs, out)) {
                 throw new IllegalArgumentException(out + " exists and is neither empty nor a checkpoint written by export; choose another --out");
             }
-            Path tmp = new Path(out.getParent(), "." + out.getName() + ".tmp-" + UUID.randomUUID());
+            tmp = new Path(out.getParent(), "." + out.getName() + ".tmp-" + UUID.randomUUID());
             fs.mkdirs(tmp);
-            SafetensorsWriter.write(fs, new Path(tmp, "model.safetensors"), tensors, Map.of("format", "pt"));
+            writeShards(spark, new ShardTask(conf, store.root(), tmp, format, shards), shards);
+            checkShards(fs, tmp, shards);
+            if (shards.size() > 1) writeText(fs, new Path(tmp, Checkpoint.INDEX), ShardPlan.index(shards));
             writeText(fs, new Path(tmp, "config.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(config));
             if (format == Format.GPTQ) {
                 // AutoGPTQ reads quantize_config.json; transformers, GPTQModel and vLLM read config.json's copy
@@ -112,10 +119,131 @@ public final class CheckpointExport {
             // an empty folder, or an earlier export (a retried job rewrites its folder): replaced once the new one is whole
             if (fs.exists(out)) fs.delete(out, true);
             if (!fs.rename(tmp, out)) throw new IOException("cannot rename " + tmp + " to " + out);
+            tmp = null;
             long bytes = fs.getContentSummary(out).getLength();
-            return new Result(out.toString(), tensors.size(), layers.count, bytes);
+            System.err.printf(Locale.ROOT, "export: %d shard%s, %d tensors, %.1f MB written to %s in %.1f s%n", shards.size(),
+                    shards.size() == 1 ? "" : "s", tensors.size(), bytes / 1e6, out, (System.nanoTime() - started) / 1e9);
+            return new Result(out.toString(), tensors.size(), layers.count, shards.size(), bytes);
         } catch (IOException e) {
             throw new UncheckedIOException(out + ": cannot write the checkpoint (" + e.getMessage() + ")", e);
+        } finally {
+            if (tmp != null) deleteQuietly(conf, tmp);
+        }
+    }
+
+    /**
+     * Every tensor of the checkpoint, from the store's metadata (no weights read): block -1 (embeddings, final
+     * norm, head) in the source's dtype, then each block's layers in the chosen layout and its norms in the
+     * source's dtype, in module order. The layout's refusals that metadata shows come here, before any task.
+     */
+    private static List<Planned> plan(Configuration conf, StoreReader store, ModelSpec spec, Format format, DType dtype,
+                                      QuantizedLayers layers) {
+        Path root = store.root();
+        List<Planned> tensors = new ArrayList<>();
+        Map<String, List<StoreTensors.Info>> parts = new TreeMap<>();
+        for (StoreTensors.Info i : StoreTensors.list(conf, root, TensorRecord.MODEL_BLOCK)) {
+            parts.computeIfAbsent(i.module() + "\u0000" + i.kind(), k -> new ArrayList<>()).add(i);
+        }
+        for (List<StoreTensors.Info> p : parts.values()) {
+            tensors.add(new Planned(new Header(p.get(0).module(), dtype, p.get(0).shape()), stored(root, TensorRecord.MODEL_BLOCK, p)));
+        }
+        ModelLoader names = new ModelLoader(new InMemoryWeights("names", Map.of(), Map.of()), spec, Nd4jBackend.INSTANCE);
+        for (int block : store.blocks()) {
+            Map<String, Map<String, StoreTensors.Info>> byModule = new TreeMap<>();
+            Map<String, List<StoreTensors.Info>> blockParts = new TreeMap<>();
+            for (StoreTensors.Info i : StoreTensors.list(conf, root, block)) {
+                byModule.computeIfAbsent(i.module(), m -> new TreeMap<>()).putIfAbsent(i.kind(), i);
+                blockParts.computeIfAbsent(i.module() + "\u0000" + i.kind(), k -> new ArrayList<>()).add(i);
+            }
+            String prefix = names.blockPrefix(block);
+            for (Map.Entry<String, Map<String, StoreTensors.Info>> m : byModule.entrySet()) {
+                Map<String, StoreTensors.Info> kinds = m.getValue();
+                String layer = prefix + m.getKey();
+                StoreTensors.Info qweight = kinds.get(TensorRecord.QWEIGHT);
+                if (qweight != null) {
+                    layers.add(layer, qweight.bits(), qweight.groupSize(), qweight.format());
+                    List<Header> headers = format == Format.GPTQ ? GptqTensors.layout(layer, kinds) : Fp8Tensors.layout(layer, kinds);
+                    for (Header h : headers) tensors.add(new Planned(h, new Layer(block, m.getKey(), layer)));
+                } else {
+                    for (StoreTensors.Info i : kinds.values()) {
+                        tensors.add(new Planned(new Header(layer + "." + i.kind(), dtype, i.shape()),
+                                stored(root, block, blockParts.get(i.module() + "\u0000" + i.kind()))));
+                    }
+                }
+            }
+        }
+        return tensors;
+    }
+
+    /**
+     * A full-precision stored tensor from the metadata of its parts, checked: parts 0..k-1, each of one float
+     * dtype, their bytes together the whole shape's (so the parts the shard task copies are the whole tensor).
+     */
+    private static Stored stored(Path root, int block, List<StoreTensors.Info> parts) {
+        StoreTensors.Info first = parts.get(0);
+        String what = root + ": block " + block + " module " + first.module() + " kind " + first.kind();
+        int width = TensorRecord.elementBytes(first.dtype());
+        if (width == 0) {
+            throw new ModelFormatException(what + " is " + first.dtype() + " without a qweight beside it; "
+                    + "expected a full-precision float32, bfloat16 or float16 tensor");
+        }
+        long bytes = 0;
+        for (int p = 0; p < parts.size(); p++) {
+            StoreTensors.Info i = parts.get(p);
+            if (i.part() != p || !i.dtype().equals(first.dtype()) || !java.util.Arrays.equals(i.shape(), first.shape())) {
+                throw new ModelFormatException(what + ": its stored parts " + parts.stream().map(StoreTensors.Info::part).toList()
+                        + " are not parts 0.." + (parts.size() - 1) + " of one " + first.dtype() + " tensor");
+            }
+            bytes += i.bytes();
+        }
+        long expected = Math.multiplyExact(GptqTensors.elements(first.shape()), (long) width);
+        if (bytes != expected) {
+            throw new ModelFormatException(what + ": its parts hold " + bytes + " bytes, its shape "
+                    + java.util.Arrays.toString(first.shape()) + " in " + first.dtype() + " needs " + expected);
+        }
+        return new Stored(block, first.module(), first.kind(), first.dtype(), parts.size());
+    }
+
+    /** One task per shard on the executors, with a line on stderr as each finishes. */
+    private static void writeShards(SparkSession spark, ShardTask task, List<Shard> shards) {
+        JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+        String group = "blockquant-export-" + UUID.randomUUID();
+        ExportProgress progress = new ExportProgress(group, shards, System.err);
+        spark.sparkContext().addSparkListener(progress);
+        sc.setJobGroup(group, "export: " + shards.size() + " shards", false);
+        try {
+            sc.parallelize(IntStream.range(0, shards.size()).boxed().toList(), shards.size()).foreach(task);
+            progress.awaitLines();
+        } finally {
+            sc.clearJobGroup();
+            spark.sparkContext().removeSparkListener(progress);
+        }
+    }
+
+    /**
+     * Every shard is in place with the planned length; the temporary files of task attempts that died before
+     * they could remove them ({@code .<shard>.tmp-<id>}) go.
+     */
+    private static void checkShards(FileSystem fs, Path dir, List<Shard> shards) throws IOException {
+        for (Shard s : shards) {
+            Path file = new Path(dir, s.file());
+            long expected = SafetensorsWriter.fileBytes(s.tensors().stream().map(Planned::header).toList(), ShardTask.METADATA);
+            if (!fs.exists(file) || fs.getFileStatus(file).getLen() != expected) {
+                throw new IOException(file + " is " + (fs.exists(file) ? fs.getFileStatus(file).getLen() + " bytes" : "missing")
+                        + " after its task, expected " + expected + " bytes");
+            }
+        }
+        for (org.apache.hadoop.fs.FileStatus f : fs.listStatus(dir)) {
+            String name = f.getPath().getName();
+            if (name.startsWith(".") && name.contains(".safetensors.tmp-")) fs.delete(f.getPath(), false);
+        }
+    }
+
+    private static void deleteQuietly(Configuration conf, Path dir) {
+        try {
+            dir.getFileSystem(conf).delete(dir, true);
+        } catch (IOException ignored) {
+            // a hidden leftover beside --out; the error being thrown says what went wrong
         }
     }
 
@@ -129,14 +257,14 @@ public final class CheckpointExport {
             this.store = store;
         }
 
-        void add(String name, TensorRecord qweight) {
+        void add(String name, int layerBits, int layerGroupSize, String layerFormat) {
             if (count++ == 0) {
-                bits = qweight.bits();
-                groupSize = qweight.groupSize();
-                format = qweight.format();
-            } else if (bits != qweight.bits() || groupSize != qweight.groupSize() || !format.equals(qweight.format())) {
-                throw new IllegalArgumentException(store + ": " + name + " is " + qweight.format() + " " + qweight.bits()
-                        + " bits, group " + qweight.groupSize() + ", other layers " + format + " " + bits + " bits, group "
+                bits = layerBits;
+                groupSize = layerGroupSize;
+                format = layerFormat;
+            } else if (bits != layerBits || groupSize != layerGroupSize || !format.equals(layerFormat)) {
+                throw new IllegalArgumentException(store + ": " + name + " is " + layerFormat + " " + layerBits
+                        + " bits, group " + layerGroupSize + ", other layers " + format + " " + bits + " bits, group "
                         + groupSize + "; a GPTQ config states one setting for every layer");
             }
         }
@@ -216,10 +344,13 @@ public final class CheckpointExport {
         };
     }
 
-    /** A folder this command wrote: model.safetensors beside a config.json with a quantization_config. */
+    /**
+     * A folder this command wrote: model.safetensors (or a sharded checkpoint's index) beside a config.json with a
+     * quantization_config.
+     */
     private static boolean isExport(FileSystem fs, Path dir) throws IOException {
         Path config = new Path(dir, "config.json");
-        if (!fs.exists(new Path(dir, "model.safetensors")) || !fs.exists(config)) return false;
+        if (!(fs.exists(new Path(dir, Checkpoint.SINGLE)) || fs.exists(new Path(dir, Checkpoint.INDEX))) || !fs.exists(config)) return false;
         try (InputStream in = fs.open(config)) {
             return JSON.readTree(in).has("quantization_config");
         } catch (com.fasterxml.jackson.core.JacksonException e) {

@@ -1,8 +1,10 @@
 package io.blockquant.export;
 
 import io.blockquant.model.DType;
+import io.blockquant.model.SafetensorsWriter.Header;
 import io.blockquant.model.SafetensorsWriter.Tensor;
 import io.blockquant.store.BlockRecords;
+import io.blockquant.store.StoreTensors;
 import io.blockquant.store.TensorRecord;
 import java.util.ArrayList;
 import java.util.List;
@@ -23,27 +25,52 @@ public final class Fp8Tensors {
 
     private Fp8Tensors() {}
 
+    /**
+     * The tensors {@link #of} makes for layer {@code name}, from the store's metadata alone (no weight is read):
+     * what the export plans its shards with. Refuses what {@link #of} refuses.
+     */
+    public static List<Header> layout(String name, Map<String, StoreTensors.Info> kinds) {
+        StoreTensors.Info qweight = GptqTensors.require(name, kinds, TensorRecord.QWEIGHT);
+        check(name, qweight.dtype(), qweight.format(), GptqTensors.hasLorc(kinds));
+        long out = qweight.shape()[0], in = qweight.shape()[1];
+        checkPerChannel(name, GptqTensors.elements(GptqTensors.require(name, kinds, BlockRecords.SCALES).shape()), out, qweight.groupSize());
+        List<Header> headers = new ArrayList<>();
+        headers.add(new Header(name + ".weight", DType.F8_E4M3, new long[] {out, in}));
+        headers.add(new Header(name + ".weight_scale", DType.F32, new long[] {out, 1}));
+        StoreTensors.Info bias = kinds.get("bias");
+        if (bias != null) headers.add(new Header(name + ".bias", DType.F32, bias.shape()));
+        return headers;
+    }
+
     public static List<Tensor> of(String name, Map<String, TensorRecord> kinds) {
         TensorRecord qweight = GptqTensors.require(name, kinds, TensorRecord.QWEIGHT);
-        if (!qweight.dtype().equals("fp8-e4m3")) {
-            throw new IllegalArgumentException(name + ": the store holds " + qweight.dtype() + " (" + qweight.format()
-                    + ") weights; --format fp8 exports FP8 E4M3 weights as quantized (quantize with --wformat fp8 "
-                    + "--wbits 8 --group 0), it does not re-quantize other formats (use --format gptq for INT weights)");
-        }
-        if (kinds.containsKey(BlockRecords.LORC_U) || kinds.containsKey(BlockRecords.LORC_V)) {
-            throw new IllegalArgumentException(name + ": the store keeps LoRC factors beside the weight; the FP8 layout has no place for them");
-        }
+        check(name, qweight.dtype(), qweight.format(), GptqTensors.hasLorc(kinds));
         int out = (int) qweight.shape()[0], in = (int) qweight.shape()[1];
         float[] scales = GptqTensors.require(name, kinds, BlockRecords.SCALES).toFloats();
-        if (scales.length != out) {
-            throw new IllegalArgumentException(name + ": " + scales.length / out + " scale groups per channel (group size "
-                    + qweight.groupSize() + "); the float-quantized layout here is per channel (quantize with --group 0)");
-        }
+        checkPerChannel(name, scales.length, out, qweight.groupSize());
         List<Tensor> tensors = new ArrayList<>();
         tensors.add(new Tensor(name + ".weight", DType.F8_E4M3, new long[] {out, in}, qweight.data()));
         tensors.add(Tensor.floats(name + ".weight_scale", scales, out, 1));
         TensorRecord bias = kinds.get("bias");
         if (bias != null) tensors.add(Tensor.floats(name + ".bias", bias.toFloats(), bias.shape()));
         return tensors;
+    }
+
+    private static void check(String name, String dtype, String format, boolean lorc) {
+        if (!dtype.equals("fp8-e4m3")) {
+            throw new IllegalArgumentException(name + ": the store holds " + dtype + " (" + format
+                    + ") weights; --format fp8 exports FP8 E4M3 weights as quantized (quantize with --wformat fp8 "
+                    + "--wbits 8 --group 0), it does not re-quantize other formats (use --format gptq for INT weights)");
+        }
+        if (lorc) {
+            throw new IllegalArgumentException(name + ": the store keeps LoRC factors beside the weight; the FP8 layout has no place for them");
+        }
+    }
+
+    private static void checkPerChannel(String name, long scales, long out, int groupSize) {
+        if (scales != out) {
+            throw new IllegalArgumentException(name + ": " + scales / out + " scale groups per channel (group size "
+                    + groupSize + "); the float-quantized layout here is per channel (quantize with --group 0)");
+        }
     }
 }

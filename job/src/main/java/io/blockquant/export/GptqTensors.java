@@ -1,8 +1,10 @@
 package io.blockquant.export;
 
 import io.blockquant.model.DType;
+import io.blockquant.model.SafetensorsWriter.Header;
 import io.blockquant.model.SafetensorsWriter.Tensor;
 import io.blockquant.store.BlockRecords;
+import io.blockquant.store.StoreTensors;
 import io.blockquant.store.TensorRecord;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,22 +34,33 @@ public final class GptqTensors {
     /** Bit widths the GPTQ kernels and loaders take. */
     public static final List<Integer> BITS = List.of(2, 3, 4, 8);
 
+    /**
+     * The tensors {@link #of} makes for layer {@code name}, from the store's metadata alone (no weight is read):
+     * what the export plans its shards with before any task runs. Refuses what {@link #of} refuses that the
+     * metadata shows (everything but a zero point of 0).
+     */
+    public static List<Header> layout(String name, Map<String, StoreTensors.Info> kinds) {
+        StoreTensors.Info qweight = require(name, kinds, TensorRecord.QWEIGHT);
+        check(name, qweight.format(), qweight.dtype(), qweight.bits(), qweight.shape(), hasLorc(kinds));
+        long bits = qweight.bits(), out = qweight.shape()[0], in = qweight.shape()[1];
+        long groups = elements(require(name, kinds, BlockRecords.SCALES).shape()) / out;
+        require(name, kinds, BlockRecords.ZEROS);
+        require(name, kinds, BlockRecords.G_IDX);
+        List<Header> headers = new ArrayList<>();
+        headers.add(new Header(name + ".qweight", DType.I32, new long[] {in / 32 * bits, out}));
+        headers.add(new Header(name + ".qzeros", DType.I32, new long[] {groups, out / 32 * bits}));
+        headers.add(new Header(name + ".scales", DType.F16, new long[] {groups, out}));
+        headers.add(new Header(name + ".g_idx", DType.I32, new long[] {in}));
+        StoreTensors.Info bias = kinds.get("bias");
+        if (bias != null) headers.add(new Header(name + ".bias", DType.F16, bias.shape()));
+        return headers;
+    }
+
     /** The tensors of layer {@code name} ({@code model.layers.0.self_attn.q_proj}) from its store rows by kind. */
     public static List<Tensor> of(String name, Map<String, TensorRecord> kinds) {
         TensorRecord qweight = require(name, kinds, TensorRecord.QWEIGHT);
-        if (!qweight.format().startsWith("int") || qweight.dtype().startsWith("fp")) {
-            throw new IllegalArgumentException(name + ": the store holds " + qweight.format()
-                    + " weights; the GPTQ layout holds integer levels (use --format fp8 for FP8 weights)");
-        }
-        if (kinds.containsKey(BlockRecords.LORC_U) || kinds.containsKey(BlockRecords.LORC_V)) {
-            throw new IllegalArgumentException(name + ": the store keeps LoRC factors beside the weight; the GPTQ layout has no place for them");
-        }
+        check(name, qweight.format(), qweight.dtype(), qweight.bits(), qweight.shape(), hasLorc(kinds));
         int bits = qweight.bits(), out = (int) qweight.shape()[0], in = (int) qweight.shape()[1];
-        if (!BITS.contains(bits)) throw new IllegalArgumentException(name + ": " + bits + "-bit weights; the GPTQ layout has 2, 3, 4 or 8 bits");
-        if (in % 32 != 0 || out % 32 != 0) {
-            throw new IllegalArgumentException(name + ": weight [" + out + ", " + in + "]; the GPTQ layout packs 32 levels "
-                    + "per bits words along both dimensions, so both must be multiples of 32");
-        }
         int[] levels = qweight.levels();
         float[] scales = require(name, kinds, BlockRecords.SCALES).toFloats();
         TensorRecord zerosRow = require(name, kinds, BlockRecords.ZEROS);
@@ -117,8 +130,34 @@ public final class GptqTensors {
         return f;
     }
 
-    static TensorRecord require(String name, Map<String, TensorRecord> kinds, String kind) {
-        TensorRecord t = kinds.get(kind);
+    /** What the GPTQ layout cannot hold, refused naming the layer: FP weights, LoRC factors, other widths, odd shapes. */
+    private static void check(String name, String format, String dtype, int bits, long[] shape, boolean lorc) {
+        if (!format.startsWith("int") || dtype.startsWith("fp")) {
+            throw new IllegalArgumentException(name + ": the store holds " + format
+                    + " weights; the GPTQ layout holds integer levels (use --format fp8 for FP8 weights)");
+        }
+        if (lorc) {
+            throw new IllegalArgumentException(name + ": the store keeps LoRC factors beside the weight; the GPTQ layout has no place for them");
+        }
+        if (!BITS.contains(bits)) throw new IllegalArgumentException(name + ": " + bits + "-bit weights; the GPTQ layout has 2, 3, 4 or 8 bits");
+        if (shape.length != 2 || shape[0] % 32 != 0 || shape[1] % 32 != 0) {
+            throw new IllegalArgumentException(name + ": weight " + java.util.Arrays.toString(shape) + "; the GPTQ layout packs 32 levels "
+                    + "per bits words along both dimensions, so both must be multiples of 32");
+        }
+    }
+
+    static boolean hasLorc(Map<String, ?> kinds) {
+        return kinds.containsKey(BlockRecords.LORC_U) || kinds.containsKey(BlockRecords.LORC_V);
+    }
+
+    static long elements(long[] shape) {
+        long n = 1;
+        for (long d : shape) n *= d;
+        return n;
+    }
+
+    static <T> T require(String name, Map<String, T> kinds, String kind) {
+        T t = kinds.get(kind);
         if (t == null) throw new IllegalArgumentException(name + ": the store has no " + kind + " row for this layer");
         return t;
     }

@@ -106,15 +106,23 @@ public final class StoreTensors {
             }
 
             private TensorRecord readPart(int part) {
-                FilterPredicate p = FilterApi.and(FilterApi.eq(FilterApi.binaryColumn("module"), Binary.fromString(module)),
-                        FilterApi.eq(FilterApi.intColumn("part"), part));
-                for (Object o : scan(conf, root, block, p, true)) {
-                    TensorRecord t = (TensorRecord) o;
-                    if (t.kind().equals(kind) && t.part() == part) return t;
-                }
-                throw new ModelFormatException(name + ": part " + part + " is missing (rows " + perPart + " per part)");
+                return StoreTensors.part(conf, root, block, module, kind, part);
             }
         };
+    }
+
+    /**
+     * Part {@code part} of one tensor of {@code block} as stored (its slice of rows, in the stored dtype),
+     * checksum verified: how a tensor too large to join is copied one bounded value at a time.
+     */
+    public static TensorRecord part(Configuration conf, Path root, int block, String module, String kind, int part) {
+        FilterPredicate p = FilterApi.and(FilterApi.eq(FilterApi.binaryColumn("module"), Binary.fromString(module)),
+                FilterApi.eq(FilterApi.intColumn("part"), part));
+        for (Object o : scan(conf, root, block, p, true)) {
+            TensorRecord t = (TensorRecord) o;
+            if (t.kind().equals(kind) && t.part() == part) return t;
+        }
+        throw new ModelFormatException(blockDir(root, block) + ": module " + module + " kind " + kind + ": part " + part + " is missing");
     }
 
     static Path blockDir(Path root, int block) {

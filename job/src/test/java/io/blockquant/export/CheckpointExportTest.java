@@ -153,6 +153,41 @@ class CheckpointExportTest {
     }
 
     /**
+     * A checkpoint folder's tensors as a loader finds them: {@code model.safetensors}, or the shards that
+     * {@code model.safetensors.index.json} names. For an index: every shard file in the folder is named by it,
+     * every tensor of every shard is mapped to that shard and nothing else is mapped, and total_size is the
+     * bytes of tensor data of all shards.
+     */
+    static Map<String, Read> readCheckpoint(Path dir) throws IOException {
+        Path index = dir.resolve("model.safetensors.index.json");
+        if (!Files.exists(index)) return readSafetensors(dir.resolve("model.safetensors"));
+        assertFalse(Files.exists(dir.resolve("model.safetensors")), "a sharded checkpoint has no model.safetensors beside its index");
+        JsonNode root = JSON.readTree(index.toFile());
+        JsonNode weightMap = root.get("weight_map");
+        Map<String, String> mapped = new HashMap<>();
+        weightMap.fields().forEachRemaining(e -> mapped.put(e.getKey(), e.getValue().asText()));
+        java.util.Set<String> files = new java.util.TreeSet<>(mapped.values());
+        java.util.Set<String> onDisk = new java.util.TreeSet<>();
+        try (var list = Files.list(dir)) {
+            list.map(f -> f.getFileName().toString()).filter(f -> f.endsWith(".safetensors")).forEach(onDisk::add);
+        }
+        assertEquals(onDisk, files, "the index names every shard file of the folder");
+        Map<String, Read> out = new LinkedHashMap<>();
+        long total = 0;
+        for (String f : files) {
+            assertTrue(f.matches("model-\\d{5}-of-" + String.format("%05d", files.size()) + "\\.safetensors"), f);
+            for (Map.Entry<String, Read> e : readSafetensors(dir.resolve(f)).entrySet()) {
+                assertEquals(f, mapped.get(e.getKey()), e.getKey() + " is mapped to the shard that holds it");
+                assertTrue(out.put(e.getKey(), e.getValue()) == null, e.getKey() + " is in one shard only");
+                total += e.getValue().data().remaining();
+            }
+        }
+        assertEquals(mapped.keySet(), out.keySet(), "the index maps exactly the tensors of the shards");
+        assertEquals(total, root.get("metadata").get("total_size").asLong(), "total_size: bytes of tensor data");
+        return out;
+    }
+
+    /**
      * Value {@code k} of a stream of {@code bits}-bit values whose 32-bit word j is {@code word.apply(j)}: bits
      * {@code [k·bits, (k+1)·bits)}, read through a 64-bit window over words j and j+1.
      */
@@ -327,7 +362,8 @@ class CheckpointExportTest {
         assertEquals(q, JSON.readTree(out.resolve("quantize_config.json").toFile()));
         assertTrue(Files.exists(out.resolve("tokenizer.json")));
 
-        Map<String, Read> t = readSafetensors(out.resolve("model.safetensors"));
+        assertFalse(Files.exists(out.resolve("model.safetensors.index.json")), "one shard: no index, as save_pretrained writes it");
+        Map<String, Read> t = readCheckpoint(out);
         int[] gIdx = t.get("model.layers.0.mlp.down_proj.g_idx").ints();
         boolean permuted = false;
         for (int i = 1; i < gIdx.length; i++) permuted |= gIdx[i] < gIdx[i - 1];
@@ -389,7 +425,7 @@ class CheckpointExportTest {
         assertEquals("token", g.get("input_activations").get("strategy").asText());
         assertTrue(g.get("input_activations").get("dynamic").asBoolean());
 
-        Map<String, Read> t = readSafetensors(out.resolve("model.safetensors"));
+        Map<String, Read> t = readCheckpoint(out);
         for (int b = 0; b < 8; b++) {
             Map<String, float[]> expected = new HashMap<>();
             BlockRecords.dequantize(store.tensors(b), "", expected, new HashMap<>());
@@ -412,13 +448,163 @@ class CheckpointExportTest {
 
         // a retried export replaces its own folder; a folder holding anything else is refused
         CheckpointExport.run(spark, tmp.resolve("store").toString(), CheckpointExport.Format.FP8, out.toString());
-        assertEquals(t.keySet(), readSafetensors(out.resolve("model.safetensors")).keySet());
+        assertEquals(t.keySet(), readCheckpoint(out).keySet());
         Path other = Files.createDirectories(tmp.resolve("other"));
         Files.writeString(other.resolve("notes.txt"), "not a checkpoint");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> CheckpointExport.run(spark, tmp.resolve("store").toString(), CheckpointExport.Format.FP8, other.toString()));
         assertTrue(e.getMessage().contains("other") && e.getMessage().contains("--out"), e.getMessage());
         assertTrue(Files.exists(other.resolve("notes.txt")));
+    }
+
+    /**
+     * A store as quantize writes block -1 since store format 2: the checkpoint's bf16 bytes, the embedding split
+     * along its rows into parts (three here, of 1500, 1500 and 1096 rows: a real one is split into 64 MiB parts,
+     * which a test model does not reach); the head as a store written before keeps it (float32, whole), so one
+     * export copies some tensors and converts others. Blocks: symmetric RTN W4 g64.
+     */
+    static StoreReader storeWithSplitEmbedding(Path dir) throws IOException {
+        IntQuantSpec spec = new IntQuantSpec(4, 64, true);
+        Configuration conf = new Configuration();
+        StoreWriter w = StoreWriter.create(spark, dir.toString(), "test-fingerprint", false);
+        w.copyModelFile(new org.apache.hadoop.fs.Path(MODEL, "config.json"), "config.json");
+        w.writeJson("recipe.json", "{\"method\": \"rtn\", \"abits\": 0}");
+        ModelSpec modelSpec = ModelSpecReader.read(MODEL, conf);
+        List<TensorRecord> model = new ArrayList<>();
+        try (Checkpoint ckpt = Checkpoint.open(MODEL, conf)) {
+            ModelLoader loader = new ModelLoader(ckpt, modelSpec, BE);
+            for (String name : ckpt.tensorNames()) {
+                if (loader.isBlockTensor(name)) continue;
+                long[] shape = ckpt.entry(name).shape();
+                if (name.equals("lm_head.weight")) {
+                    model.add(TensorRecord.floats(-1, name, "weight", ckpt.readFloats(name, shape), shape));
+                } else if (name.equals("model.embed_tokens.weight")) {
+                    long from = 0;
+                    for (int part = 0; from < shape[0]; part++) {
+                        long rows = Math.min(1500, shape[0] - from);
+                        model.add(TensorRecord.slice(-1, name, "weight", TensorRecord.BFLOAT16, ckpt.readRawRows(name, from, rows), part, shape));
+                        from += rows;
+                    }
+                } else {
+                    model.add(TensorRecord.slice(-1, name, "weight", TensorRecord.BFLOAT16, ckpt.readRawRows(name, 0, shape[0]), 0, shape));
+                }
+            }
+            w.commitModelTensors(model.stream().filter(t -> t.part() == 0).toList());
+            for (int b = 0; b < modelSpec.numLayers(); b++) {
+                w.commitBlock(b, blockRecords(loader.block(b), b, l -> RtnQuantizer.quantize(l.weight(), spec)), List.of());
+            }
+        }
+        w.commit(Map.of());
+        // StoreWriter takes one value per tensor: the parts go in as quantize's executors write them, as Parquet rows
+        List<org.apache.spark.sql.Row> rows = new ArrayList<>();
+        for (TensorRecord t : model) {
+            List<Long> shape = new ArrayList<>();
+            for (long d : t.shape()) shape.add(d);
+            rows.add(org.apache.spark.sql.RowFactory.create(t.module(), t.kind(), t.dtype(), shape, t.bits(), t.groupSize(),
+                    t.format(), (long) t.data().length, t.checksum(), t.data(), t.part()));
+        }
+        Path staged = dir.resolve("staged-block-1");
+        spark.createDataFrame(rows, io.blockquant.store.StoreLayout.TENSORS_FILE_SCHEMA).coalesce(1).write().parquet(staged.toString());
+        Path blockDir = dir.resolve("tensors").resolve("block=-1");
+        try (var old = Files.list(blockDir); var fresh = Files.list(staged)) {
+            for (Path f : old.toList()) Files.delete(f);
+            for (Path f : fresh.toList()) if (f.getFileName().toString().endsWith(".parquet")) Files.move(f, blockDir.resolve(f.getFileName()));
+        }
+        return StoreReader.open(spark, dir.toString());
+    }
+
+    @Test
+    void aSmallMaxShardSizeGivesShardsWhoseIndexCoversEveryTensorOnce(@TempDir Path tmp) throws IOException {
+        StoreReader store = storeWithSplitEmbedding(tmp.resolve("store"));
+        assertEquals(List.of(0, 1, 2), io.blockquant.store.StoreTensors.list(new Configuration(), store.root(), -1).stream()
+                .filter(i -> i.module().equals("model.embed_tokens.weight")).map(i -> i.part()).toList(), "the embedding is stored in 3 parts");
+        Path whole = tmp.resolve("whole"), sharded = tmp.resolve("sharded");
+        assertEquals(0, Main.execute("export", "--store", store.root().toString(), "--format", "gptq", "--out", whole.toString(),
+                "--master", "local[2]"));
+        java.io.PrintStream savedErr = System.err;
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        System.setErr(new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
+        int rc;
+        try {
+            rc = Main.execute("export", "--store", store.root().toString(), "--format", "gptq", "--out", sharded.toString(),
+                    "--max-shard-size", "1MB", "--master", "local[2]");
+        } finally {
+            System.setErr(savedErr);
+        }
+        assertEquals(0, rc, err.toString(StandardCharsets.UTF_8));
+
+        Map<String, Read> one = readCheckpoint(whole), many = readCheckpoint(sharded);
+        assertTrue(Files.exists(sharded.resolve("model.safetensors.index.json")));
+        assertEquals(one.keySet(), many.keySet());
+        for (Map.Entry<String, Read> e : one.entrySet()) {
+            Read a = e.getValue(), b = many.get(e.getKey());
+            assertEquals(a.dtype(), b.dtype(), e.getKey());
+            assertArrayEquals(a.shape(), b.shape(), e.getKey());
+            assertEquals(a.data(), b.data(), e.getKey() + ": the same bytes as the unsharded export");
+        }
+        // shards of at most 1 MB of data, but for the embedding and head (2 MiB each), which get one shard each
+        int shards = 0;
+        try (var list = Files.list(sharded)) {
+            for (Path f : list.filter(f -> f.getFileName().toString().startsWith("model-")).toList()) {
+                shards++;
+                Map<String, Read> t = readSafetensors(f);
+                long bytes = t.values().stream().mapToLong(r -> r.data().remaining()).sum();
+                assertTrue(bytes <= 1_000_000 || t.size() == 1, f + ": " + bytes + " bytes in " + t.size() + " tensors");
+                if (t.containsKey("model.embed_tokens.weight") || t.containsKey("lm_head.weight")) assertEquals(1, t.size(), f.toString());
+            }
+        }
+        assertTrue(shards >= 5, shards + " shards");
+        String log = err.toString(StandardCharsets.UTF_8);
+        for (int k = 1; k <= shards; k++) assertTrue(log.contains("export: shard " + k + "/" + shards + " "), log);
+        assertTrue(log.contains("export: " + shards + " shards, " + many.size() + " tensors"), log);
+
+        // block -1 as in the source: the stored bf16 bytes copied, the float32 head rounded back to them
+        try (Checkpoint source = Checkpoint.open(MODEL, new Configuration())) {
+            for (String name : List.of("model.embed_tokens.weight", "lm_head.weight", "model.norm.weight")) {
+                assertEquals("BF16", many.get(name).dtype(), name);
+                byte[] bytes = new byte[many.get(name).data().remaining()];
+                many.get(name).data().duplicate().get(bytes);
+                assertArrayEquals(source.readRawRows(name, 0, source.entry(name).shape()[0]), bytes, name);
+            }
+        }
+        for (int b = 0; b < 8; b++) assertLayersMatch(many, "model.layers." + b + ".", store.tensors(b), 4);
+
+        // the project's own reader loads it through the index
+        try (Checkpoint ckpt = Checkpoint.open(new org.apache.hadoop.fs.Path(sharded.toString()), new Configuration())) {
+            assertEquals(many.keySet(), ckpt.tensorNames());
+            for (Map.Entry<String, Read> e : many.entrySet()) {
+                assertEquals(e.getValue().dtype(), ckpt.entry(e.getKey()).dtype().name(), e.getKey());
+                assertArrayEquals(e.getValue().shape(), ckpt.entry(e.getKey()).shape(), e.getKey());
+                if (!e.getValue().dtype().equals("I32")) assertArrayEquals(e.getValue().floats(), ckpt.readFloats(e.getKey()), e.getKey());
+            }
+        }
+
+        // a sharded export is an export: run again, it is replaced
+        assertEquals(0, Main.execute("export", "--store", store.root().toString(), "--format", "gptq", "--out", sharded.toString(),
+                "--max-shard-size", "1MB", "--master", "local[2]"));
+        assertEquals(many.keySet(), readCheckpoint(sharded).keySet());
+        try (var list = Files.list(tmp)) {
+            assertEquals(List.of(), list.map(f -> f.getFileName().toString()).filter(f -> f.startsWith(".")).toList(), "no temporary folder left");
+        }
+    }
+
+    @Test
+    void aBadMaxShardSizeIsOneErrorLine(@TempDir Path tmp) {
+        java.io.PrintStream savedErr = System.err;
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        System.setErr(new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
+        int rc;
+        try {
+            rc = Main.execute("export", "--store", tmp.resolve("store").toString(), "--format", "gptq", "--out",
+                    tmp.resolve("out").toString(), "--max-shard-size", "5XB");
+        } finally {
+            System.setErr(savedErr);
+        }
+        String text = err.toString(StandardCharsets.UTF_8);
+        assertEquals(2, rc, text);
+        assertEquals(1, text.strip().lines().count(), text);
+        assertTrue(text.contains("--max-shard-size '5XB'") && text.contains("5GB"), text);
+        assertFalse(Files.exists(tmp.resolve("out")));
     }
 
     @Test

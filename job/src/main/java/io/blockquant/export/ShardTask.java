@@ -1,0 +1,163 @@
+package io.blockquant.export;
+
+import io.blockquant.export.ShardPlan.Layer;
+import io.blockquant.export.ShardPlan.Planned;
+import io.blockquant.export.ShardPlan.Shard;
+import io.blockquant.export.ShardPlan.Stored;
+import io.blockquant.model.DType;
+import io.blockquant.model.SafetensorsWriter;
+import io.blockquant.model.SafetensorsWriter.Tensor;
+import io.blockquant.spark.HadoopConf;
+import io.blockquant.store.StoreTensors;
+import io.blockquant.store.TensorRecord;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.function.VoidFunction;
+
+/**
+ * Writes one shard of an export, on an executor: the header from the plan first, then each tensor as it is
+ * made from the store. A block's quantized layers are converted from the block read once, and the block is
+ * dropped when the shard moves on to the next one; the full-precision tensors of block -1 (embedding, head:
+ * 1–4 GB each in a real model) are copied one stored part (≤ 64 MiB) at a time. So a task holds at most one
+ * block, and no tensor passes through the driver.
+ */
+final class ShardTask implements VoidFunction<Integer> {
+    private static final long serialVersionUID = 1L;
+
+    /** The safetensors metadata transformers requires ({@code format: pt}). */
+    static final Map<String, String> METADATA = Map.of("format", "pt");
+
+    private final HadoopConf conf;
+    private final String store;
+    private final String dir;
+    private final CheckpointExport.Format format;
+    private final List<Shard> shards;
+
+    /** Shards of {@code shards} by index, from store {@code store} into folder {@code dir}. */
+    ShardTask(Configuration conf, Path store, Path dir, CheckpointExport.Format format, List<Shard> shards) {
+        this.conf = new HadoopConf(conf);
+        this.store = store.toString();
+        this.dir = dir.toString();
+        this.format = format;
+        this.shards = List.copyOf(shards);
+    }
+
+    @Override
+    public void call(Integer index) {
+        write(shards.get(index));
+    }
+
+    private void write(Shard shard) {
+        Configuration c = conf.get();
+        Path root = new Path(store), file = new Path(dir, shard.file());
+        FileSystem fs;
+        try {
+            fs = file.getFileSystem(c);
+        } catch (IOException e) {
+            throw new UncheckedIOException(file + ": cannot open the file system (" + e.getMessage() + ")", e);
+        }
+        Blocks blocks = new Blocks(c, root);
+        try (SafetensorsWriter.Streaming out = SafetensorsWriter.open(fs, file,
+                shard.tensors().stream().map(Planned::header).toList(), METADATA)) {
+            for (Planned t : shard.tensors()) {
+                String name = t.header().name();
+                DType dtype = t.header().dtype();
+                if (t.source() instanceof Layer l) {
+                    Tensor converted = blocks.layer(l, format).get(name);
+                    if (converted == null) throw new IllegalStateException(l.layer() + ": the conversion made no tensor " + name);
+                    out.write(converted);
+                } else if (t.source() instanceof Stored s && s.block() != TensorRecord.MODEL_BLOCK) {
+                    byte[] bytes = convert(blocks.tensor(s), dtype);
+                    out.write(name, bytes, 0, bytes.length);
+                } else if (t.source() instanceof Stored s) {
+                    for (int p = 0; p < s.parts(); p++) {
+                        // one part in memory at a time; a tensor stored whole (older stores) is its only part
+                        TensorRecord part = s.parts() == 1 ? StoreTensors.read(c, root, s.block(), s.module(), s.kind())
+                                : StoreTensors.part(c, root, s.block(), s.module(), s.kind(), p);
+                        byte[] bytes = convert(part, dtype);
+                        out.write(name, bytes, 0, bytes.length);
+                    }
+                }
+            }
+            out.finish();
+        }
+    }
+
+    /**
+     * A stored full-precision value (a tensor or a part of one) as bytes of {@code to}: its own bytes when the
+     * dtypes agree, else widened to float32 and rounded to {@code to} (ties to even).
+     */
+    static byte[] convert(TensorRecord t, DType to) {
+        int width = TensorRecord.elementBytes(t.dtype());
+        if (width == 0) throw new IllegalArgumentException(t.describe() + ": dtype " + t.dtype() + " is not a full-precision dtype");
+        if (dtypeOf(t.dtype()) == to) return t.data();
+        return SafetensorsWriter.encode(to, TensorRecord.decode(t.data(), 0, t.data().length / width, t.dtype()));
+    }
+
+    /** The safetensors dtype of a store dtype ({@code float32}, {@code bfloat16}, {@code float16}), null for others. */
+    static DType dtypeOf(String storeDtype) {
+        return switch (storeDtype) {
+            case TensorRecord.FLOAT32 -> DType.F32;
+            case TensorRecord.BFLOAT16 -> DType.BF16;
+            case TensorRecord.FLOAT16 -> DType.F16;
+            default -> null;
+        };
+    }
+
+    /** The one block a task holds: read when the shard first needs it, dropped for the next. */
+    private static final class Blocks {
+        private final Configuration conf;
+        private final Path root;
+        private int block = Integer.MIN_VALUE;
+        private Map<String, Map<String, TensorRecord>> modules;
+        private String layer;
+        private Map<String, Tensor> layerTensors;
+
+        Blocks(Configuration conf, Path root) {
+            this.conf = conf;
+            this.root = root;
+        }
+
+        private Map<String, Map<String, TensorRecord>> modules(int b) {
+            if (b != block) {
+                modules = null;  // the previous block goes before the next is read
+                layer = null;
+                layerTensors = null;
+                Map<String, Map<String, TensorRecord>> byModule = new TreeMap<>();
+                for (TensorRecord t : StoreTensors.read(conf, root, b)) {
+                    byModule.computeIfAbsent(t.module(), m -> new TreeMap<>()).put(t.kind(), t);
+                }
+                modules = byModule;
+                block = b;
+            }
+            return modules;
+        }
+
+        TensorRecord tensor(Stored s) {
+            TensorRecord t = modules(s.block()).getOrDefault(s.module(), Map.of()).get(s.kind());
+            if (t == null) throw new IllegalStateException(root + ": block " + s.block() + " has no module " + s.module() + " kind " + s.kind());
+            return t;
+        }
+
+        /** The tensors of quantized layer {@code l} by name, converted once for all of them. */
+        Map<String, Tensor> layer(Layer l, CheckpointExport.Format format) {
+            Map<String, Map<String, TensorRecord>> m = modules(l.block());
+            if (!l.layer().equals(layer)) {
+                Map<String, TensorRecord> kinds = m.get(l.module());
+                if (kinds == null) throw new IllegalStateException(root + ": block " + l.block() + " has no module " + l.module());
+                List<Tensor> tensors = format == CheckpointExport.Format.GPTQ ? GptqTensors.of(l.layer(), kinds) : Fp8Tensors.of(l.layer(), kinds);
+                layerTensors = new HashMap<>();
+                for (Tensor t : tensors) layerTensors.put(t.name(), t);
+                layer = l.layer();
+            }
+            return layerTensors;
+        }
+    }
+}
