@@ -79,6 +79,11 @@ public final class TaskDevices implements Serializable {
         // -Dblockquant.backend=cuda (spark.executor.extraJavaOptions) computes on the CUDA backend of this GPU
         TensorBackend chosen = Backends.cudaSelected() ? Backends.forTask(gpu) : backend;
         if (gpu != null) chosen.bindDevice(gpu);
+        // ND4J keeps each thread's scratch workspaces for reuse: at real widths that is gigabytes off the heap
+        // per task thread, so a task gives them back when it ends
+        if (task != null && chosen instanceof io.blockquant.tensor.Nd4jBackend) {
+            task.addTaskCompletionListener(io.blockquant.tensor.Nd4jBackend::releaseThreadScratch);
+        }
         String executor = SparkEnv.get() == null ? "driver" : SparkEnv.get().executorId();
         placements.add(new Placement(block, executor, ProcessHandle.current().pid(), gpu));
         return chosen;

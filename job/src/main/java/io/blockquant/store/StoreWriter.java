@@ -341,7 +341,7 @@ public final class StoreWriter {
             if (t.block() != block) {
                 throw new IllegalArgumentException(root + ": " + t.describe() + " handed in to commit block " + block);
             }
-            if (!seen.add(t.module() + "\u0000" + t.kind())) {
+            if (!seen.add(t.module() + "\u0000" + t.kind() + "\u0000" + t.part())) {
                 throw new IllegalArgumentException(root + ": " + t.describe() + " appears twice in the block");
             }
             t.verify();

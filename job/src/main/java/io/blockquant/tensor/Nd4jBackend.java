@@ -128,6 +128,11 @@ public final class Nd4jBackend implements TensorBackend {
         return scratchValue(() -> new Nd4jTensor(a(work.get()).detach()));
     }
 
+    /** Frees this thread's scratch workspaces (a Spark task's thread, when the task ends); the next scope allocates anew. */
+    public static void releaseThreadScratch(Object ignored) {
+        if (DEPTH.get()[0] == 0) Nd4j.getWorkspaceManager().destroyAllWorkspacesForCurrentThread();
+    }
+
     @Override
     public <T> T scratchValue(java.util.function.Supplier<T> work) {
         int[] depth = DEPTH.get();
