@@ -10,7 +10,7 @@ import picocli.CommandLine.Command;
 @Command(name = "blockquant", mixinStandardHelpOptions = true, version = "blockquant 0.1.0",
         description = "Distributed post-training quantization of LLMs on Apache Spark.",
         subcommands = {QuantizeCommand.class, EvalCommand.class, ReportCommand.class, ExportCommand.class, BenchCommand.class,
-                CommandLine.HelpCommand.class})
+                SynthCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
