@@ -56,7 +56,8 @@ class MemoryScaleTest {
         Files.createDirectories(dir);
         Path model = dir.resolve("model"), store = dir.resolve("store-gptq"), text = dir.resolve("eval.txt");
         // a short text: the head is 131 M multiply-adds per token
-        Files.writeString(text, Files.readString(Paths.get("..", "data-samples", "corpus", "kjv.test.txt")).substring(0, 20_000));
+        Path corpus = classesDir().getParent().getParent().getParent().resolve("data-samples").resolve("corpus");
+        Files.writeString(text, Files.readString(corpus.resolve("kjv.test.txt")).substring(0, 20_000));
         Map<String, Long> peaks = new LinkedHashMap<>();
         cli(dir, "synth", "synth", "--shape", "llama-3-8b", "--blocks", String.valueOf(blocks), "--hidden", "1024",
                 "--heads", "8", "--kv-heads", "2", "--intermediate", "8192", "--vocab", "128256", "--out", model.toString());
@@ -90,8 +91,10 @@ class MemoryScaleTest {
         cmd.add("-Xmx" + HEAP);
         cmd.add("-Xlog:gc:file=" + gc);
         cmd.addAll(StandaloneCluster.jvmOptions());
-        cmd.add("-cp");
         Path classes = classesDir();
+        // the repository (job/target/classes/../../..): its data-samples are the defaults (tokenizer, calibration text)
+        cmd.add("-Dblockquant.home=" + classes.getParent().getParent().getParent());
+        cmd.add("-cp");
         cmd.add(classes + ":" + classes.getParent().resolve("spark-home").resolve("jars") + "/*");
         cmd.add("io.blockquant.cli.Main");
         cmd.addAll(List.of(args));
