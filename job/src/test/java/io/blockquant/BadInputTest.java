@@ -635,7 +635,7 @@ class BadInputTest {
         void newerFormatEval() throws IOException {
             Path store = newerVersion();
             assertOneError(cli("eval", "--store", store.toString(), "--master", "local[2]"), "eval", "_manifest.json",
-                    "written in model store format_version 2, this blockquant reads format_version 1 and older");
+                    "written in model store format_version " + (StoreLayout.FORMAT_VERSION + 1) + ", this blockquant reads format_version " + StoreLayout.FORMAT_VERSION + " and older");
         }
 
         @Test
@@ -644,7 +644,7 @@ class BadInputTest {
             Path store = newerVersion();
             Map<String, Integer> before = snapshot(store);
             assertOneError(cli(quantize(finishedStore().resolveSibling("store-model"), store, "--resume")), "quantize",
-                    "format_version 2, this blockquant reads format_version 1 and older");
+                    "format_version " + (StoreLayout.FORMAT_VERSION + 1) + ", this blockquant reads format_version " + StoreLayout.FORMAT_VERSION + " and older");
             assertEquals(before, snapshot(store));
         }
 
@@ -652,7 +652,7 @@ class BadInputTest {
             Path store = storeCopy();
             for (String f : List.of(StoreLayout.MANIFEST, StoreLayout.STORE_INFO)) {
                 ObjectNode json = (ObjectNode) JSON.readTree(store.resolve(f).toFile());
-                json.put(StoreLayout.K_FORMAT_VERSION, 2);
+                json.put(StoreLayout.K_FORMAT_VERSION, StoreLayout.FORMAT_VERSION + 1);
                 rewrite(store.resolve(f), json);
             }
             return store;
