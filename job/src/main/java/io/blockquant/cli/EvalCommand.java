@@ -1,9 +1,11 @@
 package io.blockquant.cli;
 
+import io.blockquant.eval.CheckpointSource;
+import io.blockquant.eval.ModelSource;
 import io.blockquant.eval.NllSum;
 import io.blockquant.eval.PerplexityJob;
+import io.blockquant.eval.StoreSource;
 import io.blockquant.eval.TokenWindows;
-import io.blockquant.model.InMemoryWeights;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.model.TextTokenizer;
@@ -11,9 +13,6 @@ import io.blockquant.quant.FakeQuantRecipe;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.spark.SparkSessions;
 import io.blockquant.store.StoreReader;
-import io.blockquant.store.StoredModel;
-import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.broadcast.Broadcast;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -33,7 +32,9 @@ import picocli.CommandLine.Option;
             "Perplexity of a Hugging Face model on a text file, spread over Spark tasks.",
             "Protocol: the whole text tokenized as one string (no special tokens), consecutive windows of",
             "--seqlen tokens (remainder dropped, at most --max-windows), tokens 1..seqlen-1 of each window",
-            "predicted from the tokens before them; float32 throughout."})
+            "predicted from the tokens before them; float32 throughout.",
+            "Runs block by block (one Spark job per block, activations kept in --work), so no JVM holds more",
+            "than one block of the model."})
 public final class EvalCommand implements Callable<Integer> {
 
     @Option(names = "--model", paramLabel = "DIR", description = "model folder (config.json, safetensors, tokenizer.json); file:, hdfs:, s3a: (default: ${DEFAULT-VALUE})")
@@ -69,6 +70,11 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--windows-per-task", paramLabel = "N", description = "windows batched into one Spark task (default: ${DEFAULT-VALUE})")
     int windowsPerTask = 4;
 
+    @Option(names = "--work", paramLabel = "DIR", description = "folder (any Hadoop path every executor reaches) under which the run keeps "
+            + "its block activations, in a fresh eval-<id> folder removed at the end (default: STORE/_work with --store; "
+            + "else spark.local.dir in local mode, hadoop.tmp.dir on a cluster)")
+    String work;
+
     @Option(names = "--master", description = "Spark master URL (default: the spark-submit one, else local[*])")
     String master;
 
@@ -81,17 +87,15 @@ public final class EvalCommand implements Callable<Integer> {
         long start = System.nanoTime();
         Configuration conf = new Configuration();
         SparkSession spark = null;
-        Broadcast<InMemoryWeights> weights = null;
-        String modelPath = model;
+        ModelSource source = new CheckpointSource(model);
         if (store != null) {
             if (!recipe.isFullPrecision()) throw new IllegalArgumentException("--store evaluates the stored model as it is; drop --method/--wbits/--abits");
             spark = SparkSessions.getOrCreate("blockquant eval", master);
             StoredEval stored = StoredEval.open(spark, store);
-            modelPath = stored.modelDir();
-            weights = stored.weights();
+            source = stored.source();
             recipe = stored.recipe();
         }
-        Path modelDir = new Path(modelPath);
+        Path modelDir = new Path(source.modelDir());
         ModelSpec spec = ModelSpecReader.read(modelDir, conf);
         int[] tokens;
         try (TextTokenizer tokenizer = TextTokenizer.load(modelDir, conf)) {
@@ -106,7 +110,7 @@ public final class EvalCommand implements Callable<Integer> {
                 tokens.length, windows.size(), seqlen, recipe.label());
 
         if (spark == null) spark = SparkSessions.getOrCreate("blockquant eval", master);
-        NllSum result = PerplexityJob.run(spark, new PerplexityJob.Request(modelPath, recipe, windowsPerTask, weights), windows,
+        NllSum result = PerplexityJob.run(spark, new PerplexityJob.Request(source, recipe, windowsPerTask, work), windows,
                 "eval " + new Path(text).getName(), System.err);
         double seconds = (System.nanoTime() - start) / 1e9;
 
@@ -161,27 +165,23 @@ public final class EvalCommand implements Callable<Integer> {
         Configuration conf = spark.sparkContext().hadoopConfiguration();
         StoredEval stored = StoredEval.open(spark, storePath);
         int[] tokens;
-        try (TextTokenizer tokenizer = TextTokenizer.load(new Path(stored.modelDir()), conf)) {
+        try (TextTokenizer tokenizer = TextTokenizer.load(new Path(stored.source().modelDir()), conf)) {
             tokens = tokenizer.encode(readText(new Path(textFile), conf));
         }
         List<int[]> windows = TokenWindows.split(tokens, seqlen, maxWindows);
         if (windows.isEmpty()) throw new IllegalArgumentException(textFile + ": fewer than one window of " + seqlen + " tokens");
-        try {
-            return PerplexityJob.run(spark, new PerplexityJob.Request(stored.modelDir(), stored.recipe(), windowsPerTask,
-                    stored.weights()), windows, "eval " + new Path(textFile).getName(), System.err).perplexity();
-        } finally {
-            stored.weights().destroy();
-        }
+        return PerplexityJob.run(spark, new PerplexityJob.Request(stored.source(), stored.recipe(), windowsPerTask, null),
+                windows, "eval " + new Path(textFile).getName(), System.err).perplexity();
     }
 
-    /** A finished store ready to score: its model folder, its dequantized weights on every executor, its activations. */
-    record StoredEval(String modelDir, Broadcast<InMemoryWeights> weights, FakeQuantRecipe recipe) {
+    /**
+     * A finished store ready to score (manifest and format checked on the driver): where executors read its
+     * blocks, and the activation quantization its recipe applies at inference.
+     */
+    record StoredEval(StoreSource source, FakeQuantRecipe recipe) {
         static StoredEval open(SparkSession spark, String storePath) {
             StoreReader reader = StoreReader.open(spark, storePath);
-            Configuration conf = spark.sparkContext().hadoopConfiguration();
-            Broadcast<InMemoryWeights> weights = JavaSparkContext.fromSparkContext(spark.sparkContext())
-                    .broadcast(StoredModel.read(reader, ModelSpecReader.read(reader.modelDir(), conf)));
-            return new StoredEval(reader.modelDir().toString(), weights, storedActivations(reader));
+            return new StoredEval(StoreSource.of(reader, spark.sparkContext().hadoopConfiguration()), storedActivations(reader));
         }
     }
 

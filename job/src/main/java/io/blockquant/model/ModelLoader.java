@@ -28,7 +28,12 @@ public final class ModelLoader {
         this.checkpoint = checkpoint;
         this.spec = spec;
         this.be = backend;
-        this.prefix = switch (spec.family()) {
+        this.prefix = prefix(checkpoint, spec);
+    }
+
+    /** The names' common prefix: {@code model.}, {@code model.decoder.} (or OPT's bare {@code decoder.}), {@code transformer.}. */
+    private static String prefix(WeightSource checkpoint, ModelSpec spec) {
+        return switch (spec.family()) {
             case LLAMA -> "model.";
             case OPT -> checkpoint.has("decoder.embed_tokens.weight") ? "decoder." : "model.decoder.";
             case FALCON -> "transformer.";
@@ -152,32 +157,80 @@ public final class ModelLoader {
         return dot > 0 && rest.substring(0, dot).chars().allMatch(Character::isDigit);
     }
 
+    /**
+     * The two vocabulary-sized tables: the token embedding and the output head ({@code [vocab, width]}, the
+     * same tensor when the head is tied). A real model's are gigabytes each, so jobs read them by rows.
+     *
+     * @param width the embedding width: OPT's word_embed_proj_dim, else hidden
+     */
+    public record Tables(String embedding, String head, int vocab, int width) {
+        public boolean tied() {
+            return head.equals(embedding);
+        }
+    }
+
+    public Tables tables() {
+        return tables(checkpoint, spec);
+    }
+
+    /** {@link #tables()} without a loader: names and shapes only, nothing read. */
+    public static Tables tables(WeightSource checkpoint, ModelSpec spec) {
+        String prefix = prefix(checkpoint, spec);
+        int vocab = spec.vocabSize();
+        boolean hasHead = checkpoint.has("lm_head.weight");
+        return switch (spec.family()) {
+            case LLAMA -> new Tables(prefix + "embed_tokens.weight",
+                    spec.tieWordEmbeddings() && !hasHead ? prefix + "embed_tokens.weight" : "lm_head.weight", vocab, spec.hiddenSize());
+            case OPT -> new Tables(prefix + "embed_tokens.weight",
+                    spec.tieWordEmbeddings() || !hasHead ? prefix + "embed_tokens.weight" : "lm_head.weight", vocab, spec.projDim());
+            case FALCON -> new Tables(prefix + "word_embeddings.weight",
+                    spec.tieWordEmbeddings() && !hasHead ? prefix + "word_embeddings.weight" : "lm_head.weight", vocab, spec.hiddenSize());
+        };
+    }
+
+    /**
+     * Everything outside the blocks except the two {@link #tables()} (null in the result): final norm, OPT's
+     * learned positions and projections. What a block-by-block eval holds beside the table rows it reads.
+     */
+    public CausalLm stemWithoutTables() {
+        return model(List.of(), false);
+    }
+
     private CausalLm model(List<DecoderBlock> blocks) {
-        int h = spec.hiddenSize(), vocab = spec.vocabSize();
+        return model(blocks, true);
+    }
+
+    private CausalLm model(List<DecoderBlock> blocks, boolean withTables) {
+        int h = spec.hiddenSize();
+        Tables t = tables();
         switch (spec.family()) {
             case LLAMA: {
-                Tensor embed = tensor(prefix + "embed_tokens.weight", vocab, h);
-                Tensor head = spec.tieWordEmbeddings() && !checkpoint.has("lm_head.weight") ? embed : tensor("lm_head.weight", vocab, h);
+                Tensor embed = table(t.embedding(), t, withTables);
+                Tensor head = t.tied() ? embed : table(t.head(), t, withTables);
                 return new CausalLm(spec, embed, null, null, blocks, Norm.rms(tensor(prefix + "norm.weight", h), spec.normEps()), null, head);
             }
             case OPT: {
                 int p = spec.projDim();
-                Tensor embed = tensor(prefix + "embed_tokens.weight", vocab, p);
+                Tensor embed = table(t.embedding(), t, withTables);
                 Tensor positions = tensor(prefix + "embed_positions.weight", spec.maxPositions() + CausalLm.OPT_POSITION_OFFSET, h);
                 Linear in = p != h ? new Linear("project_in", tensor(prefix + "project_in.weight", h, p), null) : null;
                 Linear out = p != h ? new Linear("project_out", tensor(prefix + "project_out.weight", p, h), null) : null;
                 Norm fin = spec.finalNorm() ? layerNorm(prefix + "final_layer_norm", h) : null;
-                Tensor head = spec.tieWordEmbeddings() || !checkpoint.has("lm_head.weight") ? embed : tensor("lm_head.weight", vocab, p);
+                Tensor head = t.tied() ? embed : table(t.head(), t, withTables);
                 return new CausalLm(spec, embed, positions, in, blocks, fin, out, head);
             }
             case FALCON: {
-                Tensor embed = tensor(prefix + "word_embeddings.weight", vocab, h);
-                Tensor head = spec.tieWordEmbeddings() && !checkpoint.has("lm_head.weight") ? embed : tensor("lm_head.weight", vocab, h);
+                Tensor embed = table(t.embedding(), t, withTables);
+                Tensor head = t.tied() ? embed : table(t.head(), t, withTables);
                 return new CausalLm(spec, embed, null, null, blocks, layerNorm(prefix + "ln_f", h), null, head);
             }
             default:
                 throw new AssertionError(spec.family());
         }
+    }
+
+    private Tensor table(String name, Tables t, boolean read) {
+        return read ? tensor(name, t.vocab(), t.width()) : null;
     }
 
     public DecoderBlock block(int i) {

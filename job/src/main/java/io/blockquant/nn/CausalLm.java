@@ -16,6 +16,10 @@ import java.util.function.UnaryOperator;
  * @param projectIn  OPT's project_in when word_embed_proj_dim differs from hidden, else null
  * @param projectOut OPT's project_out, else null
  * @param head       output head {@code [vocab, projDim]} (the token embedding when tied)
+ *
+ * <p>A stem for a block-by-block pass ({@code ModelLoader#stemWithoutTables}) has no blocks and null
+ * {@code tokenEmbedding} and {@code head}: its user reads their rows itself ({@link #embedRows},
+ * {@link #headInput}).
  */
 public record CausalLm(ModelSpec spec, Tensor tokenEmbedding, Tensor positions, Linear projectIn,
                        List<DecoderBlock> blocks, Norm finalNorm, Linear projectOut, Tensor head) {
@@ -31,7 +35,16 @@ public record CausalLm(ModelSpec spec, Tensor tokenEmbedding, Tensor positions, 
             if (windows[b].length != seq) throw new IllegalArgumentException("windows of a batch must have equal length");
             System.arraycopy(windows[b], 0, ids, b * seq, seq);
         }
-        Tensor h = be.gatherRows(tokenEmbedding, ids);
+        return embedRows(be.gatherRows(tokenEmbedding, ids), batch, seq);
+    }
+
+    /**
+     * The block-0 input from the token embedding's rows of a batch ({@code [batch·seq, width]}, window after
+     * window): OPT's project_in and learned positions added; the rows themselves for the other families.
+     */
+    public Tensor embedRows(Tensor tokenRows, int batch, int seq) {
+        TensorBackend be = tokenRows.backend();
+        Tensor h = tokenRows;
         if (projectIn != null) h = projectIn.forward(h);
         if (spec.family() == Family.OPT) {
             int[] pos = new int[batch * seq];
@@ -41,12 +54,15 @@ public record CausalLm(ModelSpec spec, Tensor tokenEmbedding, Tensor positions, 
         return h;
     }
 
+    /** Final norm (and OPT's project_out): the last blocks' output as the head sees it. */
+    public Tensor headInput(Tensor hidden) {
+        Tensor h = finalNorm == null ? hidden : finalNorm.forward(hidden);
+        return projectOut == null ? h : projectOut.forward(h);
+    }
+
     /** Final norm and head: {@code [batch·seq, hidden] -> [batch·seq, vocab]}. */
     public Tensor logits(Tensor hidden) {
-        TensorBackend be = hidden.backend();
-        Tensor h = finalNorm == null ? hidden : finalNorm.forward(hidden);
-        if (projectOut != null) h = projectOut.forward(h);
-        return be.matmul(h, head, false, true);
+        return hidden.backend().matmul(headInput(hidden), head, false, true);
     }
 
     public Tensor forward(int[][] windows) {

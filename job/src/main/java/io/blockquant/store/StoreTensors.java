@@ -17,10 +17,14 @@ import org.apache.parquet.example.data.Group;
 import org.apache.parquet.filter2.compat.FilterCompat;
 import org.apache.parquet.filter2.predicate.FilterApi;
 import org.apache.parquet.filter2.predicate.FilterPredicate;
+import org.apache.parquet.hadoop.ParquetFileReader;
 import org.apache.parquet.hadoop.ParquetReader;
 import org.apache.parquet.hadoop.api.ReadSupport;
 import org.apache.parquet.hadoop.example.GroupReadSupport;
+import org.apache.parquet.hadoop.util.HadoopInputFile;
 import org.apache.parquet.io.api.Binary;
+import org.apache.parquet.schema.MessageType;
+import org.apache.parquet.schema.Type;
 
 /**
  * Reads a committed block's tensors straight from the store's Parquet files, without a SparkSession: what
@@ -116,8 +120,11 @@ public final class StoreTensors {
      * checksum verified: how a tensor too large to join is copied one bounded value at a time.
      */
     public static TensorRecord part(Configuration conf, Path root, int block, String module, String kind, int part) {
-        FilterPredicate p = FilterApi.and(FilterApi.eq(FilterApi.binaryColumn("module"), Binary.fromString(module)),
-                FilterApi.eq(FilterApi.intColumn("part"), part));
+        // format 1 has no part column (read as null): its tensors are whole, part 0
+        FilterPredicate isPart = part == 0
+                ? FilterApi.or(FilterApi.eq(FilterApi.intColumn("part"), 0), FilterApi.eq(FilterApi.intColumn("part"), (Integer) null))
+                : FilterApi.eq(FilterApi.intColumn("part"), part);
+        FilterPredicate p = FilterApi.and(FilterApi.eq(FilterApi.binaryColumn("module"), Binary.fromString(module)), isPart);
         for (Object o : scan(conf, root, block, p, true)) {
             TensorRecord t = (TensorRecord) o;
             if (t.kind().equals(kind) && t.part() == part) return t;
@@ -181,11 +188,11 @@ public final class StoreTensors {
                 String n = f.getPath().getName();
                 if (!n.endsWith(".parquet") || n.startsWith(".") || n.startsWith("_")) continue;
                 Configuration c = new Configuration(conf);
-                if (!data) c.set(ReadSupport.PARQUET_READ_SCHEMA, METADATA_SCHEMA);
+                if (!data) c.set(ReadSupport.PARQUET_READ_SCHEMA, metadataSchema(conf, f.getPath()).toString());
                 ParquetReader.Builder<Group> b = ParquetReader.builder(new GroupReadSupport(), f.getPath()).withConf(c);
                 if (predicate != null) b = b.withFilter(FilterCompat.get(predicate));
                 try (ParquetReader<Group> reader = b.build()) {
-                    for (Group g = reader.read(); g != null; g = reader.read()) out.add(data ? record(block, g, dir) : info(g));
+                    for (Group g = reader.read(); g != null; g = reader.read()) out.add(data ? record(block, g, dir) : info(block, g, dir));
                 }
             }
         } catch (IOException e) {
@@ -194,12 +201,20 @@ public final class StoreTensors {
         return out;
     }
 
-    /** Every column but {@code data}: listing a block's tensors reads no weights. */
-    private static final String METADATA_SCHEMA = "message spark_schema { required binary module (STRING); "
-            + "required binary kind (STRING); required binary dtype (STRING); "
-            + "required group shape (LIST) { repeated group list { required int64 element; } } "
-            + "required int32 bits; required int32 group_size; required binary format (STRING); required int64 bytes; "
-            + "optional int32 part; }";
+    /**
+     * Every column of the file but {@code data}, so listing a block's tensors reads no weights. Taken from the
+     * file's own schema: a projection must repeat each column's repetition as written, and a file rewritten
+     * through Spark has every column optional.
+     */
+    private static MessageType metadataSchema(Configuration conf, Path file) throws IOException {
+        MessageType written;
+        try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromPath(file, conf))) {
+            written = r.getFooter().getFileMetaData().getSchema();
+        }
+        List<Type> columns = new ArrayList<>();
+        for (Type t : written.getFields()) if (!t.getName().equals("data")) columns.add(t);
+        return new MessageType(written.getName(), columns);
+    }
 
     private static long[] shape(Group g) {
         Group list = g.getGroup("shape", 0);
@@ -209,12 +224,21 @@ public final class StoreTensors {
         return shape;
     }
 
+    /** The value's part; 0 when null or, in a format 1 file, absent. */
     private static int part(Group g) {
-        return g.getFieldRepetitionCount("part") == 0 ? 0 : g.getInteger("part", 0);
+        return !g.getType().containsField("part") || g.getFieldRepetitionCount("part") == 0 ? 0 : g.getInteger("part", 0);
     }
 
-    private static Info info(Group g) {
-        return new Info(g.getString("module", 0), g.getString("kind", 0), g.getString("dtype", 0), shape(g),
+    /** A value's metadata, its names checked as {@link #record} checks them: a listing never hands out a name like {@code ../x}. */
+    private static Info info(int block, Group g, Path dir) {
+        String module = g.getString("module", 0), kind = g.getString("kind", 0);
+        try {
+            TensorRecord.checkName(block, module, kind, "module", module);
+            TensorRecord.checkName(block, module, kind, "kind", kind);
+        } catch (IllegalArgumentException e) {
+            throw new ModelFormatException(dir + ": a stored tensor is not valid: " + e.getMessage(), e);
+        }
+        return new Info(module, kind, g.getString("dtype", 0), shape(g),
                 g.getInteger("bits", 0), g.getInteger("group_size", 0), g.getString("format", 0), g.getLong("bytes", 0), part(g));
     }
 

@@ -10,6 +10,8 @@ import java.util.Map;
 /**
  * A finished store's model as float32 tensors under their checkpoint names (quantized weights
  * dequantized), so {@link ModelLoader} builds the quantized model exactly as it builds one from a checkpoint.
+ * The whole model in one JVM: for tests of small stores only; jobs read a store block by block
+ * ({@code eval.StoreSource}).
  */
 public final class StoredModel {
 

@@ -281,7 +281,7 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
         }
     }
 
-    private static void checkName(int block, String module, String kind, String field, String value) {
+    static void checkName(int block, String module, String kind, String field, String value) {
         String problem = io.blockquant.model.PathSegment.problem(value);
         if (problem != null) {
             throw bad(block, module, kind, field + " name '" + value + "' " + problem + " (expected a plain tensor name)");
