@@ -1,5 +1,7 @@
 package io.blockquant.eval;
 
+import io.blockquant.model.EmbeddingRows;
+
 import io.blockquant.algo.RtnQuantizer;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;

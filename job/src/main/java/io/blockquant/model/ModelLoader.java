@@ -81,31 +81,16 @@ public final class ModelLoader {
      * are read (a real model's table is 0.5–4 GB), and the head is not loaded at all.
      */
     public Tensor embed(int[][] windows) {
-        java.util.TreeSet<Integer> used = new java.util.TreeSet<>();
-        for (int[] w : windows) for (int id : w) used.add(id);
         int dim = spec.family() == Family.OPT ? spec.projDim() : spec.hiddenSize();
-        TensorRows table = checkpoint.rows(tokenEmbeddingName(), spec.vocabSize(), dim);
-        int[] ids = used.stream().mapToInt(Integer::intValue).toArray();
-        if (ids.length > 0 && (ids[0] < 0 || ids[ids.length - 1] >= spec.vocabSize())) {
-            throw new IllegalArgumentException("token id " + (ids[0] < 0 ? ids[0] : ids[ids.length - 1])
-                    + " outside the vocabulary 0.." + (spec.vocabSize() - 1));
-        }
-        float[] rows = new float[ids.length * dim];
-        java.util.Map<Integer, Integer> local = new java.util.HashMap<>();
-        for (int i = 0; i < ids.length; ) {
-            int j = i; // a run of consecutive ids is one read
-            while (j + 1 < ids.length && ids[j + 1] == ids[j] + 1) j++;
-            float[] run = table.readRows(ids[i], j - i + 1);
-            System.arraycopy(run, 0, rows, i * dim, run.length);
-            for (int k = i; k <= j; k++) local.put(ids[k], k);
-            i = j + 1;
-        }
-        int[][] remapped = new int[windows.length][];
+        int seq = windows[0].length;
+        int[] ids = new int[windows.length * seq];
+        int[][] remapped = new int[windows.length][seq]; // row k of the gathered rows is token k of the batch
         for (int b = 0; b < windows.length; b++) {
-            remapped[b] = new int[windows[b].length];
-            for (int t = 0; t < windows[b].length; t++) remapped[b][t] = local.get(windows[b][t]);
+            System.arraycopy(windows[b], 0, ids, b * seq, seq);
+            for (int t = 0; t < seq; t++) remapped[b][t] = b * seq + t;
         }
-        Tensor used_ = be.fromFloats(rows, ids.length, dim);
+        float[] rows = EmbeddingRows.gather(checkpoint.rows(tokenEmbeddingName(), spec.vocabSize(), dim), ids);
+        Tensor table = be.fromFloats(rows, ids.length, dim);
         int h = spec.hiddenSize();
         Tensor positions = null;
         Linear in = null;
@@ -113,7 +98,7 @@ public final class ModelLoader {
             positions = tensor(prefix + "embed_positions.weight", spec.maxPositions() + CausalLm.OPT_POSITION_OFFSET, h);
             if (dim != h) in = new Linear("project_in", tensor(prefix + "project_in.weight", h, dim), null);
         }
-        return new CausalLm(spec, used_, positions, in, List.of(), null, null, null).embed(remapped);
+        return new CausalLm(spec, table, positions, in, List.of(), null, null, null).embed(remapped);
     }
 
     /**

@@ -1,6 +1,5 @@
-package io.blockquant.eval;
+package io.blockquant.model;
 
-import io.blockquant.model.TensorRows;
 import java.util.Arrays;
 import java.util.stream.IntStream;
 
@@ -9,12 +8,12 @@ import java.util.stream.IntStream;
  * is read once, a run of consecutive ids in one read. The floats are the table's, as a whole-table gather
  * would give them.
  */
-final class EmbeddingRows {
+public final class EmbeddingRows {
 
     private EmbeddingRows() {}
 
     /** {@code [ids.length, width]}, row k holding row {@code ids[k]} of {@code table}. */
-    static float[] gather(TensorRows table, int[] ids) {
+    public static float[] gather(TensorRows table, int[] ids) {
         int width = Math.toIntExact(table.cols());
         int[] distinct = IntStream.of(ids).distinct().sorted().toArray();
         if (distinct.length > 0 && (distinct[0] < 0 || distinct[distinct.length - 1] >= table.rows())) {
