@@ -1,5 +1,7 @@
 package io.blockquant.eval;
 
+import io.blockquant.model.EmbeddingRows;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
