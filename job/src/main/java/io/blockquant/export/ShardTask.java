@@ -25,7 +25,7 @@ import org.apache.spark.api.java.function.VoidFunction;
  * Writes one shard of an export, on an executor: the header from the plan first, then each tensor as it is
  * made from the store. A block's quantized layers are converted from the block read once, and the block is
  * dropped when the shard moves on to the next one; the full-precision tensors of block -1 (embedding, head:
- * 1–4 GB each in a real model) are copied one stored part (≤ 64 MiB) at a time. So a task holds at most one
+ * 1–4 GB each in a real model) are copied one stored part (≤ 16 MiB) at a time. So a task holds at most one
  * block, and no tensor passes through the driver.
  */
 final class ShardTask implements VoidFunction<Integer> {

@@ -42,9 +42,10 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
     public static final String FLOAT16 = "float16";
     /**
      * The most bytes of one stored value: Spark's RPC frames and Parquet pages stay bounded (a Llama-3-8B
-     * embedding is 1 GB in bf16, a 405B one 4 GB, past a Java array).
+     * embedding is 1 GB in bf16, a 405B one 4 GB, past a Java array). 16 MiB: a Parquet writer
+     * buffers a value several times over (64 MiB values ran a 1.4 GB heap out of memory with two write tasks).
      */
-    public static final long PART_BYTES = 64L << 20;
+    public static final long PART_BYTES = 16L << 20;
 
     /** A tensor stored whole (part 0). */
     public TensorRecord(int block, String module, String kind, String dtype, long[] shape, int bits,

@@ -29,7 +29,7 @@ import org.junit.jupiter.api.io.TempDir;
  * one block's float32 weights: a JVM that held the model, or a tensor of its size, would grow by four.
  *
  * <p>Sizes, chosen to stay quick on CI's 2 cores: vocabulary 128256 (Llama-3's), hidden 1024 (a quarter of
- * Llama-3-8B's, so the embedding and head are 131 M values each, 0.5 GB in float32, split into 64 MiB parts in
+ * Llama-3-8B's, so the embedding and head are 131 M values each, 0.5 GB in float32, split into 16 MiB parts in
  * the store), 8 heads / 2 KV heads, MLP 8192: a block is 27.3 M parameters, 109 MB in float32.
  */
 class MemoryScaleTest {
