@@ -24,7 +24,7 @@ import org.junit.jupiter.api.io.TempDir;
  * The whole path a user runs — {@code quantize} (RTN and GPTQ), {@code eval --store}, {@code eval --model},
  * {@code export --format gptq} — on a model with a real Llama-3 vocabulary (128256 rows), once with 2 blocks
  * and once with 6, each command in a JVM of its own (as the launcher runs it, local Spark: driver and
- * executor are that JVM) under one fixed heap. The test fails when a JVM's peak live heap (the largest heap
+ * executor are that JVM) under one fixed heap (3 GB). The test fails when a JVM's peak live heap (the largest heap
  * left after a garbage collection, from the JVM's own GC log) grows with the number of blocks by as much as
  * one block's float32 weights: a JVM that held the model, or a tensor of its size, would grow by four.
  *
@@ -34,7 +34,7 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class MemoryScaleTest {
 
-    private static final String HEAP = "1400m";
+    private static final String HEAP = "3g"; // GPTQ's down_proj Hessian task: 8192² float64 sum + float32 XᵀX, two tasks at once
     private static final long BLOCK_BYTES = 4L * (2L * 1024 * 1024 + 2L * 1024 * 256 + 3L * 1024 * 8192);
 
     @Test
