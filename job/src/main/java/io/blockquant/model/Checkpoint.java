@@ -198,11 +198,14 @@ public final class Checkpoint implements WeightSource, Closeable {
                 int width = e.dtype().bytes;
                 byte[] raw = file.readRange(tensor, from * cols * width, Math.toIntExact((long) count * cols * width));
                 float[] v = io.blockquant.store.TensorRecord.decode(raw, 0, Math.toIntExact((long) count * cols), dtype);
+                int bad = 0, first = -1;
                 for (int i = 0; i < v.length; i++) {
-                    if (!Float.isFinite(v[i])) {
-                        throw new ModelFormatException(name() + " holds NaN/Inf (row " + (from + i / cols)
-                                + "); a non-finite weight poisons every output after it, so the checkpoint is refused");
-                    }
+                    if (!Float.isFinite(v[i]) && bad++ == 0) first = i;
+                }
+                if (bad > 0) {
+                    throw new ModelFormatException(name() + " holds " + bad + " NaN/Inf values (first at flat index "
+                            + (from * cols + first) + (count < rows ? ", in rows " + from + ".." + (from + count - 1) : "")
+                            + "); a non-finite weight poisons every output after it, so the checkpoint is refused");
                 }
                 return v;
             }
