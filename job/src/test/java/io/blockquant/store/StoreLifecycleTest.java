@@ -198,18 +198,19 @@ class StoreLifecycleTest {
                 "{\"format_version\": 99, \"model_fingerprint\": \"fp-F\", \"num_blocks\": 1}");
         ModelFormatException e = assertThrows(ModelFormatException.class, () -> StoreReader.open(spark, path));
         assertTrue(e.getMessage().contains("_manifest.json: written in model store format_version 99, this blockquant "
-                + "reads format_version 1"), e.getMessage());
+                + "reads format_version " + StoreLayout.FORMAT_VERSION), e.getMessage());
         e = assertThrows(ModelFormatException.class, () -> StoreWriter.create(spark, path, "fp-F", true));
         assertTrue(e.getMessage().contains("format_version 99"), e.getMessage());
-        assertTrue(e.getMessage().contains("format_version 1"), e.getMessage());
+        assertTrue(e.getMessage().contains("format_version " + StoreLayout.FORMAT_VERSION), e.getMessage());
 
         // an unfinished store from a newer version: _store.json says so
         String partial = store("future-partial");
         StoreWriter.create(spark, partial, "fp-F", false);
         write(fs(), new Path(path("future-partial"), "_store.json"),
-                "{\"format_version\": 2, \"model_fingerprint\": \"fp-F\"}");
+                "{\"format_version\": " + (StoreLayout.FORMAT_VERSION + 1) + ", \"model_fingerprint\": \"fp-F\"}");
         e = assertThrows(ModelFormatException.class, () -> StoreWriter.create(spark, partial, "fp-F", true));
-        assertTrue(e.getMessage().contains("_store.json: written in model store format_version 2"), e.getMessage());
+        assertTrue(e.getMessage().contains("_store.json: written in model store format_version "
+                + (StoreLayout.FORMAT_VERSION + 1)), e.getMessage());
     }
 
     @Test
