@@ -5,7 +5,6 @@ import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.algo.omniquant.EquivalentTransform;
 import io.blockquant.algo.omniquant.HeapBlock;
 import io.blockquant.algo.omniquant.OmniQuantObjective;
-import io.blockquant.model.Family;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.tensor.TensorBackend;
 import java.util.ArrayList;
@@ -94,8 +93,8 @@ public final class OmniQuantCalibrator {
 
     /** LET's vectors for this recipe, or null without LET. */
     private static EquivalentTransform transform(HeapBlock fp, OmniQuantConfig cfg) {
-        // shifts only with activation quantization (the reference's use_shift) and never for Llama
-        return cfg.let() ? new EquivalentTransform(fp, cfg.abits() < 16 && fp.spec.family() != Family.LLAMA, cfg.qkScale()) : null;
+        // shifts only with activation quantization (the reference's use_shift), where the norm and linears have biases
+        return cfg.let() ? new EquivalentTransform(fp, cfg.abits() < 16, cfg.qkScale()) : null;
     }
 
     /**

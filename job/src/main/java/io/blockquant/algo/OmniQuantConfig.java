@@ -24,7 +24,8 @@ public record OmniQuantConfig(int wbits, int groupSize, int abits, boolean lwc, 
 
     /**
      * The reference's recipe for a setting: 20 epochs (40 at 2 bits), LWC always, LET for
-     * weight-activation settings and for OPT also weight-only (the reference's scripts), one window per step.
+     * weight-activation settings and, where the family says so ({@code letInWeightOnly}: OPT), also
+     * weight-only, one window per step.
      * The query/key scale (eq. 6) starts off: the blocks here quantize linear inputs but not query/key
      * states, and row-wise weight quantization is equivariant to scaling a row, so that scale cannot change
      * the loss (its gradient is zero); it matters once attention quantizes q and k as the reference's
@@ -32,7 +33,7 @@ public record OmniQuantConfig(int wbits, int groupSize, int abits, boolean lwc, 
      */
     public static OmniQuantConfig of(Family family, int wbits, int groupSize, int abits) {
         boolean wa = abits < 16;
-        return new OmniQuantConfig(wbits, groupSize, abits, true, wa || family == Family.OPT, false,
+        return new OmniQuantConfig(wbits, groupSize, abits, true, wa || family.descriptor().letInWeightOnly(), false,
                 wbits <= 2 ? 40 : 20, 1, 1e-2, 5e-3, 0.0, 0.5);
     }
 

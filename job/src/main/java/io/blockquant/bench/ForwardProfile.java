@@ -1,7 +1,7 @@
 package io.blockquant.bench;
 
 import io.blockquant.nn.Linear;
-import io.blockquant.nn.LlamaBlock;
+import io.blockquant.model.llama.LlamaBlock;
 import io.blockquant.tensor.Activation;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -32,7 +32,7 @@ public final class ForwardProfile {
         for (String c : new String[] {LINEARS, ATTENTION_MATMUL, SOFTMAX, NORMS, ROPE, LAYOUT, ELEMENTWISE}) seconds.put(c, 0.0);
         be.scratchValue(() -> {
             var spec = block.spec();
-            Tensor n = timed(seconds, NORMS, () -> block.inputNorm().forward(x));
+            Tensor n = timed(seconds, NORMS, () -> block.attnNorm().forward(x));
             Tensor q = linear(seconds, block.q(), n), k = linear(seconds, block.k(), n), v = linear(seconds, block.v(), n);
             int heads = spec.numHeads(), kvHeads = spec.numKvHeads(), d = spec.headDim();
             Tensor qh0 = timed(seconds, LAYOUT, () -> be.splitHeads(q, batch, seq, heads, d));
@@ -49,7 +49,7 @@ public final class ForwardProfile {
             Tensor attn = timed(seconds, LAYOUT, () -> be.mergeHeads(out, batch, seq, heads, d));
             Tensor o = linear(seconds, block.o(), attn);
             Tensor h = timed(seconds, ELEMENTWISE, () -> be.add(x, o));
-            Tensor m = timed(seconds, NORMS, () -> block.postAttentionNorm().forward(h));
+            Tensor m = timed(seconds, NORMS, () -> block.mlpNorm().forward(h));
             Tensor g = linear(seconds, block.gate(), m), u = linear(seconds, block.up(), m);
             Tensor act = timed(seconds, ELEMENTWISE, () -> be.mul(be.activate(g, Activation.SILU), u));
             Tensor down = linear(seconds, block.down(), act);

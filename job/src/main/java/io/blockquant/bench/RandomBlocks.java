@@ -6,7 +6,7 @@ import io.blockquant.model.Family;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.Linear;
-import io.blockquant.nn.LlamaBlock;
+import io.blockquant.model.llama.LlamaBlock;
 import io.blockquant.nn.Norm;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;

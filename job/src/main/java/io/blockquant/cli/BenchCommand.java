@@ -21,7 +21,7 @@ import io.blockquant.model.ModelSpecReader;
 import io.blockquant.model.TextTokenizer;
 import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.nn.LlamaBlock;
+import io.blockquant.model.llama.LlamaBlock;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.schedule.SequentialQuantizeJob;

@@ -11,7 +11,7 @@ import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
-import io.blockquant.nn.LlamaBlock;
+import io.blockquant.model.llama.LlamaBlock;
 import io.blockquant.nn.Norm;
 import io.blockquant.schedule.BlockStats;
 import io.blockquant.schedule.BlockWork;
@@ -307,7 +307,7 @@ public final class GpuCheck {
             OUT.printf(Locale.ROOT, "7B-shaped block forward (%s), %d×%d tokens: %.1f ms, %.1f TFLOP/s = %.0f %% of the best measured product rate%n",
                     mode, batch, seq, fwd * 1e3, flop / fwd / 1e12, 100 * flop / fwd / 1e9 / ceiling);
             Tensor target = be.scratch(() -> be.add(block.forward(x, batch, seq), be.scale(x, 0.01f)));
-            BlockGraph.Params p = new BlockGraph.Params(block.inputNorm().weight(), null, block.postAttentionNorm().weight(), null,
+            BlockGraph.Params p = new BlockGraph.Params(block.attnNorm().weight(), null, block.mlpNorm().weight(), null,
                     new Tensor[] {block.q().weight(), block.k().weight(), block.v().weight(), block.o().weight(),
                         block.gate().weight(), block.up().weight(), block.down().weight()},
                     new Tensor[BlockGraph.Proj.values().length]);

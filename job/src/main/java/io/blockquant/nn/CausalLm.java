@@ -1,6 +1,5 @@
 package io.blockquant.nn;
 
-import io.blockquant.model.Family;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -12,7 +11,7 @@ import java.util.function.UnaryOperator;
  * the final norm and the output head. Windows are batched: {@code [batch][seq]} ids become one
  * {@code [batch·seq, hidden]} tensor so every matrix product is large.
  *
- * @param positions  OPT's learned position table (row {@code pos + 2}), else null
+ * @param positions  a learned position table, row {@code pos} for position pos (OPT's), else null
  * @param projectIn  OPT's project_in when word_embed_proj_dim differs from hidden, else null
  * @param projectOut OPT's project_out, else null
  * @param head       output head {@code [vocab, projDim]} (the token embedding when tied)
@@ -23,9 +22,6 @@ import java.util.function.UnaryOperator;
  */
 public record CausalLm(ModelSpec spec, Tensor tokenEmbedding, Tensor positions, Linear projectIn,
                        List<DecoderBlock> blocks, Norm finalNorm, Linear projectOut, Tensor head) {
-
-    /** OPT's learned positions start at row 2 of the table (a fairseq legacy). */
-    public static final int OPT_POSITION_OFFSET = 2;
 
     public Tensor embed(int[][] windows) {
         TensorBackend be = tokenEmbedding.backend();
@@ -40,15 +36,15 @@ public record CausalLm(ModelSpec spec, Tensor tokenEmbedding, Tensor positions, 
 
     /**
      * The block-0 input from the token embedding's rows of a batch ({@code [batch·seq, width]}, window after
-     * window): OPT's project_in and learned positions added; the rows themselves for the other families.
+     * window): project_in and learned positions added where the model has them (OPT); else the rows themselves.
      */
     public Tensor embedRows(Tensor tokenRows, int batch, int seq) {
         TensorBackend be = tokenRows.backend();
         Tensor h = tokenRows;
         if (projectIn != null) h = projectIn.forward(h);
-        if (spec.family() == Family.OPT) {
+        if (positions != null) {
             int[] pos = new int[batch * seq];
-            for (int i = 0; i < pos.length; i++) pos[i] = i % seq + OPT_POSITION_OFFSET;
+            for (int i = 0; i < pos.length; i++) pos[i] = i % seq;
             h = be.add(h, be.gatherRows(positions, pos));
         }
         return h;

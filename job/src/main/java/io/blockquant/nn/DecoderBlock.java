@@ -1,5 +1,6 @@
 package io.blockquant.nn;
 
+import io.blockquant.model.ModelSpec;
 import io.blockquant.tensor.Tensor;
 import java.util.List;
 import java.util.Map;
@@ -12,6 +13,14 @@ import java.util.function.UnaryOperator;
 public interface DecoderBlock {
 
     Tensor forward(Tensor hidden, int batch, int seq);
+
+    ModelSpec spec();
+
+    /** The norm in front of attention (Llama's input_layernorm, OPT's self_attn_layer_norm, Falcon's first). */
+    Norm attnNorm();
+
+    /** The norm in front of the MLP, or null when the MLP reads the attention norm's output (Falcon-7B). */
+    Norm mlpNorm();
 
     /** The block's linear layers in true-sequential order (the order GPTQ quantizes them in). */
     List<Linear> linears();

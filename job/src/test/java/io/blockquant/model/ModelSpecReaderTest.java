@@ -11,6 +11,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.blockquant.Fixtures;
+import io.blockquant.model.falcon.FalconFlags;
+import io.blockquant.model.opt.OptFlags;
 import io.blockquant.tensor.Activation;
 import java.io.IOException;
 import java.util.Arrays;
@@ -93,8 +95,8 @@ class ModelSpecReaderTest {
         assertEquals(1024, s.intermediateSize());
         assertEquals(4096, s.vocabSize());
         assertEquals(Activation.GELU, s.activation());
-        assertFalse(s.newFalconLayout());
-        assertEquals(1, s.falconLayerNorms());
+        assertFalse(FalconFlags.of(s).newLayout());
+        assertEquals(1, FalconFlags.of(s).layerNorms());
         assertTrue(s.tieWordEmbeddings());
         assertFalse(s.qkvBias());
         assertBf16InvFreq(s.invFreq(), 32, 10000.0);
@@ -115,9 +117,9 @@ class ModelSpecReaderTest {
         assertEquals(Activation.RELU, s.activation());
         assertNull(s.invFreq());
         assertTrue(s.qkvBias());
-        assertTrue(s.normBefore());
-        assertTrue(s.finalNorm());
-        assertEquals(256, s.projDim());
+        assertTrue(OptFlags.of(s).normBefore());
+        assertTrue(OptFlags.of(s).finalNorm());
+        assertEquals(256, OptFlags.of(s).projDim());
     }
 
     @Test
@@ -177,11 +179,11 @@ class ModelSpecReaderTest {
         ModelSpec s = parse(c);
         assertEquals(2, s.numKvHeads());
         assertEquals(4, s.kvGroups());
-        assertTrue(s.newFalconLayout());
-        assertEquals(2, s.falconLayerNorms()); // num_ln_in_parallel_attn null -> 2, like transformers
+        assertTrue(FalconFlags.of(s).newLayout());
+        assertEquals(2, FalconFlags.of(s).layerNorms()); // num_ln_in_parallel_attn null -> 2, like transformers
 
         c.put("num_ln_in_parallel_attn", 1);
-        assertEquals(1, parse(c).falconLayerNorms());
+        assertEquals(1, FalconFlags.of(parse(c)).layerNorms());
 
         c.put("num_kv_heads", 3);
         assertMentions(fails(c), "num_kv_heads", "3", "num_attention_heads");

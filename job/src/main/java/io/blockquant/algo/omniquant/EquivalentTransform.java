@@ -3,7 +3,6 @@ package io.blockquant.algo.omniquant;
 import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.algo.omniquant.HeapBlock.Layer;
 import io.blockquant.algo.omniquant.HeapBlock.NormParams;
-import io.blockquant.model.Family;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -29,25 +28,34 @@ public final class EquivalentTransform {
     /** The reference's truncate_number threshold for scales. */
     static final float MIN_ABS_SCALE = 1e-2f;
 
+    /**
+     * The linears reading each norm's output, where that norm's scale and shift fold in (eq. 4–5): a family's
+     * choice ({@code FamilyDescriptor#letNormReaders}). The other two pairs, v with the output projection and
+     * q with k, are every attention's.
+     */
+    public record NormReaders(List<Proj> attnNorm, List<Proj> mlpNorm) {}
+
     final HeapBlock fp;
+    final NormReaders readers;
     /** Learnable vectors; a null one is not part of this transformation. */
     public final float[] attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale;
     final int headDim, groups, kvChannels, ropeHalf;
 
     public EquivalentTransform(HeapBlock fp, boolean shift, boolean qk) {
         this.fp = fp;
+        this.readers = fp.spec.family().descriptor().letNormReaders(fp.spec);
         int h = fp.hidden();
         this.headDim = fp.spec.headDim();
-        int kvHeads = fp.spec.family() == Family.OPT ? fp.spec.numHeads() : fp.spec.numKvHeads();
-        this.groups = fp.spec.numHeads() / kvHeads;
-        this.kvChannels = kvHeads * headDim;
-        this.ropeHalf = fp.spec.family() == Family.OPT || fp.spec.invFreq() == null ? 0 : fp.spec.invFreq().length;
+        this.groups = fp.spec.kvGroups();
+        this.kvChannels = fp.spec.numKvHeads() * headDim;
+        this.ropeHalf = fp.spec.invFreq() == null ? 0 : fp.spec.invFreq().length;
         boolean canShift = shift && !fp.rms && fp.layer(Proj.Q).b() != null && fp.layer(Proj.V).b() != null;
         attnScale = ones(h);
         attnShift = canShift ? new float[h] : null;
         boolean mlpNorm = fp.mlpNorm != null;
         mlpScale = mlpNorm ? ones(h) : null;
-        mlpShift = mlpNorm && canShift && fp.mlpNorm.b() != null && fp.layer(Proj.UP).b() != null ? new float[h] : null;
+        mlpShift = mlpNorm && canShift && fp.mlpNorm.b() != null
+                && readers.mlpNorm().stream().allMatch(p -> fp.layer(p).b() != null) ? new float[h] : null;
         outScale = ones(kvChannels);
         outShift = canShift ? new float[kvChannels] : null;
         qkScale = qk ? ones(kvChannels) : null;
@@ -111,16 +119,14 @@ public final class EquivalentTransform {
     private Plan[] plan() {
         int n = fp.layers.size();
         float[][] inS = new float[n][], inD = new float[n][], rowR = new float[n][], rowD = new float[n][];
-        // after the attention norm
-        for (Proj p : new Proj[] {Proj.Q, Proj.K, Proj.V}) {
+        // after each norm
+        for (Proj p : readers.attnNorm()) {
             inS[fp.layerOf[p.ordinal()]] = attnScale;
             inD[fp.layerOf[p.ordinal()]] = attnShift;
         }
-        List<Proj> mlpIn = new ArrayList<>(List.of(Proj.UP));
-        if (fp.layerOf[Proj.GATE.ordinal()] >= 0) mlpIn.add(Proj.GATE);
-        for (Proj p : mlpIn) {
-            inS[fp.layerOf[p.ordinal()]] = mlpScale != null ? mlpScale : attnScale;
-            inD[fp.layerOf[p.ordinal()]] = mlpScale != null ? mlpShift : attnShift;
+        for (Proj p : readers.mlpNorm()) {
+            inS[fp.layerOf[p.ordinal()]] = mlpScale;
+            inD[fp.layerOf[p.ordinal()]] = mlpShift;
         }
         // v -> output projection
         int o = fp.layerOf[Proj.O.ordinal()];

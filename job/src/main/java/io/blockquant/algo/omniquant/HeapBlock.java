@@ -2,22 +2,22 @@ package io.blockquant.algo.omniquant;
 
 import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.model.ModelSpec;
+import io.blockquant.algo.omniquant.BlockGraph.Slot;
+import io.blockquant.model.FamilyDescriptor;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.nn.FalconBlock;
 import io.blockquant.nn.Linear;
-import io.blockquant.nn.LlamaBlock;
 import io.blockquant.nn.Norm;
-import io.blockquant.nn.OptBlock;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 /**
  * A decoder block's parameters as heap arrays, family-neutral: two norms (the MLP norm absent when the MLP
  * reads the attention norm, as in Falcon-7B), the stored linear layers in {@link DecoderBlock#linears()}
- * order, and where each {@link Proj} lives among them (Falcon's q, k, v are row subsets of the fused
- * query_key_value). Converts back into an ordinary {@link DecoderBlock}.
+ * order, and where each {@link Proj} lives among them (the family's {@link FamilyDescriptor#slots}: Falcon's
+ * q, k, v are row subsets of the fused query_key_value). Converts back into an ordinary {@link DecoderBlock}.
  */
 public final class HeapBlock {
 
@@ -67,30 +67,14 @@ public final class HeapBlock {
             layers.add(new Layer(l.name(), l.outFeatures(), l.inFeatures(), l.weight().toFloats(),
                     l.bias() == null ? null : l.bias().toFloats()));
         }
-        HeapBlock h;
-        if (block instanceof LlamaBlock b) {
-            h = new HeapBlock(b.spec(), true, b.inputNorm().eps(), norm(b.inputNorm()), norm(b.postAttentionNorm()), layers);
-            h.map(Proj.Q, 0, Proj.K, 1, Proj.V, 2, Proj.O, 3, Proj.GATE, 4, Proj.UP, 5, Proj.DOWN, 6);
-        } else if (block instanceof OptBlock b) {
-            h = new HeapBlock(b.spec(), false, b.attnNorm().eps(), norm(b.attnNorm()), norm(b.mlpNorm()), layers);
-            h.map(Proj.Q, 0, Proj.K, 1, Proj.V, 2, Proj.O, 3, Proj.UP, 4, Proj.DOWN, 5);
-        } else if (block instanceof FalconBlock b) {
-            h = new HeapBlock(b.spec(), false, b.attnNorm().eps(), norm(b.attnNorm()),
-                    b.mlpNorm() == null ? null : norm(b.mlpNorm()), layers);
-            h.map(Proj.Q, 0, Proj.K, 0, Proj.V, 0, Proj.O, 1, Proj.UP, 2, Proj.DOWN, 3);
-            int[][] cols = FalconBlock.qkvColumns(b.spec());
-            h.rowsOf[Proj.Q.ordinal()] = cols[0];
-            h.rowsOf[Proj.K.ordinal()] = cols[1];
-            h.rowsOf[Proj.V.ordinal()] = cols[2];
-        } else {
-            throw new IllegalArgumentException("OmniQuant: unsupported block type " + block.getClass().getName());
+        Norm attn = block.attnNorm(), mlp = block.mlpNorm();
+        HeapBlock h = new HeapBlock(block.spec(), attn.rms(), attn.eps(), norm(attn), mlp == null ? null : norm(mlp), layers);
+        for (Map.Entry<Proj, Slot> e : block.spec().family().descriptor().slots(block.spec()).entrySet()) {
+            h.layerOf[e.getKey().ordinal()] = e.getValue().layer();
+            h.rowsOf[e.getKey().ordinal()] = e.getValue().rows();
         }
         if (h.attnNorm.b() == null && !h.rms) throw new IllegalArgumentException("LayerNorm without a bias is not supported");
         return h;
-    }
-
-    private void map(Object... pairs) {
-        for (int i = 0; i < pairs.length; i += 2) layerOf[((Proj) pairs[i]).ordinal()] = (Integer) pairs[i + 1];
     }
 
     private static NormParams norm(Norm n) {
@@ -148,15 +132,6 @@ public final class HeapBlock {
         Norm na = rms ? Norm.rms(be.fromFloats(attn.w(), h), eps) : Norm.layer(be.fromFloats(attn.w(), h), be.fromFloats(attn.b(), h), eps);
         Norm nm = mlp == null ? null : rms ? Norm.rms(be.fromFloats(mlp.w(), h), eps)
                 : Norm.layer(be.fromFloats(mlp.w(), h), be.fromFloats(mlp.b(), h), eps);
-        switch (spec.family()) {
-            case LLAMA:
-                return new LlamaBlock(spec, na, ls.get(0), ls.get(1), ls.get(2), ls.get(3), nm, ls.get(4), ls.get(5), ls.get(6));
-            case OPT:
-                return new OptBlock(spec, na, ls.get(0), ls.get(1), ls.get(2), ls.get(3), nm, ls.get(4), ls.get(5));
-            case FALCON:
-                return new FalconBlock(spec, na, nm, ls.get(0), ls.get(1), ls.get(2), ls.get(3));
-            default:
-                throw new AssertionError(spec.family());
-        }
+        return spec.family().descriptor().block(spec, na, nm, ls);
     }
 }

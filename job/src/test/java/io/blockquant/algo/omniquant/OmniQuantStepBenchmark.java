@@ -20,7 +20,7 @@ class OmniQuantStepBenchmark {
         assumeTrue(Boolean.getBoolean("bench"), "benchmark: run with -Dbench=true");
         ModelSpec spec = new ModelSpec(Family.LLAMA, "llama", 256, 1, 8, 4, 32, 704, 4096, 1024, 1e-5f,
                 io.blockquant.tensor.Activation.SILU, false, false, false, false, TestBlocks.ropeInvFreq(32),
-                true, true, 256, false, 0);
+                null);
         DecoderBlock block = TestBlocks.block(spec, 1);
         HeapBlock fp = HeapBlock.of(block);
         int[][] shapes = {{1, 512}, {4, 512}, {16, 128}};

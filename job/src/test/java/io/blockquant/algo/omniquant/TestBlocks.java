@@ -2,12 +2,14 @@ package io.blockquant.algo.omniquant;
 
 import io.blockquant.model.Family;
 import io.blockquant.model.ModelSpec;
+import io.blockquant.model.falcon.FalconFlags;
+import io.blockquant.model.opt.OptFlags;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.nn.FalconBlock;
+import io.blockquant.model.falcon.FalconBlock;
 import io.blockquant.nn.Linear;
-import io.blockquant.nn.LlamaBlock;
+import io.blockquant.model.llama.LlamaBlock;
 import io.blockquant.nn.Norm;
-import io.blockquant.nn.OptBlock;
+import io.blockquant.model.opt.OptBlock;
 import io.blockquant.tensor.Activation;
 import io.blockquant.tensor.Nd4jBackend;
 import io.blockquant.tensor.Tensor;
@@ -33,13 +35,13 @@ final class TestBlocks {
         switch (family) {
             case LLAMA:
                 return new ModelSpec(Family.LLAMA, "llama", hidden, 1, heads, kvHeads, d, ff, 64, 128, 1e-5f,
-                        Activation.SILU, false, false, false, false, ropeInvFreq(d), true, true, hidden, false, 0);
+                        Activation.SILU, false, false, false, false, ropeInvFreq(d), null);
             case OPT:
                 return new ModelSpec(Family.OPT, "opt", hidden, 1, heads, heads, d, ff, 64, 128, 1e-5f,
-                        Activation.RELU, true, true, true, true, null, true, true, hidden, false, 0);
+                        Activation.RELU, true, true, true, true, null, new OptFlags(true, true, hidden));
             case FALCON:
                 return new ModelSpec(Family.FALCON, "falcon", hidden, 1, heads, 1, d, ff, 64, 128, 1e-5f,
-                        Activation.GELU, falconBias, falconBias, falconBias, true, ropeInvFreq(d), true, true, hidden, false, 1);
+                        Activation.GELU, falconBias, falconBias, falconBias, true, ropeInvFreq(d), new FalconFlags(false, 1));
             default:
                 throw new AssertionError(family);
         }

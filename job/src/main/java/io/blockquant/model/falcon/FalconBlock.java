@@ -1,6 +1,10 @@
-package io.blockquant.nn;
+package io.blockquant.model.falcon;
 
 import io.blockquant.model.ModelSpec;
+import io.blockquant.nn.Attention;
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.nn.Linear;
+import io.blockquant.nn.Norm;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.LinkedHashMap;

@@ -1,6 +1,10 @@
-package io.blockquant.nn;
+package io.blockquant.model.opt;
 
 import io.blockquant.model.ModelSpec;
+import io.blockquant.nn.Attention;
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.nn.Linear;
+import io.blockquant.nn.Norm;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.LinkedHashMap;
@@ -18,7 +22,7 @@ public record OptBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Linear
     @Override
     public Tensor forward(Tensor x, int batch, int seq) {
         TensorBackend be = x.backend();
-        boolean before = spec.normBefore();
+        boolean before = OptFlags.of(spec).normBefore();
         Tensor n = before ? attnNorm.forward(x) : x;
         Tensor attn = Attention.causal(q.forward(n), k.forward(n), v.forward(n), batch, seq,
                 spec.numHeads(), spec.numHeads(), spec.headDim(), null);

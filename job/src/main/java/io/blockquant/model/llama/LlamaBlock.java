@@ -1,6 +1,10 @@
-package io.blockquant.nn;
+package io.blockquant.model.llama;
 
 import io.blockquant.model.ModelSpec;
+import io.blockquant.nn.Attention;
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.nn.Linear;
+import io.blockquant.nn.Norm;
 import io.blockquant.tensor.Activation;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -11,19 +15,19 @@ import java.util.function.UnaryOperator;
 
 /**
  * Llama/Mistral/Qwen2 block: {@code h = x + o(attn(rmsnorm(x)))}, {@code out = h + down(silu(gate(n)) ⊙ up(n))}
- * with {@code n = rmsnorm(h)}.
+ * with {@code n = rmsnorm(h)}; {@code attnNorm} is input_layernorm, {@code mlpNorm} post_attention_layernorm.
  */
-public record LlamaBlock(ModelSpec spec, Norm inputNorm, Linear q, Linear k, Linear v, Linear o,
-                         Norm postAttentionNorm, Linear gate, Linear up, Linear down) implements DecoderBlock {
+public record LlamaBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Linear v, Linear o,
+                         Norm mlpNorm, Linear gate, Linear up, Linear down) implements DecoderBlock {
 
     @Override
     public Tensor forward(Tensor x, int batch, int seq) {
         TensorBackend be = x.backend();
-        Tensor n = inputNorm.forward(x);
+        Tensor n = attnNorm.forward(x);
         Tensor attn = Attention.causal(q.forward(n), k.forward(n), v.forward(n), batch, seq,
                 spec.numHeads(), spec.numKvHeads(), spec.headDim(), spec.invFreq());
         Tensor h = be.add(x, o.forward(attn));
-        Tensor m = postAttentionNorm.forward(h);
+        Tensor m = mlpNorm.forward(h);
         Tensor act = be.mul(be.activate(gate.forward(m), Activation.SILU), up.forward(m));
         return be.add(h, down.forward(act));
     }
@@ -35,15 +39,15 @@ public record LlamaBlock(ModelSpec spec, Norm inputNorm, Linear q, Linear k, Lin
 
     @Override
     public LlamaBlock mapLinears(UnaryOperator<Linear> f) {
-        return new LlamaBlock(spec, inputNorm, f.apply(q), f.apply(k), f.apply(v), f.apply(o), postAttentionNorm,
+        return new LlamaBlock(spec, attnNorm, f.apply(q), f.apply(k), f.apply(v), f.apply(o), mlpNorm,
                 f.apply(gate), f.apply(up), f.apply(down));
     }
 
     @Override
     public Map<String, Tensor> tensors() {
         Map<String, Tensor> out = new LinkedHashMap<>();
-        DecoderBlock.putNorm(out, "input_layernorm", inputNorm);
-        DecoderBlock.putNorm(out, "post_attention_layernorm", postAttentionNorm);
+        DecoderBlock.putNorm(out, "input_layernorm", attnNorm);
+        DecoderBlock.putNorm(out, "post_attention_layernorm", mlpNorm);
         for (Linear l : linears()) DecoderBlock.putLinear(out, l);
         return out;
     }
