@@ -35,6 +35,9 @@ import picocli.CommandLine.Option;
  * threads, local Spark). At that length JMH's forks and dead-code guards add little and would take the
  * work out of the runtime it is measured for; warm-up runs, repeated runs and their median are enough.
  * Figures come from one shared machine: the load average is printed beside them.
+ *
+ * <p>Each section is a class of {@code io.blockquant.bench}; this command parses the flags, draws the
+ * end-to-end calibration set and prints what the sections report.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
         description = {
