@@ -6,6 +6,8 @@ import io.blockquant.quant.FpQuantizer;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.quant.IntQuantizer;
 import io.blockquant.quant.ScaleConstraint;
+import io.blockquant.tensor.ForwardOps;
+import io.blockquant.tensor.LinearAlgebra;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.Arrays;
@@ -240,7 +242,7 @@ public final class GptqQuantizer {
     }
 
     /** {@code W[:, i2:] -= Err · Hinv[i1:i2, i2:]} as one backend matrix product. */
-    private static void lazyUpdate(TensorBackend be, float[] w, int rows, int cols, float[] err, int count,
+    private static void lazyUpdate(ForwardOps be, float[] w, int rows, int cols, float[] err, int count,
                                    float[] hinv, int i1, int i2) {
         int rest = cols - i2;
         float[] hBlock = new float[count * rest];
@@ -254,7 +256,7 @@ public final class GptqQuantizer {
     }
 
     /** Upper triangular U with {@code H⁻¹ = Uᵀ·U}, through the backend's Cholesky and triangular solve. */
-    static float[] upperCholeskyOfInverse(TensorBackend be, double[] h, int n) {
+    static <B extends ForwardOps & LinearAlgebra> float[] upperCholeskyOfInverse(B be, double[] h, int n) {
         float[] hf = new float[n * n];
         for (int i = 0; i < hf.length; i++) hf[i] = (float) h[i];
         return be.scratchValue(() -> {

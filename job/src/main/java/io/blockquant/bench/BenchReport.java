@@ -35,6 +35,16 @@ public final class BenchReport {
         return fields.get(key);
     }
 
+    /** Bytes as whole megabytes, "n/a" for a figure that could not be read (negative). */
+    public static String megabytes(long bytes) {
+        return bytes < 0 ? "n/a" : String.format(Locale.ROOT, "%.0f MB", bytes / 1e6);
+    }
+
+    /** Bytes as gigabytes to one decimal, "n/a" for a figure that could not be read (negative). */
+    public static String gigabytes(long bytes) {
+        return bytes < 0 ? "n/a" : String.format(Locale.ROOT, "%.1f GB", bytes / 1e9);
+    }
+
     public String table() {
         int w1 = "measurement".length(), w2 = "value".length();
         for (Row r : rows) {

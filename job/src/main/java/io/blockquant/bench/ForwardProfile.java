@@ -3,8 +3,8 @@ package io.blockquant.bench;
 import io.blockquant.nn.Linear;
 import io.blockquant.model.llama.LlamaBlock;
 import io.blockquant.tensor.Activation;
+import io.blockquant.tensor.ForwardOps;
 import io.blockquant.tensor.Tensor;
-import io.blockquant.tensor.TensorBackend;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -27,7 +27,7 @@ public final class ForwardProfile {
 
     /** Seconds per category for one forward of {@code block} on {@code x [batch·seq, hidden]}. */
     public static Map<String, Double> run(LlamaBlock block, Tensor x, int batch, int seq) {
-        TensorBackend be = x.backend();
+        ForwardOps be = x.backend();
         Map<String, Double> seconds = new LinkedHashMap<>();
         for (String c : new String[] {LINEARS, ATTENTION_MATMUL, SOFTMAX, NORMS, ROPE, LAYOUT, ELEMENTWISE}) seconds.put(c, 0.0);
         be.scratchValue(() -> {

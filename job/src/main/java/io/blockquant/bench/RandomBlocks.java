@@ -8,8 +8,8 @@ import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.Linear;
 import io.blockquant.model.llama.LlamaBlock;
 import io.blockquant.nn.Norm;
+import io.blockquant.tensor.ForwardOps;
 import io.blockquant.tensor.Tensor;
-import io.blockquant.tensor.TensorBackend;
 
 /**
  * Llama blocks of a given shape with random weights: the speed of a block depends on its shapes, not on
@@ -38,7 +38,7 @@ public final class RandomBlocks {
     }
 
     /** A block of {@code spec}'s shape: weights uniform with standard deviation 0.02, norm weights 1. */
-    public static LlamaBlock llama(ModelSpec spec, TensorBackend be, long seed) {
+    public static LlamaBlock llama(ModelSpec spec, ForwardOps be, long seed) {
         if (spec.family() != Family.LLAMA) throw new IllegalArgumentException("random blocks are Llama blocks, not " + spec.family());
         FastRandom rnd = new FastRandom(seed);
         int h = spec.hiddenSize(), q = spec.numHeads() * spec.headDim(), kv = spec.numKvHeads() * spec.headDim();
@@ -53,12 +53,12 @@ public final class RandomBlocks {
                 linear(be, rnd, "mlp.down_proj", h, ff));
     }
 
-    private static Linear linear(TensorBackend be, FastRandom rnd, String name, int out, int in) {
+    private static Linear linear(ForwardOps be, FastRandom rnd, String name, int out, int in) {
         return new Linear(name, be.fromFloats(rnd.uniform((long) out * in, 0.02), out, in), null);
     }
 
     /** Random activations {@code [rows, cols]}, standard deviation 1. */
-    public static Tensor activations(TensorBackend be, long seed, int rows, int cols) {
+    public static Tensor activations(ForwardOps be, long seed, int rows, int cols) {
         return be.fromFloats(new FastRandom(seed).uniform((long) rows * cols, 1.0), rows, cols);
     }
 

@@ -629,6 +629,15 @@ public final class CudaBackend implements TensorBackend {
         return out;
     }
 
+    /** A solve against the identity: the native library binds no trtri. */
+    @Override
+    public Tensor invertTriangular(Tensor t, boolean lower) {
+        int n = rows(t);
+        float[] eye = new float[n * n];
+        for (int i = 0; i < n; i++) eye[i * n + i] = 1f;
+        return solveTriangular(t, fromFloats(eye, n, n), lower);
+    }
+
     @Override
     public Tensor[] svd(Tensor a) {
         int m = rows(a), n = cols(a), k = Math.min(m, n);

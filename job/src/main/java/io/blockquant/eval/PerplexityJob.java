@@ -10,7 +10,7 @@ import io.blockquant.nn.DecoderBlock;
 import io.blockquant.quant.FakeQuantRecipe;
 import io.blockquant.schedule.ActivationFiles;
 import io.blockquant.spark.HadoopConf;
-import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Backends;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
@@ -137,7 +137,7 @@ public final class PerplexityJob {
 
         /** A partition's block-0 inputs: its tokens' embedding rows (OPT: plus positions). */
         private float[] embed(int[][] batch) {
-            TensorBackend be = Nd4jBackend.INSTANCE;
+            TensorBackend be = Backends.cpu();
             ExecutorParts.dropBlock();
             CausalLm stem = ExecutorParts.stem(run, () -> source().stem(spec, be, conf.get()));
             int[] ids = new int[batch.length * seq];
@@ -149,7 +149,7 @@ public final class PerplexityJob {
 
         /** Block {@code block} (fake-quantized by the recipe) over partition {@code p}'s activations. */
         private void forward(int block, int p) throws IOException {
-            TensorBackend be = Nd4jBackend.INSTANCE;
+            TensorBackend be = Backends.cpu();
             DecoderBlock layer = ExecutorParts.block(run + "|" + block,
                     () -> RtnQuantizer.apply(source().block(spec, block, be, conf.get()), request.recipe()));
             int[] shape = new int[2];
@@ -161,7 +161,7 @@ public final class PerplexityJob {
 
         /** A partition's NLL: final norm, then the head chunk by chunk. */
         private NllSum score(int[][] batch) throws IOException {
-            TensorBackend be = Nd4jBackend.INSTANCE;
+            TensorBackend be = Backends.cpu();
             ExecutorParts.dropBlock();
             CausalLm stem = ExecutorParts.stem(run, () -> source().stem(spec, be, conf.get()));
             int[] shape = new int[2];

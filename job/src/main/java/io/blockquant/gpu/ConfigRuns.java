@@ -1,6 +1,6 @@
 package io.blockquant.gpu;
 
-import io.blockquant.cuda.CudaBackend;
+import io.blockquant.tensor.Backends;
 import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -27,12 +27,9 @@ final class ConfigRuns {
         void run(String config, String name, PrintStream log) throws Exception;
     }
 
-    /** The backend of this machine: CUDA device {@code -Dgpu.device} (default 0), or ND4J with {@code -Dgpu.backend=cpu}. */
-    static TensorBackend backend() throws ReflectiveOperationException {
-        if ("cpu".equals(System.getProperty("gpu.backend"))) {
-            return (TensorBackend) Class.forName("io.blockquant.tensor.Nd4jBackend").getField("INSTANCE").get(null);
-        }
-        return CudaBackend.forDevice(Integer.getInteger("gpu.device", 0));
+    /** The backend of this machine, as {@link Backends#forGpuRunner} chooses it. */
+    static TensorBackend backend() {
+        return Backends.forGpuRunner();
     }
 
     /** Runs every configuration and returns the failures ("name: error"); each failure's trace is in its log. */

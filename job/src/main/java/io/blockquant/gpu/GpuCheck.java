@@ -3,6 +3,7 @@ package io.blockquant.gpu;
 import io.blockquant.algo.GptqConfig;
 import io.blockquant.algo.OmniQuantConfig;
 import io.blockquant.algo.omniquant.BlockGraph;
+import io.blockquant.bench.BlockFlops;
 import io.blockquant.bench.RandomBlocks.FastRandom;
 import io.blockquant.cuda.CudaBackend;
 import io.blockquant.model.Family;
@@ -303,7 +304,7 @@ public final class GpuCheck {
             float[] xs = new FastRandom(5).uniform((long) seq * h, 1.0);
             Tensor x = be.fromFloats(xs, (long) batch * seq, h);
             double fwd = time(be, 1, 5, () -> be.scratchValue(() -> block.forward(x, batch, seq).shape()));
-            double flop = forwardFlop(spec, batch, seq);
+            double flop = BlockFlops.llamaForward(spec, batch, seq);
             OUT.printf(Locale.ROOT, "7B-shaped block forward (%s), %d×%d tokens: %.1f ms, %.1f TFLOP/s = %.0f %% of the best measured product rate%n",
                     mode, batch, seq, fwd * 1e3, flop / fwd / 1e12, 100 * flop / fwd / 1e9 / ceiling);
             Tensor target = be.scratch(() -> be.add(block.forward(x, batch, seq), be.scale(x, 0.01f)));
@@ -320,15 +321,6 @@ public final class GpuCheck {
             target.close();
         }
         if (cuda != null) cuda.useTf32(false);
-    }
-
-    /** Linears 2·tokens·in·out, attention 2·2·heads·seq²·headDim (every score computed, masked after). */
-    static double forwardFlop(ModelSpec s, int batch, int seq) {
-        double tokens = (double) batch * seq;
-        int h = s.hiddenSize(), q = s.numHeads() * s.headDim(), kv = s.numKvHeads() * s.headDim(), ff = s.intermediateSize();
-        double linears = 2 * tokens * ((double) h * q + 2.0 * h * kv + (double) q * h + 3.0 * h * ff);
-        double attention = 4.0 * batch * s.numHeads() * (double) seq * seq * s.headDim();
-        return linears + attention;
     }
 
     /** A Llama block of {@code spec}'s shape, weights uniform with standard deviation 0.02, norm weights 1. */

@@ -8,7 +8,7 @@ import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.model.TextTokenizer;
-import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Backends;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -43,7 +43,7 @@ public final class GpuCheckReference {
         ArrayBundle inputs = inputs(models, corpus);
         inputs.write(out.resolve("check-inputs.bqa"));
         long t0 = System.nanoTime();
-        Map<String, float[]> ref = CheckCases.compute(Nd4jBackend.INSTANCE, inputs, null);
+        Map<String, float[]> ref = CheckCases.compute(Backends.cpu(), inputs, null);
         ArrayBundle reference = new ArrayBundle();
         ref.forEach((name, v) -> reference.putFloats(name, v, v.length));
         reference.write(out.resolve("check-reference.bqa"));
@@ -59,7 +59,7 @@ public final class GpuCheckReference {
             ModelSpec spec = ModelSpecReader.read(new org.apache.hadoop.fs.Path(dir), conf);
             b.putBytes("spec/" + family, CheckCases.serialize(spec));
             try (Checkpoint ckpt = Checkpoint.open(dir)) {
-                ModelLoader names = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
+                ModelLoader names = new ModelLoader(ckpt, spec, Backends.cpu());
                 String block0 = names.blockPrefix(0);
                 for (String t : ckpt.tensorNames()) {
                     // tiny-llama whole (the GPTQ/OmniQuant timings run every block); the others block 0 only

@@ -3,7 +3,7 @@ package io.blockquant.store;
 import io.blockquant.model.InMemoryWeights;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
-import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Backends;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -25,7 +25,7 @@ public final class StoredModel {
             shapes.put(t.module(), t.shape());
         }
         InMemoryWeights weights = new InMemoryWeights(store.root().toString(), values, shapes);
-        ModelLoader names = new ModelLoader(weights, spec, Nd4jBackend.INSTANCE);
+        ModelLoader names = new ModelLoader(weights, spec, Backends.cpu());
         for (int block : store.blocks()) BlockRecords.dequantize(store.tensors(block), names.blockPrefix(block), values, shapes);
         return weights;
     }

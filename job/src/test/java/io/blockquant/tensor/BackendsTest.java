@@ -13,11 +13,29 @@ class BackendsTest {
     @AfterEach
     void clear() {
         System.clearProperty(Backends.PROPERTY);
+        System.clearProperty(Backends.RUNNER_PROPERTY);
     }
 
     @Test
     void cpuByDefault() {
-        assertSame(Nd4jBackend.INSTANCE, Backends.forTask("0"));
+        assertSame(Nd4jBackend.INSTANCE, Backends.cpu());
+        assertSame(Backends.cpu(), Backends.forTask("0"));
+    }
+
+    @Test
+    void gpuRunnerOnTheCpuWhenAsked() {
+        System.setProperty(Backends.RUNNER_PROPERTY, "cpu");
+        assertSame(Backends.cpu(), Backends.forGpuRunner());
+    }
+
+    @Test
+    void gpuRunnerOnCudaByDefault() {
+        if (CudaBackend.isAvailable()) {
+            assertTrue(Backends.forGpuRunner().name().startsWith("cuda:"));
+        } else {
+            IllegalStateException e = assertThrows(IllegalStateException.class, Backends::forGpuRunner);
+            assertTrue(e.getMessage().contains("CUDA backend unavailable"), e.getMessage());
+        }
     }
 
     @Test

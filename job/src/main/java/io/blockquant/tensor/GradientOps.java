@@ -1,0 +1,36 @@
+package io.blockquant.tensor;
+
+/**
+ * The backward of {@link ForwardOps}' norms, attention pieces and activations, for block-wise training
+ * (OmniQuant). Each takes the forward's input (or output where cheaper) and the upstream gradient dy of the
+ * same shape as the forward's output, and returns the gradient(s) of the forward's input(s).
+ */
+public interface GradientOps {
+
+    /** Backward of {@link ForwardOps#rmsNorm}: {@code {dx, dWeight}}; dWeight summed over rows. */
+    Tensor[] rmsNormBackward(Tensor x, Tensor weight, float eps, Tensor dy);
+
+    /** Backward of {@link ForwardOps#layerNorm}: {@code {dx, dWeight, dBias}}; dWeight and dBias summed over rows. */
+    Tensor[] layerNormBackward(Tensor x, Tensor weight, float eps, Tensor dy);
+
+    /**
+     * Backward of {@link ForwardOps#causalSoftmax} from its output {@code probs}: the gradient of the raw scores,
+     * {@code scale·P⊙(dP − Σ_k P_k·dP_k)} per row (zero above the diagonal, where P is zero).
+     */
+    Tensor causalSoftmaxBackward(Tensor probs, Tensor dProbs, float scale);
+
+    /** Backward of {@link ForwardOps#rope}: the rotation's transpose, i.e. RoPE with the angles negated. */
+    Tensor ropeBackward(Tensor dy, float[] invFreq);
+
+    /** Backward of {@link ForwardOps#activate}: {@code dy ⊙ f'(x)} from the activation's input x. */
+    Tensor activationBackward(Tensor x, Tensor dy, Activation activation);
+
+    /** Column sums of a 2-D tensor, {@code [cols]} (bias gradients). */
+    Tensor columnSums(Tensor a);
+
+    /**
+     * Backward of {@link ForwardOps#repeatHeads}: {@code [batch·kvHeads·groups, seq, d] -> [batch·kvHeads, seq, d]},
+     * summing the gradients of the query heads that share a key/value head.
+     */
+    Tensor sumRepeatedHeads(Tensor x, int batch, int kvHeads, int groups);
+}
