@@ -468,8 +468,11 @@ public final class BenchCommand implements Callable<Integer> {
         java.nio.file.Path tmp = Files.createTempDirectory("blockquant-bench-");
         try {
             for (String method : List.of("rtn", "gptq")) {
-                QuantizeSettings settings = new QuantizeSettings(method, w4g64, 0,
-                        method.equals("gptq") ? GptqConfig.of(w4g64) : null, null, null, null, 0, null, false, nsamples, seqlen, 0, 8, QuantizeSettings.SEQUENTIAL);
+                io.blockquant.algo.WeightFormat format = new io.blockquant.algo.WeightFormat(w4g64, null);
+                QuantizeSettings settings = new QuantizeSettings(method.equals("gptq")
+                        ? new io.blockquant.algo.GptqSettings(format, 0.01, false, false, io.blockquant.algo.LorcSettings.NONE)
+                        : new io.blockquant.algo.RtnSettings(format, io.blockquant.algo.LorcSettings.NONE),
+                        0, null, nsamples, seqlen, 0, 8, QuantizeSettings.SEQUENTIAL);
                 String store = tmp.resolve(method).toAbsolutePath().toString();
                 MemoryProbe probe = MemoryProbe.start();
                 long t0 = System.nanoTime();

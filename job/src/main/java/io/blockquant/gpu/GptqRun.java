@@ -1,21 +1,17 @@
 package io.blockquant.gpu;
 
-import io.blockquant.algo.GptqConfig;
+import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.GptqQuantizer.PreparedHessian;
 import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.LorcFactorFormat;
 import io.blockquant.cuda.CudaBackend;
 import io.blockquant.eval.NllSum;
 import io.blockquant.eval.TokenWindows;
 import io.blockquant.eval.WindowScorer;
+import io.blockquant.model.Family;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.quant.FpFormat;
-import io.blockquant.quant.FpQuantSpec;
-import io.blockquant.quant.IntQuantSpec;
-import io.blockquant.quant.ScaleConstraint;
 import io.blockquant.schedule.BlockPlan;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.schedule.QuantizeSettings;
@@ -87,7 +83,10 @@ public final class GptqRun {
         return c.length > 6 ? "tokens/" + c[6] : "tokens";
     }
 
-    /** A configuration string as the settings {@code quantize --method gptq} resolves from the same flags. */
+    /**
+     * A configuration string as the settings {@code quantize --method gptq} resolves from the same flags: the
+     * string becomes those recipe keys, read by {@link QuantizeSettings#parse}.
+     */
     static QuantizeSettings settings(String config, int nsamples, int seqlen) {
         String[] c = config.split(":");
         if (c.length != 6 && c.length != 7) {
@@ -95,38 +94,32 @@ public final class GptqRun {
         }
         boolean fp = c[1].startsWith("fp");
         if (!fp && !c[1].startsWith("int")) throw new IllegalArgumentException("configuration '" + config + "': weights intN, fp4 or fp8, got " + c[1]);
+        Map<String, String> keys = new LinkedHashMap<>();
+        keys.put("method", "gptq");
+        keys.put("wbits", c[1].substring(fp ? 2 : 3));
+        keys.put("wformat", fp ? c[1] : "int");
+        keys.put("group", c[2]);
+        switch (c[3]) {
+            case "none" -> { }
+            case "int8" -> keys.put("abits", "8");
+            default -> {
+                keys.put("abits", "8");
+                keys.put("aformat", c[3]);
+            }
+        }
+        keys.put("scale-constraint", c[4]);
         boolean weighted = c[5].endsWith("h");
-        int bits, group, rank;
-        long seed;
+        keys.put("lorc-rank", weighted ? c[5].substring(0, c[5].length() - 1) : c[5]);
+        if (weighted) keys.put("lorc-svd", "hessian");
+        if (c.length > 6) keys.put("seed", c[6]);
+        keys.put("nsamples", String.valueOf(nsamples));
+        keys.put("seqlen", String.valueOf(seqlen));
+        keys.put("windows-per-task", String.valueOf(WINDOWS_PER_TASK));
         try {
-            bits = Integer.parseInt(c[1].substring(fp ? 2 : 3));
-            group = Integer.parseInt(c[2]);
-            rank = Integer.parseInt(weighted ? c[5].substring(0, c[5].length() - 1) : c[5]);
-            seed = c.length > 6 ? Long.parseLong(c[6]) : 0;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("configuration '" + config + "': " + e.getMessage() + " where a number belongs");
+            return QuantizeSettings.parse(keys, Family.valueOf(c[0].toUpperCase(Locale.ROOT)));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("configuration '" + config + "': " + e.getMessage(), e);
         }
-        IntQuantSpec w = new IntQuantSpec(bits, group, false);
-        FpQuantSpec fpw = null;
-        if (fp) {
-            ScaleConstraint constraint = ScaleConstraint.valueOf(c[4].toUpperCase(Locale.ROOT));
-            fpw = new FpQuantSpec(switch (bits) {
-                case 4 -> FpFormat.E2M1;
-                case 8 -> FpFormat.E4M3;
-                default -> throw new IllegalArgumentException("configuration '" + config + "': FP weights are fp4 or fp8");
-            }, group, constraint);
-        } else if (!c[4].equals("none")) {
-            throw new IllegalArgumentException("configuration '" + config + "': a scale constraint applies to FP weights");
-        }
-        FpFormat af = switch (c[3]) {
-            case "none", "int8" -> null;
-            case "fp8e4m3" -> FpFormat.E4M3;
-            case "fp8e5m2" -> FpFormat.E5M2;
-            default -> throw new IllegalArgumentException("configuration '" + config + "': activations none, int8, fp8e4m3 or fp8e5m2");
-        };
-        int abits = c[3].equals("none") ? 0 : 8;
-        return new QuantizeSettings("gptq", w, abits, new GptqConfig(w, 0.01, 128, false, false), null, fpw, af, rank,
-                rank > 0 ? LorcFactorFormat.FP16 : null, weighted, nsamples, seqlen, seed, WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
     }
 
     /**
@@ -178,10 +171,9 @@ public final class GptqRun {
                     acc = acc == null ? part : acc.merge(part);
                 }
                 long s0 = System.nanoTime();
-                PreparedHessian h = PreparedHessian.of(be, acc.hessian(), s.gptq());
-                for (String layer : group) {
-                    done.put(layer, BlockWork.quantizeLayer(CheckCases.findWeight(fp, layer), h, s).dequantize());
-                }
+                BlockCalibrator.OnGroupHessians gptq = (BlockCalibrator.OnGroupHessians) s.calibrator();
+                PreparedHessian h = gptq.prepare(be, acc.takeHessian());
+                for (String layer : group) done.put(layer, gptq.quantize(CheckCases.findWeight(fp, layer), h).dequantize());
                 solver += (System.nanoTime() - s0) / 1e9;
             }
             DecoderBlock quantized = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);

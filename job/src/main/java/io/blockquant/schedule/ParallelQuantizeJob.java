@@ -1,5 +1,6 @@
 package io.blockquant.schedule;
 
+import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
@@ -16,6 +17,7 @@ import io.blockquant.store.BlockRecords;
 import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
 import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Tensor;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Serializable;
@@ -101,7 +103,7 @@ public final class ParallelQuantizeJob {
             if (!todo.isEmpty()) {
                 checkWorkSpace(store.workDir(), hadoop, (long) calib.size() * seq, spec, todo.get(todo.size() - 1) + 1);
                 // OmniQuant's targets of the last block to do are the inputs of the block after it
-                int need = todo.get(todo.size() - 1) + (s.isOmniQuant() ? 1 : 0);
+                int need = todo.get(todo.size() - 1) + (s.calibrator() instanceof BlockCalibrator.OnBlockTargets ? 1 : 0);
                 capture(sc, devices, model, windows, parts, s, fpActs, conf, need, blocks, log);
             }
             ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, Math.min(todo.size(), sc.defaultParallelism())));
@@ -131,7 +133,8 @@ public final class ParallelQuantizeJob {
                     summaries.add(new BlockSummary(r.block(), r.seconds(), r.stats().blockError(), layerErrors, false));
                     String worst = QuantizeJob.worst(layerErrors);
                     log.printf(Locale.ROOT, "block %d/%d done in %.1f s (task)%s: relative output error %.4f (worst layer %s %.4f)%n",
-                            r.block() + 1, blocks, r.seconds(), s.isGptq() ? ", GPTQ on " + r.tokens() + " tokens" : "",
+                            r.block() + 1, blocks, r.seconds(), s.calibrator() instanceof BlockCalibrator.OnGroupHessians
+                                    ? ", " + s.method().toUpperCase(Locale.ROOT) + " on " + r.tokens() + " tokens" : "",
                             r.stats().blockError(), worst, layerErrors.get(worst));
                 }
             } catch (InterruptedException e) {
@@ -207,16 +210,18 @@ public final class ParallelQuantizeJob {
         CalibratedBlock calibrated;
         Map<String, Double> losses = new HashMap<>();
         long tokens = 0;
-        if (s.isOmniQuant()) {
+        BlockCalibrator calibrator = s.calibrator();
+        if (calibrator instanceof BlockCalibrator.OnBlockTargets) {
             // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
             calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
-                    blocks, fp.linears().get(0).weight().backend());
+                    blocks);
         } else {
             Map<String, StoredWeight> layers = new LinkedHashMap<>();
             Map<String, float[]> done = new HashMap<>();
-            for (List<String> group : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
+            boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
+            for (List<String> group : hessians ? plan.groups() : List.of(plan.allLinears())) {
                 GptqQuantizer.PreparedHessian hessian = null;
-                if (s.isGptq()) {
+                if (calibrator instanceof BlockCalibrator.OnGroupHessians g) {
                     DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
                     HessianAccumulator acc = null;
                     for (int p : parts) {
@@ -225,21 +230,23 @@ public final class ParallelQuantizeJob {
                         HessianAccumulator part = BlockWork.hessian(current, group.get(0), x, shape[0] / seq, seq);
                         acc = acc == null ? part : acc.merge(part);
                     }
-                    hessian = GptqQuantizer.PreparedHessian.of(Nd4jBackend.INSTANCE, acc.hessian(), s.gptq());
+                    hessian = g.prepare(fp.linears().get(0).weight().backend(), acc.takeHessian());
                     tokens = acc.tokens();
                 }
                 for (String module : group) {
-                    StoredWeight q = BlockWork.quantizeLayer(BlockWork.find(fp, module).weight(), hessian, s);
+                    Tensor w = BlockWork.find(fp, module).weight();
+                    StoredWeight q = hessians ? ((BlockCalibrator.OnGroupHessians) calibrator).quantize(w, hessian)
+                            : ((BlockCalibrator.OnWeights) calibrator).quantize(w);
                     layers.put(module, q);
                     done.put(module, q.dequantize());
-                    if (s.isGptq()) losses.put(module, q.loss());
+                    if (hessians) losses.put(module, q.loss());
                 }
             }
             calibrated = new CalibratedBlock(BlockWork.withWeights(fp, done), layers);
         }
         // errors of the calibrated block against the full-precision block, both on the full-precision inputs
         DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
-        boolean perLayer = !s.isOmniQuant() || !s.omniquant().let();
+        boolean perLayer = !(calibrator instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
         BlockStats stats = new BlockStats();
         for (int p : parts) {
             int[] shape = new int[2];
