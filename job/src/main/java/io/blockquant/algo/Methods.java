@@ -6,7 +6,6 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.stream.Collectors;
 
 /**
  * The methods {@code quantize} knows, by the recipe's {@code method} name: each with its recipe keys (flag
@@ -22,18 +21,23 @@ public final class Methods {
         MethodSettings parse(RecipeKeys keys, Family family, int abits);
     }
 
-    /** One method: its name, its recipe keys, its recipe.json keys' values when absent, its settings parser. */
-    record Method(String name, Set<String> keys, Map<String, Object> absentRecipe, Parser parser) {}
+    /**
+     * One method: its name, its recipe keys, its recipe.json keys' values when absent, its settings parser, and
+     * the error when another method is given one of its own keys ({@code %s}: that method's name).
+     */
+    record Method(String name, Set<String> keys, Map<String, Object> absentRecipe, Parser parser, String foreignKey) {}
 
     private static final Set<String> FORMAT_KEYS = Set.of("wbits", "group", "sym", "wformat", "scale-constraint",
             "lorc-rank", "lorc-format", "lorc-svd");
 
     private static final List<Method> ALL = List.of(
-            new Method("rtn", FORMAT_KEYS, Map.of(), (k, f, a) -> RtnSettings.parse(k)),
+            new Method("rtn", FORMAT_KEYS, Map.of(), (k, f, a) -> RtnSettings.parse(k), ""),
             new Method("gptq", with(FORMAT_KEYS, "act-order", "static-groups", "damp"),
-                    absent("act_order", false, "static_groups", false, "damp", null, "gptq_block", 0), (k, f, a) -> GptqSettings.parse(k)),
+                    absent("act_order", false, "static_groups", false, "damp", null, "gptq_block", 0), (k, f, a) -> GptqSettings.parse(k),
+                    "--act-order, --static-groups and --damp are GPTQ options, not %s ones"),
             new Method("omniquant", with(FORMAT_KEYS, "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size"),
-                    absent("omniquant", null), OmniQuantSettings::parse));
+                    absent("omniquant", null), OmniQuantSettings::parse,
+                    "--lwc, --let, --epochs, --lwc-lr, --let-lr and --batch-size are OmniQuant options; use --method omniquant"));
 
     /** Every method's recipe keys. */
     public static Set<String> keys() {
@@ -51,9 +55,9 @@ public final class Methods {
                 "--method '" + name + "' is not known to quantize (expected " + names() + ")"));
         MethodSettings s = m.parser().parse(keys, family, abits);
         for (String key : keys.unread()) {
-            String owners = ALL.stream().filter(x -> x.keys().contains(key)).map(Method::name).collect(Collectors.joining(", "));
-            throw new IllegalArgumentException("--" + key + (owners.isEmpty() ? " is not a recipe key"
-                    : " is an option of --method " + owners + ", not of " + name));
+            Method owner = ALL.stream().filter(x -> x.keys().contains(key)).findFirst().orElseThrow(() ->
+                    new IllegalArgumentException("--" + key + " is not a recipe key"));
+            throw new IllegalArgumentException(String.format(owner.foreignKey(), name));
         }
         return s;
     }

@@ -35,7 +35,7 @@ public final class RecipeKeys {
         try {
             return v == null ? fallback : Integer.parseInt(v.trim());
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a whole number", e);
+            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid int (" + e.getMessage() + ")", e);
         }
     }
 
@@ -44,7 +44,7 @@ public final class RecipeKeys {
         try {
             return v == null ? fallback : Long.parseLong(v.trim());
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a whole number", e);
+            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid long (" + e.getMessage() + ")", e);
         }
     }
 
@@ -53,7 +53,7 @@ public final class RecipeKeys {
         try {
             return v == null ? fallback : Double.parseDouble(v.trim());
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a number", e);
+            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid double (" + e.getMessage() + ")", e);
         }
     }
 
@@ -62,7 +62,7 @@ public final class RecipeKeys {
         if (v == null) return fallback;
         if (v.trim().equalsIgnoreCase("true")) return true;
         if (v.trim().equalsIgnoreCase("false")) return false;
-        throw new IllegalArgumentException("--" + key + " '" + v + "': expected true or false");
+        throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid boolean (expected true or false)");
     }
 
     /** Keys given and not read (sorted). */

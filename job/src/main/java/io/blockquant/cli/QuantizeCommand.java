@@ -221,6 +221,12 @@ public final class QuantizeCommand implements Callable<Integer> {
         String m = String.valueOf(e.getMessage());
         for (Map.Entry<String, String> kv : fromRecipe.entrySet()) {
             String flag = "--" + kv.getKey();
+            // a value of the wrong type: "FILE: key 'wbits' = 'four' is not a valid int (...)"
+            String typed = flag + " '" + kv.getValue() + "' is not a valid";
+            if (m.startsWith(typed)) {
+                return new IllegalArgumentException(recipe + ": key '" + kv.getKey() + "' = '" + kv.getValue() + "'" + m.substring(flag.length()
+                        + kv.getValue().length() + 3), e);
+            }
             if (m.startsWith(flag + " ") || m.startsWith(flag + ":") || m.startsWith(flag + ",")) {
                 return new IllegalArgumentException(recipe + ": key '" + kv.getKey() + "' = '" + kv.getValue() + "': " + m, e);
             }

@@ -13,6 +13,8 @@ import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.schedule.BlockPlan;
+import io.blockquant.schedule.BlockStats;
+import io.blockquant.schedule.BlockStep;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.tensor.TensorBackend;
@@ -157,32 +159,20 @@ public final class GptqRun {
         float[] x = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq);
         List<DecoderBlock> quantizedBlocks = new ArrayList<>();
         double solverSeconds = 0;
+        BlockPlan plan = BlockPlan.of(spec);
         for (int b = 0; b < spec.numLayers(); b++) {
             long t0 = System.nanoTime();
             DecoderBlock fp = loader.block(b);
-            Map<String, float[]> done = new HashMap<>();
-            double solver = 0;
-            for (List<String> group : BlockPlan.of(spec).groups()) {
-                DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
-                HessianAccumulator acc = null;
-                for (int w = 0; w < windows; w += WINDOWS_PER_TASK) {
-                    int n = Math.min(WINDOWS_PER_TASK, windows - w);
-                    HessianAccumulator part = BlockWork.hessian(current, group.get(0), GpuCheck.slice(x, w, n, width), n, seq);
-                    acc = acc == null ? part : acc.merge(part);
-                }
-                long s0 = System.nanoTime();
-                BlockCalibrator.OnGroupHessians gptq = (BlockCalibrator.OnGroupHessians) s.calibrator();
-                PreparedHessian h = gptq.prepare(be, acc.takeHessian());
-                for (String layer : group) done.put(layer, gptq.quantize(CheckCases.findWeight(fp, layer), h).dequantize());
-                solver += (System.nanoTime() - s0) / 1e9;
-            }
-            DecoderBlock quantized = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
-            BlockWork.Outputs o = GpuCheck.outputs(fp, quantized, x, windows, seq, WINDOWS_PER_TASK, false);
-            x = o.hidden();
-            quantizedBlocks.add(quantized);
-            solverSeconds += solver;
+            BlockStep.Inputs inputs = BlockStep.Inputs.slices(x, seq, spec.hiddenSize(), WINDOWS_PER_TASK);
+            BlockStep.Layers layers = BlockStep.layers(fp, s.calibrator(), plan, s, inputs, seq);
+            float[] next = new float[x.length];
+            BlockStats stats = BlockStep.errors(fp, layers.block(), s, inputs, seq,
+                    (p, hidden, rows, cols) -> System.arraycopy(hidden, 0, next, p * WINDOWS_PER_TASK * width, hidden.length));
+            x = next;
+            quantizedBlocks.add(BlockWork.withActivations(layers.block().block(), s));
+            solverSeconds += layers.calibrationSeconds();
             log.printf(Locale.ROOT, "  block %d: %.2f s (GPTQ solver %.2f s), relative output error %.5f%n", b,
-                    (System.nanoTime() - t0) / 1e9, solver, o.stats().blockError());
+                    (System.nanoTime() - t0) / 1e9, layers.calibrationSeconds(), stats.blockError());
         }
         CausalLm fpModel = loader.model();
         CausalLm model = new CausalLm(spec, fpModel.tokenEmbedding(), fpModel.positions(), fpModel.projectIn(), quantizedBlocks,

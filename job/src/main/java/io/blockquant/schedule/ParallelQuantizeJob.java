@@ -2,9 +2,6 @@ package io.blockquant.schedule;
 
 import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
-import io.blockquant.algo.GptqQuantizer;
-import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.StoredWeight;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
@@ -17,13 +14,11 @@ import io.blockquant.store.BlockRecords;
 import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
 import io.blockquant.tensor.Nd4jBackend;
-import io.blockquant.tensor.Tensor;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Serializable;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -207,52 +202,22 @@ public final class ParallelQuantizeJob {
                                     List<Integer> parts, BlockPlan plan, QuantizeSettings s, String omniParams, int seq,
                                     int nsamples, int blocks) throws IOException {
         long t0 = System.nanoTime();
+        BlockStep.Inputs in = inputs.inputs(conf, block, parts);
         CalibratedBlock calibrated;
-        Map<String, Double> losses = new HashMap<>();
+        Map<String, Double> losses = Map.of();
         long tokens = 0;
-        BlockCalibrator calibrator = s.calibrator();
-        if (calibrator instanceof BlockCalibrator.OnBlockTargets) {
+        if (s.calibrator() instanceof BlockCalibrator.OnBlockTargets) {
             // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
             calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
                     blocks);
         } else {
-            Map<String, StoredWeight> layers = new LinkedHashMap<>();
-            Map<String, float[]> done = new HashMap<>();
-            boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
-            for (List<String> group : hessians ? plan.groups() : List.of(plan.allLinears())) {
-                GptqQuantizer.PreparedHessian hessian = null;
-                if (calibrator instanceof BlockCalibrator.OnGroupHessians g) {
-                    DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
-                    HessianAccumulator acc = null;
-                    for (int p : parts) {
-                        int[] shape = new int[2];
-                        float[] x = inputs.read(conf, block, p, shape);
-                        HessianAccumulator part = BlockWork.hessian(current, group.get(0), x, shape[0] / seq, seq);
-                        acc = acc == null ? part : acc.merge(part);
-                    }
-                    hessian = g.prepare(fp.linears().get(0).weight().backend(), acc.takeHessian());
-                    tokens = acc.tokens();
-                }
-                for (String module : group) {
-                    Tensor w = BlockWork.find(fp, module).weight();
-                    StoredWeight q = hessians ? ((BlockCalibrator.OnGroupHessians) calibrator).quantize(w, hessian)
-                            : ((BlockCalibrator.OnWeights) calibrator).quantize(w);
-                    layers.put(module, q);
-                    done.put(module, q.dequantize());
-                    if (hessians) losses.put(module, q.loss());
-                }
-            }
-            calibrated = new CalibratedBlock(BlockWork.withWeights(fp, done), layers);
+            BlockStep.Layers layers = BlockStep.layers(fp, s.calibrator(), plan, s, in, seq);
+            calibrated = layers.block();
+            losses = layers.losses();
+            tokens = layers.tokens();
         }
         // errors of the calibrated block against the full-precision block, both on the full-precision inputs
-        DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
-        boolean perLayer = !(calibrator instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
-        BlockStats stats = new BlockStats();
-        for (int p : parts) {
-            int[] shape = new int[2];
-            float[] x = inputs.read(conf, block, p, shape);
-            stats = stats.merge(BlockWork.outputs(fp, quantized, x, shape[0] / seq, seq, perLayer).stats());
-        }
+        BlockStats stats = BlockStep.errors(fp, calibrated, s, in, seq, null);
         files.writeRows(conf, block, BlockRecords.of(block, calibrated));
         return new CalibratedRows(block, stats, losses, tokens, (System.nanoTime() - t0) / 1e9);
     }
