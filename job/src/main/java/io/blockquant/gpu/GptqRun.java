@@ -164,10 +164,16 @@ public final class GptqRun {
             long t0 = System.nanoTime();
             DecoderBlock fp = loader.block(b);
             BlockStep.Inputs inputs = BlockStep.Inputs.slices(x, seq, spec.hiddenSize(), WINDOWS_PER_TASK);
-            BlockStep.Layers layers = BlockStep.layers(fp, s.calibrator(), plan, s, inputs, seq);
+            BlockStep.Layers layers;
+            BlockStats stats;
             float[] next = new float[x.length];
-            BlockStats stats = BlockStep.errors(fp, layers.block(), s, inputs, seq,
-                    (p, hidden, rows, cols) -> System.arraycopy(hidden, 0, next, p * WINDOWS_PER_TASK * width, hidden.length));
+            try {
+                layers = BlockStep.layers(fp, s.calibrator(), plan, s, inputs, seq);
+                stats = BlockStep.errors(fp, layers.block(), s, inputs, seq,
+                        (p, hidden, rows, cols) -> System.arraycopy(hidden, 0, next, p * WINDOWS_PER_TASK * width, hidden.length));
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e); // in-memory inputs: not thrown
+            }
             x = next;
             quantizedBlocks.add(BlockWork.withActivations(layers.block().block(), s));
             solverSeconds += layers.calibrationSeconds();
