@@ -5,6 +5,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.function.Function;
 
 /**
  * The recipe keys a run was given ({@code wbits = 3}, {@code act-order = true}: {@code quantize}'s flag names
@@ -31,38 +32,33 @@ public final class RecipeKeys {
     }
 
     public int integer(String key, int fallback) {
-        String v = text(key, null);
-        try {
-            return v == null ? fallback : Integer.parseInt(v.trim());
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid int (" + e.getMessage() + ")", e);
-        }
+        return typed(key, fallback, "int", Integer::parseInt);
     }
 
     public long longInteger(String key, long fallback) {
-        String v = text(key, null);
-        try {
-            return v == null ? fallback : Long.parseLong(v.trim());
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid long (" + e.getMessage() + ")", e);
-        }
+        return typed(key, fallback, "long", Long::parseLong);
     }
 
     public double number(String key, double fallback) {
-        String v = text(key, null);
-        try {
-            return v == null ? fallback : Double.parseDouble(v.trim());
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid double (" + e.getMessage() + ")", e);
-        }
+        return typed(key, fallback, "double", Double::parseDouble);
     }
 
     public boolean bool(String key, boolean fallback) {
+        return typed(key, fallback, "boolean", v -> {
+            if (v.equalsIgnoreCase("true") || v.equalsIgnoreCase("false")) return Boolean.parseBoolean(v);
+            throw new IllegalArgumentException("expected true or false");
+        });
+    }
+
+    /** The key's value read by {@code parse}; a value it refuses is an error naming the flag and the type. */
+    private <T> T typed(String key, T fallback, String type, Function<String, T> parse) {
         String v = text(key, null);
         if (v == null) return fallback;
-        if (v.trim().equalsIgnoreCase("true")) return true;
-        if (v.trim().equalsIgnoreCase("false")) return false;
-        throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid boolean (expected true or false)");
+        try {
+            return parse.apply(v.trim());
+        } catch (IllegalArgumentException e) { // NumberFormatException included
+            throw new IllegalArgumentException("--" + key + " '" + v + "' is not a valid " + type + " (" + e.getMessage() + ")", e);
+        }
     }
 
     /** Keys given and not read (sorted). */
