@@ -16,11 +16,31 @@ import java.util.function.Consumer;
  * OmniQuant (Shao et al., 2023) for one block, as the reference's {@code quantize/omniquant.py}: LET started
  * from activation statistics of the block's calibration inputs, LWC from γ = β = 4, then {@code epochs}
  * passes of AdamW over the windows (a seeded shuffle per epoch; the reference walks them in order) on the
- * MSE between the quantized block's output and the full-precision target, and finally the fold.
+ * MSE between the quantized block's output and the full-precision target, and finally the fold. As the
+ * pipeline's calibrator it needs the block's inputs and the full-precision targets; training is seeded per block.
  */
-public final class OmniQuantCalibrator {
+public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibrator.OnBlockTargets {
 
-    private OmniQuantCalibrator() {}
+    @Override
+    public Learned train(DecoderBlock fp, float[] inputs, float[] targets, int windows, int seq, long seed, Consumer<String> progress) {
+        OmniQuantObjective objective = train(fp, inputs, targets, windows, seq, config, seed, progress);
+        return new Learned(objective.learned(), objective.fold(fp.linears().get(0).weight().backend()));
+    }
+
+    @Override
+    public CalibratedBlock restore(DecoderBlock fp, java.util.Map<String, float[]> parameters, String source) {
+        return restore(fp, config, parameters, source).fold(fp.linears().get(0).weight().backend());
+    }
+
+    @Override
+    public void check(DecoderBlock fp, java.util.Map<String, float[]> parameters, String source) {
+        restore(fp, config, parameters, source);
+    }
+
+    @Override
+    public boolean keepsLayerInputs() {
+        return !config.let();
+    }
 
     /**
      * @param inputs  the block's calibration inputs, {@code [nsamples·seq, hidden]} row-major

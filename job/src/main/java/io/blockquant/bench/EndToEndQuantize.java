@@ -1,6 +1,9 @@
 package io.blockquant.bench;
 
-import io.blockquant.algo.GptqConfig;
+import io.blockquant.algo.GptqSettings;
+import io.blockquant.algo.LorcSettings;
+import io.blockquant.algo.RtnSettings;
+import io.blockquant.algo.WeightFormat;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.schedule.QuantizeJob;
@@ -46,8 +49,11 @@ public final class EndToEndQuantize {
         Path tmp = Files.createTempDirectory("blockquant-bench-");
         try {
             for (String method : List.of("rtn", "gptq")) {
-                QuantizeSettings settings = new QuantizeSettings(method, w4g64, 0,
-                        method.equals("gptq") ? GptqConfig.of(w4g64) : null, null, null, null, 0, null, false, nsamples, seqlen, 0, 8, QuantizeSettings.SEQUENTIAL);
+                WeightFormat format = new WeightFormat(w4g64, null);
+                QuantizeSettings settings = new QuantizeSettings(method.equals("gptq")
+                        ? new GptqSettings(format, 0.01, false, false, LorcSettings.NONE)
+                        : new RtnSettings(format, LorcSettings.NONE),
+                        0, null, nsamples, seqlen, 0, 8, QuantizeSettings.SEQUENTIAL);
                 String store = tmp.resolve(method).toAbsolutePath().toString();
                 MemoryProbe probe = MemoryProbe.start();
                 long t0 = System.nanoTime();

@@ -1,11 +1,9 @@
 package io.blockquant.cli;
 
-import io.blockquant.algo.GptqConfig;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.model.TextTokenizer;
-import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.schedule.QuantizeJob;
 import io.blockquant.schedule.TaskDevices;
@@ -51,69 +49,72 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--recipe", paramLabel = "FILE", description = "recipe file (e.g. conf/gptq-w4a16-g64.conf)")
     String recipe;
 
-    @Option(names = "--mode", description = "sequential (block i on the quantized prefix's outputs) or parallel (all blocks at once on the full-precision prefix's outputs) (default: ${DEFAULT-VALUE})")
-    String mode = QuantizeSettings.SEQUENTIAL;
+    // The recipe's options: picocli fills them as text, QuantizeSettings.parse reads them (with a recipe file's
+    // keys beneath) and holds their defaults, so GptqRun's configurations resolve through the same code.
 
-    @Option(names = "--method", description = "rtn, gptq or omniquant (default: ${DEFAULT-VALUE})")
-    String method = "gptq";
+    @Option(names = "--mode", description = "sequential (block i on the quantized prefix's outputs) or parallel (all blocks at once on the full-precision prefix's outputs) (default: sequential)")
+    String mode;
 
-    @Option(names = "--wbits", paramLabel = "N", description = "weight bits, 2..8 (default: ${DEFAULT-VALUE})")
-    int wbits = 4;
+    @Option(names = "--method", description = "rtn, gptq or omniquant (default: gptq)")
+    String method;
 
-    @Option(names = "--group", paramLabel = "G", description = "group of G input columns per scale; 0 = per output channel (default: ${DEFAULT-VALUE})")
-    int group = 0;
+    @Option(names = "--wbits", paramLabel = "N", description = "weight bits, 2..8 (default: 4)")
+    String wbits;
 
-    @Option(names = "--sym", description = "symmetric weights (default: asymmetric min-max)")
-    boolean sym;
+    @Option(names = "--group", paramLabel = "G", description = "group of G input columns per scale; 0 = per output channel (default: 0)")
+    String group;
 
-    @Option(names = "--abits", paramLabel = "N", description = "per-token activation bits at inference, 16 = off (default: ${DEFAULT-VALUE})")
-    int abits = 16;
+    @Option(names = "--sym", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "symmetric weights (default: asymmetric min-max)")
+    String sym;
 
-    @Option(names = "--wformat", description = "weight number format: int, fp4 (E2M1, needs --wbits 4) or fp8 (E4M3, needs --wbits 8) (default: ${DEFAULT-VALUE})")
-    String wformat = "int";
+    @Option(names = "--abits", paramLabel = "N", description = "per-token activation bits at inference, 16 = off (default: 16)")
+    String abits;
 
-    @Option(names = "--aformat", description = "activation format with --abits 8: int, fp8e4m3 or fp8e5m2 (default: ${DEFAULT-VALUE})")
-    String aformat = "int";
+    @Option(names = "--wformat", description = "weight number format: int, fp4 (E2M1, needs --wbits 4) or fp8 (E4M3, needs --wbits 8) (default: int)")
+    String wformat;
 
-    @Option(names = "--scale-constraint", description = "FP weight scales: none, m1 (powers of two) or m2 (channel scale times powers of two) (default: ${DEFAULT-VALUE})")
-    String scaleConstraint = "none";
+    @Option(names = "--aformat", description = "activation format with --abits 8: int, fp8e4m3 or fp8e5m2 (default: int)")
+    String aformat;
 
-    @Option(names = "--lorc-rank", paramLabel = "R", description = "LoRC: keep a rank-R SVD of each layer's quantization error beside it; 0 = off (default: ${DEFAULT-VALUE})")
-    int lorcRank = 0;
+    @Option(names = "--scale-constraint", description = "FP weight scales: none, m1 (powers of two) or m2 (channel scale times powers of two) (default: none)")
+    String scaleConstraint;
 
-    @Option(names = "--lorc-format", description = "LoRC factor precision: fp32, fp16 or fp8 (default: ${DEFAULT-VALUE})")
-    String lorcFormat = "fp16";
+    @Option(names = "--lorc-rank", paramLabel = "R", description = "LoRC: keep a rank-R SVD of each layer's quantization error beside it; 0 = off (default: 0)")
+    String lorcRank;
+
+    @Option(names = "--lorc-format", description = "LoRC factor precision: fp32, fp16 or fp8 (default: fp16)")
+    String lorcFormat;
 
     @Option(names = "--lorc-svd", description = "LoRC's SVD: plain (the paper: best for the weight error) or hessian "
-            + "(weighted by the layer's inputs: best for its output error; needs GPTQ) (default: ${DEFAULT-VALUE})")
-    String lorcSvd = "plain";
+            + "(weighted by the layer's inputs: best for its output error; needs GPTQ) (default: plain)")
+    String lorcSvd;
 
-    @Option(names = "--act-order", description = "GPTQ: quantize columns in order of decreasing Hessian diagonal")
-    boolean actOrder;
+    @Option(names = "--act-order", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "GPTQ: quantize columns in order of decreasing Hessian diagonal")
+    String actOrder;
 
-    @Option(names = "--static-groups", description = "GPTQ with --act-order: fix group scales up front")
-    boolean staticGroups;
+    @Option(names = "--static-groups", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "GPTQ with --act-order: fix group scales up front")
+    String staticGroups;
 
-    @Option(names = "--damp", description = "GPTQ damping, fraction of the mean Hessian diagonal (default: ${DEFAULT-VALUE})")
-    double damp = 0.01;
+    @Option(names = "--damp", description = "GPTQ damping, fraction of the mean Hessian diagonal (default: 0.01)")
+    String damp;
 
-    @Option(names = "--lwc", arity = "0..1", paramLabel = "true|false", description = "OmniQuant: learnable weight clipping (default: on)")
-    Boolean lwc;
+    @Option(names = "--lwc", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "OmniQuant: learnable weight clipping (default: on)")
+    String lwc;
 
-    @Option(names = "--let", arity = "0..1", paramLabel = "true|false", description = "OmniQuant: learnable equivalent transformation (default: on with --abits, and for OPT)")
-    Boolean let;
+    @Option(names = "--let", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "OmniQuant: learnable equivalent transformation (default: on with --abits, and for OPT)")
+    String let;
 
     @Option(names = "--epochs", description = "OmniQuant: epochs per block (default: 20, 40 at 2 bits)")
-    Integer epochs;
+    String epochs;
 
     @Option(names = "--lwc-lr", description = "OmniQuant: AdamW learning rate of LWC (default: 0.01)")
-    Double lwcLr;
+    String lwcLr;
 
     @Option(names = "--let-lr", description = "OmniQuant: AdamW learning rate of LET (default: 0.005)")
-    Double letLr;
+    String letLr;
 
-    @Option(names = "--batch-size", description = "OmniQuant: calibration windows per training step (default: ${DEFAULT-VALUE})")
-    int batchSize = 1;
+    @Option(names = "--batch-size", description = "OmniQuant: calibration windows per training step (default: 1)")
+    String batchSize;
 
     @Option(names = "--omni-params", paramLabel = "DIR", description = "OmniQuant: folder of learned parameters per block (block-N.safetensors): "
             + "a block whose file is there is folded from it without training, a trained block's file is written there")
@@ -122,17 +123,17 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--calib", paramLabel = "FILE[,FILE...]", split = ",", description = "calibration text files (default: the three *.train.txt of data-samples)")
     List<String> calib = Defaults.calibration();
 
-    @Option(names = "--nsamples", description = "calibration windows (default: ${DEFAULT-VALUE})")
-    int nsamples = 128;
+    @Option(names = "--nsamples", description = "calibration windows (default: 128)")
+    String nsamples;
 
-    @Option(names = "--seqlen", description = "tokens per calibration window (default: ${DEFAULT-VALUE})")
-    int seqlen = 512;
+    @Option(names = "--seqlen", description = "tokens per calibration window (default: 512)")
+    String seqlen;
 
-    @Option(names = "--seed", description = "seed of the calibration draw (default: ${DEFAULT-VALUE})")
-    long seed = 0;
+    @Option(names = "--seed", description = "seed of the calibration draw (default: 0)")
+    String seed;
 
-    @Option(names = "--windows-per-task", paramLabel = "N", description = "calibration windows per Spark task (default: ${DEFAULT-VALUE})")
-    int windowsPerTask = 8;
+    @Option(names = "--windows-per-task", paramLabel = "N", description = "calibration windows per Spark task (default: 8)")
+    String windowsPerTask;
 
     @Option(names = "--eval-text", paramLabel = "FILE", description = "text to measure the quantized model's perplexity on (default: ${DEFAULT-VALUE})")
     String evalText = Defaults.evalText();
@@ -150,8 +151,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     boolean json;
 
     /** Recipe-file keys: the options that describe the method and calibration. */
-    static final Set<String> RECIPE_KEYS = Set.of("mode", "method", "wbits", "group", "sym", "abits", "act-order",
-            "static-groups", "damp", "wformat", "aformat", "scale-constraint", "lorc-rank", "lorc-format", "lorc-svd", "nsamples", "seqlen", "seed", "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size");
+    static final Set<String> RECIPE_KEYS = QuantizeSettings.recipeKeys();
 
     @Override
     public Integer call() throws IOException {
@@ -160,14 +160,8 @@ public final class QuantizeCommand implements Callable<Integer> {
         if (recipe != null) applyRecipe(RecipeFile.read(recipe, RECIPE_KEYS, conf));
         Path modelDir = new Path(model);
         ModelSpec spec = ModelSpecReader.read(modelDir, conf);
-        QuantizeSettings settings;
-        try {
-            settings = settings(spec);
-            settings.checkFits(spec);
-        } catch (IllegalArgumentException e) {
-            throw fromRecipe(e);
-        }
-        if (omniParams != null && !settings.isOmniQuant()) {
+        QuantizeSettings settings = settings(spec);
+        if (omniParams != null && !(settings.calibrator() instanceof io.blockquant.algo.BlockCalibrator.OnBlockTargets)) {
             throw new IllegalArgumentException("--omni-params holds OmniQuant's learned parameters; use it with --method omniquant");
         }
         if (out == null) {
@@ -183,10 +177,10 @@ public final class QuantizeCommand implements Callable<Integer> {
             List<int[]> parts = new ArrayList<>();
             for (String f : calib) parts.add(tok.encode(EvalCommand.readText(new Path(f), conf)));
             int[] tokens = parts.stream().flatMapToInt(java.util.Arrays::stream).toArray();
-            calibration = CalibrationSet.draw(tokens, String.join(",", calib), nsamples, seqlen, seed);
+            calibration = CalibrationSet.draw(tokens, String.join(",", calib), settings.nsamples(), settings.seqlen(), settings.seed());
         }
         System.err.printf("  calibration: %d windows of %d tokens drawn (seed %d) from %d tokens of %s%n",
-                calibration.size(), seqlen, seed, calibration.sourceTokens(), String.join(", ", calib));
+                calibration.size(), settings.seqlen(), settings.seed(), calibration.sourceTokens(), String.join(", ", calib));
 
         SparkSession spark = SparkSessions.getOrCreate("blockquant quantize", master);
         QuantizeJob.Summary summary = QuantizeJob.run(spark,
@@ -227,6 +221,12 @@ public final class QuantizeCommand implements Callable<Integer> {
         String m = String.valueOf(e.getMessage());
         for (Map.Entry<String, String> kv : fromRecipe.entrySet()) {
             String flag = "--" + kv.getKey();
+            // a value of the wrong type: "FILE: key 'wbits' = 'four' is not a valid int (...)"
+            String typed = flag + " '" + kv.getValue() + "' is not a valid";
+            if (m.startsWith(typed)) {
+                return new IllegalArgumentException(recipe + ": key '" + kv.getKey() + "' = '" + kv.getValue() + "'" + m.substring(flag.length()
+                        + kv.getValue().length() + 3), e);
+            }
             if (m.startsWith(flag + " ") || m.startsWith(flag + ":") || m.startsWith(flag + ",")) {
                 return new IllegalArgumentException(recipe + ": key '" + kv.getKey() + "' = '" + kv.getValue() + "': " + m, e);
             }
@@ -250,102 +250,27 @@ public final class QuantizeCommand implements Callable<Integer> {
     /** Recipe values for every key not given on the command line. */
     void applyRecipe(Map<String, String> values) {
         CommandLine.ParseResult parsed = cmd.commandLine().getParseResult();
-        for (Map.Entry<String, String> e : values.entrySet()) {
-            String flag = "--" + e.getKey();
-            if (parsed.hasMatchedOption(flag)) continue;
-            fromRecipe.put(e.getKey(), e.getValue());
-            CommandLine.Model.OptionSpec opt = cmd.findOption(flag);
-            try {
-                opt.setValue(opt.type() == boolean.class || opt.type() == Boolean.class
-                        ? parseBoolean(e.getValue()) : convert(opt, e.getValue()));
-            } catch (RuntimeException ex) {
-                throw new IllegalArgumentException(recipe + ": key '" + e.getKey() + "' = '" + e.getValue()
-                        + "' is not a valid " + opt.type().getSimpleName() + " (" + ex.getMessage() + ")", ex);
-            }
-        }
+        values.forEach((key, value) -> {
+            if (!parsed.hasMatchedOption("--" + key)) fromRecipe.put(key, value);
+        });
     }
 
-    private static Object convert(CommandLine.Model.OptionSpec opt, String value) {
-        Class<?> t = opt.type();
-        if (t == int.class || t == Integer.class) return Integer.parseInt(value);
-        if (t == long.class) return Long.parseLong(value);
-        if (t == double.class || t == Double.class) return Double.parseDouble(value);
-        return value;
-    }
-
-    private static boolean parseBoolean(String v) {
-        if (v.equalsIgnoreCase("true")) return true;
-        if (v.equalsIgnoreCase("false")) return false;
-        throw new IllegalArgumentException("expected true or false");
-    }
-
+    /**
+     * The settings from the recipe file's keys and the flags given (a flag wins over the file), checked against
+     * the model; an error about a value the file gave names the file and key.
+     */
     QuantizeSettings settings(ModelSpec spec) {
-        if (!List.of("rtn", "gptq", "omniquant").contains(method)) {
-            throw new IllegalArgumentException("--method '" + method + "' is not known to quantize (expected rtn, gptq or omniquant)");
+        Map<String, String> keys = new java.util.LinkedHashMap<>(fromRecipe);
+        CommandLine.ParseResult parsed = cmd.commandLine().getParseResult();
+        for (String key : java.util.stream.Stream.concat(RECIPE_KEYS.stream(), java.util.stream.Stream.of("windows-per-task")).toList()) {
+            if (parsed.hasMatchedOption("--" + key)) keys.put(key, parsed.matchedOption("--" + key).getValue());
         }
-        boolean omni = method.equals("omniquant");
-        if (!omni && (lwc != null || let != null || epochs != null || lwcLr != null || letLr != null || batchSize != 1)) {
-            throw new IllegalArgumentException("--lwc, --let, --epochs, --lwc-lr, --let-lr and --batch-size are OmniQuant options; use --method omniquant");
+        try {
+            QuantizeSettings s = QuantizeSettings.parse(keys, spec.family());
+            s.checkFits(spec);
+            return s;
+        } catch (IllegalArgumentException e) {
+            throw fromRecipe(e);
         }
-        if (wbits < 2 || wbits > 8) throw new IllegalArgumentException("--wbits must be 2..8, got " + wbits);
-        if (group < 0) throw new IllegalArgumentException("--group must be 0 (per channel) or a positive size, got " + group);
-        if (abits != 16 && (abits < 2 || abits > 8)) throw new IllegalArgumentException("--abits must be 2..8 or 16 (off), got " + abits);
-        if (staticGroups && !actOrder) throw new IllegalArgumentException("--static-groups only applies with --act-order");
-        if ((actOrder || staticGroups) && !method.equals("gptq")) throw new IllegalArgumentException("--act-order and --static-groups are GPTQ options, not rtn ones");
-        if (!(damp >= 0 && damp < 1)) throw new IllegalArgumentException("--damp must be in [0, 1), got " + damp);
-        IntQuantSpec w = new IntQuantSpec(wbits, group, sym);
-        GptqConfig g = method.equals("gptq") ? new GptqConfig(w, damp, 128, actOrder, staticGroups) : null;
-        io.blockquant.algo.OmniQuantConfig o = null;
-        if (omni) {
-            if (sym) throw new IllegalArgumentException("--sym: OmniQuant's learnable clipping is asymmetric (min-max); drop --sym");
-            o = io.blockquant.algo.OmniQuantConfig.of(spec.family(), wbits, group, abits);
-            o = new io.blockquant.algo.OmniQuantConfig(o.wbits(), o.groupSize(), o.abits(), lwc != null ? lwc : o.lwc(),
-                    let != null ? let : o.let(), o.qkScale(), epochs != null ? epochs : o.epochs(), batchSize,
-                    lwcLr != null ? lwcLr : o.lwcLr(), letLr != null ? letLr : o.letLr(), o.weightDecay(), o.alpha());
-            if (!o.lwc() && !o.let()) throw new IllegalArgumentException("--method omniquant needs --lwc and/or --let");
-        }
-        io.blockquant.quant.FpQuantSpec fpw = switch (wformat) {
-            case "int" -> {
-                if (!scaleConstraint.equals("none")) throw new IllegalArgumentException("--scale-constraint applies to FP weights (--wformat fp4|fp8)");
-                yield null;
-            }
-            case "fp4", "fp8" -> {
-                int need = wformat.equals("fp4") ? 4 : 8;
-                if (wbits != need) throw new IllegalArgumentException("--wformat " + wformat + " is " + need + " bits wide; got --wbits " + wbits);
-                if (omni) throw new IllegalArgumentException("--wformat " + wformat + ": OmniQuant here learns INT clipping only");
-                io.blockquant.quant.ScaleConstraint c = switch (scaleConstraint) {
-                    case "none" -> io.blockquant.quant.ScaleConstraint.NONE;
-                    case "m1" -> io.blockquant.quant.ScaleConstraint.M1;
-                    case "m2" -> io.blockquant.quant.ScaleConstraint.M2;
-                    default -> throw new IllegalArgumentException("--scale-constraint '" + scaleConstraint + "' (expected none, m1 or m2)");
-                };
-                yield new io.blockquant.quant.FpQuantSpec(need == 4 ? io.blockquant.quant.FpFormat.E2M1 : io.blockquant.quant.FpFormat.E4M3, group, c);
-            }
-            default -> throw new IllegalArgumentException("--wformat '" + wformat + "' (expected int, fp4 or fp8)");
-        };
-        io.blockquant.quant.FpFormat af = switch (aformat) {
-            case "int" -> null;
-            case "fp8e4m3", "fp8e5m2" -> {
-                if (abits != 8) throw new IllegalArgumentException("--aformat " + aformat + " needs --abits 8, got " + abits);
-                yield aformat.equals("fp8e4m3") ? io.blockquant.quant.FpFormat.E4M3 : io.blockquant.quant.FpFormat.E5M2;
-            }
-            default -> throw new IllegalArgumentException("--aformat '" + aformat + "' (expected int, fp8e4m3 or fp8e5m2)");
-        };
-        if (lorcRank < 0) throw new IllegalArgumentException("--lorc-rank must be >= 0, got " + lorcRank);
-        if (lorcRank > 0 && omni) throw new IllegalArgumentException("--lorc-rank: LoRC follows RTN or GPTQ here, not OmniQuant");
-        io.blockquant.algo.LorcFactorFormat lf = switch (lorcFormat) {
-            case "fp32" -> io.blockquant.algo.LorcFactorFormat.FP32;
-            case "fp16" -> io.blockquant.algo.LorcFactorFormat.FP16;
-            case "fp8" -> io.blockquant.algo.LorcFactorFormat.FP8;
-            default -> throw new IllegalArgumentException("--lorc-format '" + lorcFormat + "' (expected fp32, fp16 or fp8)");
-        };
-        if (!lorcSvd.equals("plain") && !lorcSvd.equals("hessian")) {
-            throw new IllegalArgumentException("--lorc-svd '" + lorcSvd + "' (expected plain or hessian)");
-        }
-        if (lorcSvd.equals("hessian") && (lorcRank == 0 || !method.equals("gptq"))) {
-            throw new IllegalArgumentException("--lorc-svd hessian weights LoRC by GPTQ's Hessian: it needs --method gptq and --lorc-rank > 0");
-        }
-        return new QuantizeSettings(method, w, abits == 16 ? 0 : abits, g, o, fpw, af, lorcRank, lorcRank > 0 ? lf : null,
-                lorcSvd.equals("hessian"), nsamples, seqlen, seed, windowsPerTask, mode);
     }
 }

@@ -1,22 +1,20 @@
 package io.blockquant.gpu;
 
-import io.blockquant.algo.GptqConfig;
+import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.GptqQuantizer.PreparedHessian;
 import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.LorcFactorFormat;
 import io.blockquant.cuda.CudaBackend;
 import io.blockquant.eval.NllSum;
 import io.blockquant.eval.TokenWindows;
 import io.blockquant.eval.WindowScorer;
+import io.blockquant.model.Family;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.quant.FpFormat;
-import io.blockquant.quant.FpQuantSpec;
-import io.blockquant.quant.IntQuantSpec;
-import io.blockquant.quant.ScaleConstraint;
 import io.blockquant.schedule.BlockPlan;
+import io.blockquant.schedule.BlockStats;
+import io.blockquant.schedule.BlockStep;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.tensor.TensorBackend;
@@ -87,7 +85,10 @@ public final class GptqRun {
         return c.length > 6 ? "tokens/" + c[6] : "tokens";
     }
 
-    /** A configuration string as the settings {@code quantize --method gptq} resolves from the same flags. */
+    /**
+     * A configuration string as the settings {@code quantize --method gptq} resolves from the same flags: the
+     * string becomes those recipe keys, read by {@link QuantizeSettings#parse}.
+     */
     static QuantizeSettings settings(String config, int nsamples, int seqlen) {
         String[] c = config.split(":");
         if (c.length != 6 && c.length != 7) {
@@ -95,38 +96,32 @@ public final class GptqRun {
         }
         boolean fp = c[1].startsWith("fp");
         if (!fp && !c[1].startsWith("int")) throw new IllegalArgumentException("configuration '" + config + "': weights intN, fp4 or fp8, got " + c[1]);
+        Map<String, String> keys = new LinkedHashMap<>();
+        keys.put("method", "gptq");
+        keys.put("wbits", c[1].substring(fp ? 2 : 3));
+        keys.put("wformat", fp ? c[1] : "int");
+        keys.put("group", c[2]);
+        switch (c[3]) {
+            case "none" -> { }
+            case "int8" -> keys.put("abits", "8");
+            default -> {
+                keys.put("abits", "8");
+                keys.put("aformat", c[3]);
+            }
+        }
+        keys.put("scale-constraint", c[4]);
         boolean weighted = c[5].endsWith("h");
-        int bits, group, rank;
-        long seed;
+        keys.put("lorc-rank", weighted ? c[5].substring(0, c[5].length() - 1) : c[5]);
+        if (weighted) keys.put("lorc-svd", "hessian");
+        if (c.length > 6) keys.put("seed", c[6]);
+        keys.put("nsamples", String.valueOf(nsamples));
+        keys.put("seqlen", String.valueOf(seqlen));
+        keys.put("windows-per-task", String.valueOf(WINDOWS_PER_TASK));
         try {
-            bits = Integer.parseInt(c[1].substring(fp ? 2 : 3));
-            group = Integer.parseInt(c[2]);
-            rank = Integer.parseInt(weighted ? c[5].substring(0, c[5].length() - 1) : c[5]);
-            seed = c.length > 6 ? Long.parseLong(c[6]) : 0;
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("configuration '" + config + "': " + e.getMessage() + " where a number belongs");
+            return QuantizeSettings.parse(keys, Family.valueOf(c[0].toUpperCase(Locale.ROOT)));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("configuration '" + config + "': " + e.getMessage(), e);
         }
-        IntQuantSpec w = new IntQuantSpec(bits, group, false);
-        FpQuantSpec fpw = null;
-        if (fp) {
-            ScaleConstraint constraint = ScaleConstraint.valueOf(c[4].toUpperCase(Locale.ROOT));
-            fpw = new FpQuantSpec(switch (bits) {
-                case 4 -> FpFormat.E2M1;
-                case 8 -> FpFormat.E4M3;
-                default -> throw new IllegalArgumentException("configuration '" + config + "': FP weights are fp4 or fp8");
-            }, group, constraint);
-        } else if (!c[4].equals("none")) {
-            throw new IllegalArgumentException("configuration '" + config + "': a scale constraint applies to FP weights");
-        }
-        FpFormat af = switch (c[3]) {
-            case "none", "int8" -> null;
-            case "fp8e4m3" -> FpFormat.E4M3;
-            case "fp8e5m2" -> FpFormat.E5M2;
-            default -> throw new IllegalArgumentException("configuration '" + config + "': activations none, int8, fp8e4m3 or fp8e5m2");
-        };
-        int abits = c[3].equals("none") ? 0 : 8;
-        return new QuantizeSettings("gptq", w, abits, new GptqConfig(w, 0.01, 128, false, false), null, fpw, af, rank,
-                rank > 0 ? LorcFactorFormat.FP16 : null, weighted, nsamples, seqlen, seed, WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
     }
 
     /**
@@ -164,33 +159,26 @@ public final class GptqRun {
         float[] x = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq);
         List<DecoderBlock> quantizedBlocks = new ArrayList<>();
         double solverSeconds = 0;
+        BlockPlan plan = BlockPlan.of(spec);
         for (int b = 0; b < spec.numLayers(); b++) {
             long t0 = System.nanoTime();
             DecoderBlock fp = loader.block(b);
-            Map<String, float[]> done = new HashMap<>();
-            double solver = 0;
-            for (List<String> group : BlockPlan.of(spec).groups()) {
-                DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
-                HessianAccumulator acc = null;
-                for (int w = 0; w < windows; w += WINDOWS_PER_TASK) {
-                    int n = Math.min(WINDOWS_PER_TASK, windows - w);
-                    HessianAccumulator part = BlockWork.hessian(current, group.get(0), GpuCheck.slice(x, w, n, width), n, seq);
-                    acc = acc == null ? part : acc.merge(part);
-                }
-                long s0 = System.nanoTime();
-                PreparedHessian h = PreparedHessian.of(be, acc.hessian(), s.gptq());
-                for (String layer : group) {
-                    done.put(layer, BlockWork.quantizeLayer(CheckCases.findWeight(fp, layer), h, s).dequantize());
-                }
-                solver += (System.nanoTime() - s0) / 1e9;
+            BlockStep.Inputs inputs = BlockStep.Inputs.slices(x, seq, spec.hiddenSize(), WINDOWS_PER_TASK);
+            BlockStep.Layers layers;
+            BlockStats stats;
+            float[] next = new float[x.length];
+            try {
+                layers = BlockStep.layers(fp, s.calibrator(), plan, s, inputs, seq);
+                stats = BlockStep.errors(fp, layers.block(), s, inputs, seq,
+                        (p, hidden, rows, cols) -> System.arraycopy(hidden, 0, next, p * WINDOWS_PER_TASK * width, hidden.length));
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e); // in-memory inputs: not thrown
             }
-            DecoderBlock quantized = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
-            BlockWork.Outputs o = GpuCheck.outputs(fp, quantized, x, windows, seq, WINDOWS_PER_TASK, false);
-            x = o.hidden();
-            quantizedBlocks.add(quantized);
-            solverSeconds += solver;
+            x = next;
+            quantizedBlocks.add(BlockWork.withActivations(layers.block().block(), s));
+            solverSeconds += layers.calibrationSeconds();
             log.printf(Locale.ROOT, "  block %d: %.2f s (GPTQ solver %.2f s), relative output error %.5f%n", b,
-                    (System.nanoTime() - t0) / 1e9, solver, o.stats().blockError());
+                    (System.nanoTime() - t0) / 1e9, layers.calibrationSeconds(), stats.blockError());
         }
         CausalLm fpModel = loader.model();
         CausalLm model = new CausalLm(spec, fpModel.tokenEmbedding(), fpModel.positions(), fpModel.projectIn(), quantizedBlocks,

@@ -1,6 +1,9 @@
 package io.blockquant.gpu;
 
 import io.blockquant.algo.GptqConfig;
+import io.blockquant.algo.GptqSettings;
+import io.blockquant.algo.LorcSettings;
+import io.blockquant.algo.WeightFormat;
 import io.blockquant.algo.OmniQuantConfig;
 import io.blockquant.algo.omniquant.BlockGraph;
 import io.blockquant.bench.BlockFlops;
@@ -205,8 +208,8 @@ public final class GpuCheck {
         OUT.printf(Locale.ROOT, "GPTQ %s, damp %.2f, block size %d, true-sequential groups; tiny-llama, %d windows × %d tokens, sequential mode%n",
                 cfg.quant(), cfg.percDamp(), cfg.blockSize(), windows, seq);
         // the pipeline of GptqRun (quantize's, without Spark), with the check's recipe
-        QuantizeSettings s = new QuantizeSettings("gptq", cfg.quant(), 0, cfg, null, null, null, 0, null, false, windows, seq, 0,
-                GptqRun.WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
+        QuantizeSettings s = new QuantizeSettings(new GptqSettings(new WeightFormat(cfg.quant(), null), cfg.percDamp(), cfg.actOrder(),
+                cfg.staticGroups(), LorcSettings.NONE), 0, null, windows, seq, 0, GptqRun.WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
         GptqRun.Quantized q = GptqRun.quantize(be, in, "tokens", "llama", spec, s, windows, OUT);
         sync(be);
         OUT.printf(Locale.ROOT, "GPTQ, all %d blocks of tiny-llama: %.2f s (embedding included; GPTQ solver %.2f s of it) [PyTorch on an H100: about 3 s]%n",

@@ -77,6 +77,21 @@ public record ActivationFiles(String workDir) implements Serializable {
         return marker.getFileSystem(conf).exists(marker);
     }
 
+    /** Block {@code block}'s inputs as the partitions {@code parts}, in that order, read as a step asks for them. */
+    public BlockStep.Inputs inputs(Configuration conf, int block, java.util.List<Integer> parts) {
+        return new BlockStep.Inputs() {
+            @Override
+            public int partitions() {
+                return parts.size();
+            }
+
+            @Override
+            public float[] read(int p, int[] shape) throws IOException {
+                return ActivationFiles.this.read(conf, block, parts.get(p), shape);
+            }
+        };
+    }
+
     public void deleteBlock(Configuration conf, int block) throws IOException {
         Path dir = new Path(workDir, String.format("acts/block-%04d", block));
         dir.getFileSystem(conf).delete(dir, true);

@@ -1,19 +1,12 @@
 package io.blockquant.schedule;
 
-import io.blockquant.algo.FpQuantizedLinear;
-import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.Lorc;
-import io.blockquant.algo.LorcCompensated;
-import io.blockquant.algo.RtnQuantizer;
 import io.blockquant.algo.StoredWeight;
 import io.blockquant.model.InMemoryWeights;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
-import io.blockquant.quant.FpQuantSpec;
-import io.blockquant.quant.FpQuantizer;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.HashMap;
@@ -32,35 +25,6 @@ public final class BlockWork {
         Enough() {
             super(null, null, false, false);
         }
-    }
-
-    /**
-     * One layer's weight in stored form: RTN (no Hessian) or GPTQ, INT levels or FP codes, then LoRC's
-     * rank-r factors of the remaining error when asked for.
-     */
-    public static StoredWeight quantizeLayer(Tensor w, GptqQuantizer.PreparedHessian hessian, QuantizeSettings s) {
-        StoredWeight q;
-        if (s.fpWeights() != null) {
-            q = hessian == null ? rtnFp(w, s.fpWeights()) : GptqQuantizer.quantizeFp(w, hessian, s.gptq(), s.fpWeights());
-        } else {
-            q = hessian == null ? RtnQuantizer.quantize(w, s.weights()) : GptqQuantizer.quantize(w, hessian, s.gptq());
-        }
-        if (s.lorcRank() > 0) {
-            TensorBackend be = w.backend();
-            Lorc.Factors f = be.scratchValue(() -> Lorc.factors(w, be.fromFloats(q.dequantize(), w.shape()), s.lorcRank(), s.lorcFormat(),
-                    s.lorcWeighted() ? hessian : null));
-            return new LorcCompensated(q, f);
-        }
-        return q;
-    }
-
-    static FpQuantizedLinear rtnFp(Tensor w, FpQuantSpec spec) {
-        int rows = (int) w.size(0), cols = (int) w.size(1), group = spec.groupFor(cols);
-        byte[] codes = new byte[rows * cols];
-        float[] scales = FpQuantizer.encodeWeight(w.toFloats(), rows, cols, spec, codes);
-        int[] gIdx = new int[cols];
-        for (int c = 0; c < cols; c++) gIdx[c] = c / group;
-        return new FpQuantizedLinear(rows, cols, spec, cols / group, codes, scales, gIdx, 0);
     }
 
     /** Each stored weight dequantized, by module: what the block computes with once those layers are quantized. */

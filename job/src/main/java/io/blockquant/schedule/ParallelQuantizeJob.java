@@ -1,9 +1,7 @@
 package io.blockquant.schedule;
 
+import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
-import io.blockquant.algo.GptqQuantizer;
-import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.StoredWeight;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
@@ -21,7 +19,6 @@ import java.io.PrintStream;
 import java.io.Serializable;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -101,7 +98,7 @@ public final class ParallelQuantizeJob {
             if (!todo.isEmpty()) {
                 checkWorkSpace(store.workDir(), hadoop, (long) calib.size() * seq, spec, todo.get(todo.size() - 1) + 1);
                 // OmniQuant's targets of the last block to do are the inputs of the block after it
-                int need = todo.get(todo.size() - 1) + (s.isOmniQuant() ? 1 : 0);
+                int need = todo.get(todo.size() - 1) + (s.calibrator() instanceof BlockCalibrator.OnBlockTargets ? 1 : 0);
                 capture(sc, devices, model, windows, parts, s, fpActs, conf, need, blocks, log);
             }
             ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, Math.min(todo.size(), sc.defaultParallelism())));
@@ -131,7 +128,8 @@ public final class ParallelQuantizeJob {
                     summaries.add(new BlockSummary(r.block(), r.seconds(), r.stats().blockError(), layerErrors, false));
                     String worst = QuantizeJob.worst(layerErrors);
                     log.printf(Locale.ROOT, "block %d/%d done in %.1f s (task)%s: relative output error %.4f (worst layer %s %.4f)%n",
-                            r.block() + 1, blocks, r.seconds(), s.isGptq() ? ", GPTQ on " + r.tokens() + " tokens" : "",
+                            r.block() + 1, blocks, r.seconds(), s.calibrator() instanceof BlockCalibrator.OnGroupHessians
+                                    ? ", " + s.method().toUpperCase(Locale.ROOT) + " on " + r.tokens() + " tokens" : "",
                             r.stats().blockError(), worst, layerErrors.get(worst));
                 }
             } catch (InterruptedException e) {
@@ -204,48 +202,22 @@ public final class ParallelQuantizeJob {
                                     List<Integer> parts, BlockPlan plan, QuantizeSettings s, String omniParams, int seq,
                                     int nsamples, int blocks) throws IOException {
         long t0 = System.nanoTime();
+        BlockStep.Inputs in = inputs.inputs(conf, block, parts);
         CalibratedBlock calibrated;
-        Map<String, Double> losses = new HashMap<>();
+        Map<String, Double> losses = Map.of();
         long tokens = 0;
-        if (s.isOmniQuant()) {
+        if (s.calibrator() instanceof BlockCalibrator.OnBlockTargets) {
             // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
             calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
-                    blocks, fp.linears().get(0).weight().backend());
+                    blocks);
         } else {
-            Map<String, StoredWeight> layers = new LinkedHashMap<>();
-            Map<String, float[]> done = new HashMap<>();
-            for (List<String> group : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
-                GptqQuantizer.PreparedHessian hessian = null;
-                if (s.isGptq()) {
-                    DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
-                    HessianAccumulator acc = null;
-                    for (int p : parts) {
-                        int[] shape = new int[2];
-                        float[] x = inputs.read(conf, block, p, shape);
-                        HessianAccumulator part = BlockWork.hessian(current, group.get(0), x, shape[0] / seq, seq);
-                        acc = acc == null ? part : acc.merge(part);
-                    }
-                    hessian = GptqQuantizer.PreparedHessian.of(Nd4jBackend.INSTANCE, acc.hessian(), s.gptq());
-                    tokens = acc.tokens();
-                }
-                for (String module : group) {
-                    StoredWeight q = BlockWork.quantizeLayer(BlockWork.find(fp, module).weight(), hessian, s);
-                    layers.put(module, q);
-                    done.put(module, q.dequantize());
-                    if (s.isGptq()) losses.put(module, q.loss());
-                }
-            }
-            calibrated = new CalibratedBlock(BlockWork.withWeights(fp, done), layers);
+            BlockStep.Layers layers = BlockStep.layers(fp, s.calibrator(), plan, s, in, seq);
+            calibrated = layers.block();
+            losses = layers.losses();
+            tokens = layers.tokens();
         }
         // errors of the calibrated block against the full-precision block, both on the full-precision inputs
-        DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
-        boolean perLayer = !s.isOmniQuant() || !s.omniquant().let();
-        BlockStats stats = new BlockStats();
-        for (int p : parts) {
-            int[] shape = new int[2];
-            float[] x = inputs.read(conf, block, p, shape);
-            stats = stats.merge(BlockWork.outputs(fp, quantized, x, shape[0] / seq, seq, perLayer).stats());
-        }
+        BlockStats stats = BlockStep.errors(fp, calibrated, s, in, seq, null);
         files.writeRows(conf, block, BlockRecords.of(block, calibrated));
         return new CalibratedRows(block, stats, losses, tokens, (System.nanoTime() - t0) / 1e9);
     }

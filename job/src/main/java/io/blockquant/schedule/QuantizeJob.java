@@ -1,7 +1,7 @@
 package io.blockquant.schedule;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.blockquant.algo.OmniQuantCalibrator;
+import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.ModelFormatException;
@@ -92,14 +92,17 @@ public final class QuantizeJob {
     static void checkLearnedParameters(Configuration hadoop, Request req) {
         Path dir = new Path(req.modelDir());
         ModelSpec spec = ModelSpecReader.read(dir, hadoop);
+        BlockCalibrator.OnBlockTargets calibrator = (BlockCalibrator.OnBlockTargets) req.settings().calibrator();
         try (Checkpoint ckpt = Checkpoint.open(dir, hadoop)) {
             ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
             for (int b = 0; b < spec.numLayers(); b++) {
                 Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), b);
                 if (learned == null) continue; // trained by this run
                 int block = b;
-                Nd4jBackend.INSTANCE.scratchValue(() -> OmniQuantCalibrator.restore(loader.block(block), req.settings().omniquant(),
-                        learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString()));
+                Nd4jBackend.INSTANCE.scratchValue(() -> {
+                    calibrator.check(loader.block(block), learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString());
+                    return null;
+                });
             }
         }
     }

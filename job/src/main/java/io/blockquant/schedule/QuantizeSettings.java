@@ -1,49 +1,114 @@
 package io.blockquant.schedule;
 
-import io.blockquant.algo.GptqConfig;
-import io.blockquant.algo.OmniQuantConfig;
-import io.blockquant.algo.LorcFactorFormat;
+import io.blockquant.algo.BlockCalibrator;
+import io.blockquant.algo.MethodSettings;
+import io.blockquant.algo.Methods;
+import io.blockquant.algo.RecipeKeys;
+import io.blockquant.model.Family;
+import io.blockquant.model.ModelSpec;
 import io.blockquant.quant.FpFormat;
 import io.blockquant.quant.FpQuantSpec;
 import io.blockquant.quant.IntQuantSpec;
 import java.io.Serializable;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
 
 /**
- * What {@code quantize} does: the method and its parameters, resolved from flags and recipe files.
+ * What {@code quantize} does: the method's settings ({@link Methods}) and the run's, resolved from recipe keys
+ * (flags and recipe files) by {@link #parse}, the one place that reads them.
  *
- * @param method         "rtn", "gptq" or "omniquant"
- * @param activationBits per-token activation bits kept with the model (0 = none); recorded in the recipe
- * @param gptq           GPTQ's settings (method gptq), else null
- * @param omniquant      OmniQuant's settings (method omniquant), else null
- * @param fpWeights      ZeroQuant-FP weight format (FP4/FP8, scale constraint), else null for INT weights
+ * @param activationBits   per-token activation bits kept with the model (0 = none); recorded in the recipe
  * @param activationFormat FP8 per-token activations, else null (INT per {@code activationBits}, or none)
- * @param lorcRank       LoRC rank (0: none)
- * @param lorcWeighted   LoRC's SVD weighted by the layer's input Hessian (the output error's best rank-r fix)
- *                       instead of the paper's plain SVD of the weight error
- * @param mode           "sequential" (block i calibrated on the quantized prefix's outputs, the papers' way) or
- *                       "parallel" (every block at once on the full-precision prefix's outputs)
+ * @param windowsPerTask   calibration windows per task (a partition of the block's inputs)
+ * @param mode             "sequential" (block i calibrated on the quantized prefix's outputs, the papers' way) or
+ *                         "parallel" (every block at once on the full-precision prefix's outputs)
  */
-public record QuantizeSettings(String method, IntQuantSpec weights, int activationBits, GptqConfig gptq,
-                               OmniQuantConfig omniquant, FpQuantSpec fpWeights, FpFormat activationFormat,
-                               int lorcRank, LorcFactorFormat lorcFormat, boolean lorcWeighted, int nsamples, int seqlen, long seed,
-                               int windowsPerTask, String mode) implements Serializable {
+public record QuantizeSettings(MethodSettings methodSettings, int activationBits, FpFormat activationFormat, int nsamples,
+                               int seqlen, long seed, int windowsPerTask, String mode) implements Serializable {
 
     public static final String SEQUENTIAL = "sequential";
     public static final String PARALLEL = "parallel";
+
+    /** The run's recipe keys; with every method's keys, what a recipe file may hold. */
+    private static final Set<String> RUN_KEYS = Set.of("mode", "method", "abits", "aformat", "nsamples", "seqlen", "seed");
+
+    /** recipe.json's keys in the order its files have always had them (a new method's keys follow). */
+    private static final List<String> RECIPE_ORDER = List.of("method", "wbits", "group", "sym", "abits", "act_order",
+            "static_groups", "damp", "gptq_block", "omniquant", "nsamples", "seqlen", "seed", "wformat", "aformat",
+            "scale_constraint", "lorc_rank", "lorc_format", "lorc_svd", "mode");
 
     public QuantizeSettings {
         if (!mode.equals(SEQUENTIAL) && !mode.equals(PARALLEL)) {
             throw new IllegalArgumentException("--mode '" + mode + "' (expected sequential or parallel)");
         }
+        if (windowsPerTask < 1) throw new IllegalArgumentException("--windows-per-task must be >= 1, got " + windowsPerTask);
+    }
+
+    /** Keys a recipe file may hold: the flags that describe the method and the calibration. */
+    public static Set<String> recipeKeys() {
+        Set<String> out = new LinkedHashSet<>(RUN_KEYS);
+        out.addAll(Methods.keys());
+        return out;
+    }
+
+    /**
+     * The settings from recipe keys ({@link #recipeKeys} and {@code windows-per-task}); every key left out takes
+     * its default (gptq W4 per channel, A16, 128 windows of 512 tokens, seed 0, 8 windows per task, sequential).
+     */
+    public static QuantizeSettings parse(Map<String, String> given, Family family) {
+        RecipeKeys keys = new RecipeKeys(given);
+        String mode = keys.text("mode", SEQUENTIAL), method = keys.text("method", "gptq");
+        int abits = keys.integer("abits", 16);
+        if (abits != 16 && (abits < 2 || abits > 8)) throw new IllegalArgumentException("--abits must be 2..8 or 16 (off), got " + abits);
+        String aformat = keys.text("aformat", "int");
+        FpFormat af = switch (aformat) {
+            case "int" -> null;
+            case "fp8e4m3", "fp8e5m2" -> {
+                if (abits != 8) throw new IllegalArgumentException("--aformat " + aformat + " needs --abits 8, got " + abits);
+                yield aformat.equals("fp8e4m3") ? FpFormat.E4M3 : FpFormat.E5M2;
+            }
+            default -> throw new IllegalArgumentException("--aformat '" + aformat + "' (expected int, fp8e4m3 or fp8e5m2)");
+        };
+        int nsamples = keys.integer("nsamples", 128), seqlen = keys.integer("seqlen", 512);
+        long seed = keys.longInteger("seed", 0);
+        int windowsPerTask = keys.integer("windows-per-task", 8);
+        MethodSettings m = Methods.parse(method, keys, family, abits);
+        return new QuantizeSettings(m, abits == 16 ? 0 : abits, af, nsamples, seqlen, seed, windowsPerTask, mode);
     }
 
     public boolean isParallel() {
         return mode.equals(PARALLEL);
     }
 
+    public BlockCalibrator calibrator() {
+        return methodSettings.calibrator();
+    }
+
+    /** The recipe's method name. */
+    public String method() {
+        return methodSettings.name();
+    }
+
+    public IntQuantSpec weights() {
+        return methodSettings.format().levels();
+    }
+
+    /** ZeroQuant-FP weight format (FP4/FP8, scale constraint), null for INT weights. */
+    public FpQuantSpec fpWeights() {
+        return methodSettings.format().fp();
+    }
+
+    public int lorcRank() {
+        return methodSettings.lorc().rank();
+    }
+
     /** Group sizes must divide every quantized layer's input width: checked before any work starts. */
-    public void checkFits(io.blockquant.model.ModelSpec spec) {
-        int g = weights.groupSize();
+    public void checkFits(ModelSpec spec) {
+        int g = weights().groupSize();
         if (g <= 0) return;
         for (int width : new int[] {spec.hiddenSize(), spec.intermediateSize(), spec.numHeads() * spec.headDim()}) {
             if (width % g != 0) {
@@ -53,47 +118,37 @@ public record QuantizeSettings(String method, IntQuantSpec weights, int activati
         }
     }
 
-    public boolean isGptq() {
-        return method.equals("gptq");
-    }
-
-    public boolean isOmniQuant() {
-        return method.equals("omniquant");
-    }
-
     public String label() {
-        String w = fpWeights == null ? "W" + weights.bits() : "W" + weights.bits() + "-" + fpWeights.format();
         String a = activationFormat != null ? "A8-" + activationFormat : "A" + (activationBits == 0 ? 16 : activationBits);
-        String base = method + " " + w + a + (weights.perChannel() ? " pc" : " g" + weights.groupSize())
-                + (weights.symmetric() && fpWeights == null ? " sym" : "")
-                + (fpWeights != null && fpWeights.constraint() != io.blockquant.quant.ScaleConstraint.NONE ? " " + fpWeights.constraint() : "")
-                + (lorcRank > 0 ? " lorc" + lorcRank + (lorcWeighted ? "-hessian" : "") : "");
-        if (isParallel()) base += " parallel";
-        if (isGptq()) return base + (gptq.actOrder() ? " act-order" : "") + (gptq.staticGroups() ? " static-groups" : "");
-        if (isOmniQuant()) {
-            return base + (omniquant.lwc() ? " lwc" : "") + (omniquant.let() ? " let" : "") + " " + omniquant.epochs() + "ep";
-        }
-        return base;
+        return method() + " " + methodSettings.format().label(a) + methodSettings.lorc().label() + (isParallel() ? " parallel" : "")
+                + methodSettings.options();
     }
 
-    /** The recipe as JSON, written into the store and printed at start. */
+    /** The recipe as JSON, written into the store (recipe.json, read by report, export and --resume) and printed at start. */
     public String toJson() {
-        String omni = omniquant == null ? "null" : String.format(java.util.Locale.ROOT,
-                "{\"lwc\": %s, \"let\": %s, \"epochs\": %d, \"batch_size\": %d, \"lwc_lr\": %s, \"let_lr\": %s, \"weight_decay\": %s}",
-                omniquant.lwc(), omniquant.let(), omniquant.epochs(), omniquant.batchSize(), omniquant.lwcLr(),
-                omniquant.letLr(), omniquant.weightDecay());
-        return String.format(java.util.Locale.ROOT,
-                "{\"method\": \"%s\", \"wbits\": %d, \"group\": %d, \"sym\": %s, \"abits\": %d, \"act_order\": %s, "
-                        + "\"static_groups\": %s, \"damp\": %s, \"gptq_block\": %d, \"omniquant\": %s, \"nsamples\": %d, "
-                        + "\"seqlen\": %d, \"seed\": %d, \"wformat\": \"%s\", \"aformat\": \"%s\", \"scale_constraint\": \"%s\", "
-                        + "\"lorc_rank\": %d, \"lorc_format\": \"%s\", \"lorc_svd\": \"%s\", \"mode\": \"%s\"}",
-                method, weights.bits(), Math.max(0, weights.groupSize()), weights.symmetric(), activationBits,
-                gptq != null && gptq.actOrder(), gptq != null && gptq.staticGroups(),
-                gptq == null ? "null" : String.valueOf(gptq.percDamp()), gptq == null ? 0 : gptq.blockSize(), omni,
-                nsamples, seqlen, seed, fpWeights == null ? "int" : fpWeights.format().name().toLowerCase(java.util.Locale.ROOT),
-                activationFormat == null ? "int" : activationFormat.name().toLowerCase(java.util.Locale.ROOT),
-                fpWeights == null ? "none" : fpWeights.constraint().name().toLowerCase(java.util.Locale.ROOT), lorcRank,
-                lorcFormat == null ? "none" : lorcFormat.name().toLowerCase(java.util.Locale.ROOT),
-                lorcRank == 0 ? "none" : lorcWeighted ? "hessian" : "plain", mode);
+        Map<String, Object> r = new LinkedHashMap<>();
+        for (String key : RECIPE_ORDER) r.put(key, null);
+        r.put("method", method());
+        r.putAll(methodSettings.format().recipe());
+        r.putAll(methodSettings.lorc().recipe());
+        r.putAll(Methods.absentRecipe(method()));
+        r.putAll(methodSettings.recipe());
+        r.put("abits", activationBits);
+        r.put("nsamples", nsamples);
+        r.put("seqlen", seqlen);
+        r.put("seed", seed);
+        r.put("aformat", activationFormat == null ? "int" : activationFormat.name().toLowerCase(Locale.ROOT));
+        r.put("mode", mode);
+        return json(r);
+    }
+
+    private static String json(Object v) {
+        if (v instanceof Map<?, ?> m) {
+            StringBuilder b = new StringBuilder("{");
+            m.forEach((k, x) -> b.append(b.length() > 1 ? ", " : "").append('"').append(k).append("\": ").append(json(x)));
+            return b.append('}').toString();
+        }
+        if (v instanceof String s) return '"' + s.replace("\\", "\\\\").replace("\"", "\\\"") + '"';
+        return String.valueOf(v);
     }
 }

@@ -1,9 +1,8 @@
 package io.blockquant.schedule;
 
+import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
-import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
-import io.blockquant.algo.OmniQuantCalibrator;
 import io.blockquant.algo.StoredWeight;
 import io.blockquant.schedule.QuantizeJob.BlockSummary;
 import io.blockquant.schedule.QuantizeJob.Request;
@@ -78,7 +77,10 @@ public final class SequentialQuantizeJob {
         // OmniQuant's targets come from a second, full-precision stream (the reference's fp_inps)
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
         BlockFiles files = new BlockFiles(store.workDir().toString());
-        boolean omni = s.isOmniQuant();
+        BlockCalibrator calibrator = s.calibrator();
+        // OmniQuant-like methods train on the block's inputs against the full-precision stream's targets
+        boolean omni = calibrator instanceof BlockCalibrator.OnBlockTargets;
+        boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
         Broadcast<CalibrationSet> windows = sc.broadcast(calib);
         String model = req.modelDir();
         TaskDevices devices = TaskDevices.of(sc);
@@ -113,31 +115,33 @@ public final class SequentialQuantizeJob {
                             block <= lastTrained, seq, calib.size(), spec.numLayers(), log);
                 }
                 List<String> quantized = new ArrayList<>();
-                for (List<String> group : omni ? List.<List<String>>of() : s.isGptq() ? plan.groups() : List.of(plan.allLinears())) {
-                    long tokens = s.isGptq() ? hessian(sc, devices, model, block, group.get(0), List.copyOf(quantized), parts, acts, files, conf, s, seq) : 0;
+                for (List<String> group : omni ? List.<List<String>>of() : hessians ? plan.groups() : List.of(plan.allLinears())) {
+                    long tokens = hessians ? hessian(sc, devices, model, block, group.get(0), List.copyOf(quantized), parts, acts, files, conf, s, seq) : 0;
                     String input = group.get(0); // the layers of a group share their input, so its Hessian
                     List<Double> groupLosses = devices.tasks(sc.parallelize(group, group.size())).map(module -> {
                         TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
                         DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                         Tensor w = BlockWork.find(fp, module).weight();
-                        StoredWeight q = BlockWork.quantizeLayer(w, s.isGptq() ? files.preparedHessian(conf.get(), block, input) : null, s);
+                        StoredWeight q = calibrator instanceof BlockCalibrator.OnGroupHessians g
+                                ? g.quantize(w, files.preparedHessian(conf.get(), block, input))
+                                : ((BlockCalibrator.OnWeights) calibrator).quantize(w);
                         files.writeLayer(conf.get(), block, module, q);
                         return q.loss();
                     }).collect();
                     for (int k = 0; k < group.size(); k++) {
                         quantized.add(group.get(k));
-                        if (s.isGptq()) losses.put(group.get(k), groupLosses.get(k));
+                        if (hessians) losses.put(group.get(k), groupLosses.get(k));
                     }
-                    if (s.isGptq()) {
-                        log.printf(Locale.ROOT, "  block %d/%d: %s quantized (GPTQ on %d tokens)%n", block + 1,
-                                spec.numLayers(), String.join(", ", group), tokens);
+                    if (hessians) {
+                        log.printf(Locale.ROOT, "  block %d/%d: %s quantized (%s on %d tokens)%n", block + 1,
+                                spec.numLayers(), String.join(", ", group), s.method().toUpperCase(Locale.ROOT), tokens);
                     }
                 }
-                if (s.isGptq()) files.deleteHessian(hadoop, block);
+                if (hessians) files.deleteHessian(hadoop, block);
 
                 // the quantized block on every partition: the next block's inputs, and the errors
                 boolean last = block == spec.numLayers() - 1;
-                boolean perLayer = !omni || !s.omniquant().let();
+                boolean perLayer = !(calibrator instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
                 List<String> linears = plan.allLinears();
                 BlockStats stats = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
                     TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
@@ -203,7 +207,7 @@ public final class SequentialQuantizeJob {
         }).reduce(Long::sum);
         devices.tasks(sc.parallelize(List.of(input), 1)).foreach(m -> {
             TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
-            files.prepareHessian(conf.get(), block, m, slices, h -> GptqQuantizer.PreparedHessian.ofOwned(be, h, s.gptq()));
+            files.prepareHessian(conf.get(), block, m, slices, h -> ((BlockCalibrator.OnGroupHessians) s.calibrator()).prepare(be, h));
         });
         return tokens;
     }
@@ -236,7 +240,7 @@ public final class SequentialQuantizeJob {
         devices.tasks(sc.parallelize(List.of(block), 1)).foreach(b -> {
             TensorBackend be = devices.bind(b, Nd4jBackend.INSTANCE);
             DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf.get());
-            files.writeRows(conf.get(), b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf.get(), s, paramsDir, seq, windows, blocks, be)));
+            files.writeRows(conf.get(), b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf.get(), s, paramsDir, seq, windows, blocks)));
         });
         log.printf(Locale.ROOT, "  block %d/%d: OmniQuant %s in %.1f s (%s)%n", block + 1, blocks,
                 learned ? "folded from learned parameters" : "trained", (System.nanoTime() - t0) / 1e9, s.label());
@@ -248,18 +252,19 @@ public final class SequentialQuantizeJob {
      * and its parameters written there when a folder is given.
      */
     static CalibratedBlock omniQuantBlock(DecoderBlock fp, int b, ActivationFiles acts, ActivationFiles fpActs, List<Integer> parts,
-                                          Configuration conf, QuantizeSettings s, String paramsDir, int seq, int windows, int blocks,
-                                          TensorBackend be) throws IOException {
+                                          Configuration conf, QuantizeSettings s, String paramsDir, int seq, int windows, int blocks)
+            throws IOException {
+        BlockCalibrator.OnBlockTargets calibrator = (BlockCalibrator.OnBlockTargets) s.calibrator();
         Map<String, float[]> learned = paramsDir == null ? null : OmniQuantParameterFiles.read(conf, paramsDir, b);
         if (learned != null) {
             String file = OmniQuantParameterFiles.file(paramsDir, b).toString();
             System.err.printf("    block %d/%d omniquant: learned parameters from %s, no training%n", b + 1, blocks, file);
-            return OmniQuantCalibrator.restore(fp, s.omniquant(), learned, file).fold(be);
+            return calibrator.restore(fp, learned, file);
         }
         float[] inputs = QuantizeJob.concat(acts, conf, b, parts), targets = QuantizeJob.concat(fpActs, conf, b + 1, parts);
-        var objective = OmniQuantCalibrator.train(fp, inputs, targets, windows, seq,
-                s.omniquant(), s.seed() + b, msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
-        if (paramsDir != null) OmniQuantParameterFiles.write(conf, paramsDir, b, objective.learned());
-        return objective.fold(be);
+        BlockCalibrator.Learned trained = calibrator.train(fp, inputs, targets, windows, seq, s.seed() + b,
+                msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
+        if (paramsDir != null) OmniQuantParameterFiles.write(conf, paramsDir, b, trained.parameters());
+        return trained.block();
     }
 }

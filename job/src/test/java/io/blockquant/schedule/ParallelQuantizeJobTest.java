@@ -5,7 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.blockquant.Fixtures;
-import io.blockquant.algo.GptqConfig;
+import io.blockquant.algo.GptqSettings;
+import io.blockquant.algo.LorcSettings;
+import io.blockquant.algo.WeightFormat;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.InMemoryWeights;
@@ -65,8 +67,8 @@ class ParallelQuantizeJobTest {
 
     static QuantizeSettings gptqW3g64Parallel() {
         IntQuantSpec w = new IntQuantSpec(3, 64, false);
-        return new QuantizeSettings("gptq", w, 0, GptqConfig.of(w), null, null, null, 0, null, false, WINDOWS, SEQ, 0, 2,
-                QuantizeSettings.PARALLEL);
+        return new QuantizeSettings(new GptqSettings(new WeightFormat(w, null), 0.01, false, false, LorcSettings.NONE), 0, null,
+                WINDOWS, SEQ, 0, 2, QuantizeSettings.PARALLEL);
     }
 
     static QuantizeJob.Summary quantize(Path store, boolean resume) {

@@ -1,0 +1,57 @@
+package io.blockquant.algo;
+
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.tensor.Tensor;
+import io.blockquant.tensor.TensorBackend;
+import java.io.Serializable;
+import java.util.Map;
+import java.util.function.Consumer;
+
+/**
+ * A quantization method, as the driver loop sees it: which statistics of a block's inputs it needs (the kind
+ * of calibrator it is) and how it turns the block plus those statistics into stored weights. The loop gathers
+ * what the kind asks for and nothing else; a new method implements one of the three kinds.
+ */
+public sealed interface BlockCalibrator extends Serializable
+        permits BlockCalibrator.OnWeights, BlockCalibrator.OnGroupHessians, BlockCalibrator.OnBlockTargets {
+
+    /** Needs no statistics: each layer's stored weight from its full-precision weight alone (RTN). */
+    non-sealed interface OnWeights extends BlockCalibrator {
+        StoredWeight quantize(Tensor weight);
+    }
+
+    /**
+     * Needs the input Hessian {@code 2/n·Σ x·xᵀ} of each true-sequential group, taken on the block with the
+     * earlier groups already quantized (GPTQ, Frantar et al. 2022, eq. 2).
+     */
+    non-sealed interface OnGroupHessians extends BlockCalibrator {
+        /** What the method derives once per group from its Hessian; {@code hessian} is taken over (damped in place). */
+        GptqQuantizer.PreparedHessian prepare(TensorBackend be, double[] hessian);
+
+        StoredWeight quantize(Tensor weight, GptqQuantizer.PreparedHessian hessian);
+    }
+
+    /**
+     * Needs the whole block's calibration inputs and the full-precision block's outputs on the full-precision
+     * stream as targets (OmniQuant): learns parameters, then folds them into a calibrated block.
+     */
+    non-sealed interface OnBlockTargets extends BlockCalibrator {
+        /** Parameters learned on {@code [windows·seq, hidden]} inputs and targets, and the block folded from them. */
+        Learned train(DecoderBlock fp, float[] inputs, float[] targets, int windows, int seq, long seed, Consumer<String> progress);
+
+        /** The block folded from parameters learned before ({@link Learned#parameters}); {@code source} names them in errors. */
+        CalibratedBlock restore(DecoderBlock fp, Map<String, float[]> parameters, String source);
+
+        /** Checks that {@code parameters} fit {@code fp} and this method's settings, without folding. */
+        void check(DecoderBlock fp, Map<String, float[]> parameters, String source);
+
+        /**
+         * False when calibration changes a layer's inputs as well as its weight (LET's scales and shifts): then a
+         * layer compared with the original one means nothing, and only the block's output error is measured.
+         */
+        boolean keepsLayerInputs();
+    }
+
+    /** What {@link OnBlockTargets#train} gives: the learned parameters by name and the folded block. */
+    record Learned(Map<String, float[]> parameters, CalibratedBlock block) {}
+}

@@ -1,0 +1,21 @@
+package io.blockquant.algo;
+
+import io.blockquant.tensor.Tensor;
+import io.blockquant.tensor.TensorBackend;
+
+/** GPTQ on each true-sequential group's input Hessian, INT levels or FP codes, then LoRC's factors when asked for. */
+public record GptqCalibrator(GptqSettings settings) implements BlockCalibrator.OnGroupHessians {
+
+    @Override
+    public GptqQuantizer.PreparedHessian prepare(TensorBackend be, double[] hessian) {
+        return GptqQuantizer.PreparedHessian.ofOwned(be, hessian, settings.config());
+    }
+
+    @Override
+    public StoredWeight quantize(Tensor weight, GptqQuantizer.PreparedHessian hessian) {
+        StoredWeight q = settings.format().isFp()
+                ? GptqQuantizer.quantizeFp(weight, hessian, settings.config(), settings.format().fp())
+                : GptqQuantizer.quantize(weight, hessian, settings.config());
+        return settings.lorc().compensate(weight, q, hessian);
+    }
+}

@@ -1,0 +1,63 @@
+package io.blockquant.algo;
+
+import io.blockquant.model.Family;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/** OmniQuant's settings: the reference's recipe for the family and bits ({@link OmniQuantConfig#of}) with the keys' overrides. */
+public record OmniQuantSettings(OmniQuantConfig config) implements MethodSettings {
+
+    public OmniQuantSettings {
+        if (!config.lwc() && !config.let()) throw new IllegalArgumentException("--method omniquant needs --lwc and/or --let");
+    }
+
+    /** {@code abits}: the run's activation bits (16: none), which training quantizes too. */
+    static OmniQuantSettings parse(RecipeKeys keys, Family family, int abits) {
+        WeightFormat w = WeightFormat.parse(keys);
+        if (w.levels().symmetric()) throw new IllegalArgumentException("--sym: OmniQuant's learnable clipping is asymmetric (min-max); drop --sym");
+        if (w.isFp()) throw new IllegalArgumentException("--wformat " + keys.text("wformat", "int") + ": OmniQuant here learns INT clipping only");
+        if (LorcSettings.parse(keys).isOn()) throw new IllegalArgumentException("--lorc-rank: LoRC follows RTN or GPTQ here, not OmniQuant");
+        OmniQuantConfig d = OmniQuantConfig.of(family, w.levels().bits(), w.levels().groupSize(), abits);
+        return new OmniQuantSettings(new OmniQuantConfig(d.wbits(), d.groupSize(), d.abits(), keys.bool("lwc", d.lwc()),
+                keys.bool("let", d.let()), d.qkScale(), keys.integer("epochs", d.epochs()), keys.integer("batch-size", d.batchSize()),
+                keys.number("lwc-lr", d.lwcLr()), keys.number("let-lr", d.letLr()), d.weightDecay(), d.alpha()));
+    }
+
+    @Override
+    public String name() {
+        return "omniquant";
+    }
+
+    @Override
+    public WeightFormat format() {
+        return new WeightFormat(config.weightSpec(), null);
+    }
+
+    @Override
+    public LorcSettings lorc() {
+        return LorcSettings.NONE;
+    }
+
+    @Override
+    public BlockCalibrator calibrator() {
+        return new OmniQuantCalibrator(config);
+    }
+
+    @Override
+    public String options() {
+        return (config.lwc() ? " lwc" : "") + (config.let() ? " let" : "") + " " + config.epochs() + "ep";
+    }
+
+    @Override
+    public Map<String, Object> recipe() {
+        Map<String, Object> o = new LinkedHashMap<>();
+        o.put("lwc", config.lwc());
+        o.put("let", config.let());
+        o.put("epochs", config.epochs());
+        o.put("batch_size", config.batchSize());
+        o.put("lwc_lr", config.lwcLr());
+        o.put("let_lr", config.letLr());
+        o.put("weight_decay", config.weightDecay());
+        return Map.of("omniquant", o);
+    }
+}
