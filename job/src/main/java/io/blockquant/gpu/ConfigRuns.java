@@ -1,7 +1,5 @@
 package io.blockquant.gpu;
 
-import io.blockquant.tensor.Backends;
-import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -25,11 +23,6 @@ final class ConfigRuns {
     /** One configuration's work; {@code name} is the configuration with {@code ':'} as {@code '-'}. */
     interface Work {
         void run(String config, String name, PrintStream log) throws Exception;
-    }
-
-    /** The backend of this machine, as {@link Backends#forGpuRunner} chooses it. */
-    static TensorBackend backend() {
-        return Backends.forGpuRunner();
     }
 
     /** Runs every configuration and returns the failures ("name: error"); each failure's trace is in its log. */

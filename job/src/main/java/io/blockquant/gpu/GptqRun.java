@@ -1,5 +1,6 @@
 package io.blockquant.gpu;
 
+import io.blockquant.tensor.Backends;
 import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.GptqQuantizer.PreparedHessian;
 import io.blockquant.algo.HessianAccumulator;
@@ -72,7 +73,7 @@ public final class GptqRun {
         List<String> failed = ConfigRuns.runAll(out, List.copyOf(settings.keySet()), Integer.getInteger("gpu.threads", 16), (config, name, log) -> {
             QuantizeSettings s = settings.get(config);
             String family = config.split(":")[0];
-            double ppl = run(ConfigRuns.backend(), in, calibration(config), family, CheckCases.spec(in, family), s, log);
+            double ppl = run(Backends.forGpuRunner(), in, calibration(config), family, CheckCases.spec(in, family), s, log);
             Files.writeString(out.resolve(name + ".json"), String.format(Locale.ROOT,
                     "{\"config\": \"%s\", \"method\": \"%s\", \"ppl\": %.6f, \"recipe\": %s}%n", config, s.label(), ppl, s.toJson()));
         });

@@ -1,5 +1,6 @@
 package io.blockquant.gpu;
 
+import io.blockquant.tensor.Backends;
 import io.blockquant.algo.GptqConfig;
 import io.blockquant.algo.GptqSettings;
 import io.blockquant.algo.LorcSettings;
@@ -60,7 +61,7 @@ public final class GpuCheck {
         Path dir = Path.of(args[0]);
         List<String> phases = args.length > 1 ? Arrays.asList(args).subList(1, args.length)
                 : List.of("correctness", "gptq", "omniquant", "bench");
-        TensorBackend be = ConfigRuns.backend();
+        TensorBackend be = Backends.forGpuRunner();
         OUT.println("backend: " + be.name() + (be instanceof CudaBackend cb ? " on " + cb.deviceName() : ""));
         long t0 = System.nanoTime();
         ArrayBundle inputs = ArrayBundle.read(dir.resolve("check-inputs.bqa"));

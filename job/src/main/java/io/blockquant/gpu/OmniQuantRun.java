@@ -1,5 +1,6 @@
 package io.blockquant.gpu;
 
+import io.blockquant.tensor.Backends;
 import io.blockquant.algo.OmniQuantCalibrator;
 import io.blockquant.algo.OmniQuantConfig;
 import io.blockquant.algo.omniquant.OmniQuantObjective;
@@ -53,7 +54,7 @@ public final class OmniQuantRun {
         List<String> configNames = List.copyOf(configs.keySet());
         List<String> failed = ConfigRuns.runAll(root, configNames, configNames.size(), (config, name, log) -> {
             String family = config.split(":")[0];
-            run(ConfigRuns.backend(), in, family, CheckCases.spec(in, family), configs.get(config), root.resolve(name), log);
+            run(Backends.forGpuRunner(), in, family, CheckCases.spec(in, family), configs.get(config), root.resolve(name), log);
         });
         System.exit(failed.isEmpty() ? 0 : 1);
     }

@@ -5,7 +5,7 @@ import io.blockquant.model.ModelFormatException;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.spark.HadoopConf;
-import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Backends;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -31,7 +31,7 @@ final class CheckpointScan {
         List<Integer> parts = IntStream.range(-1, spec.numLayers()).boxed().toList();
         List<String> problems = new ArrayList<>(sc.parallelize(parts, parts.size()).map(part -> {
             try (Checkpoint ckpt = Checkpoint.open(new Path(modelDir), conf.get())) {
-                ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
+                ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
                 if (part < 0) loader.checkStem();
                 else loader.block(part);
                 return null;

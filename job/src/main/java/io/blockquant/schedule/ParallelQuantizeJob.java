@@ -13,7 +13,7 @@ import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.BlockRecords;
 import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
-import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Backends;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Serializable;
@@ -109,7 +109,7 @@ public final class ParallelQuantizeJob {
                 results.submit(() -> {
                     sc.setJobGroup(jobGroup, "calibrate block " + b, true);
                     return devices.tasks(sc.parallelize(List.of(b), 1)).map(i -> {
-                        DecoderBlock fp = ExecutorBlocks.block(model, i, devices.bind(i, Nd4jBackend.INSTANCE), conf.get());
+                        DecoderBlock fp = ExecutorBlocks.block(model, i, devices.bind(i, Backends.cpu()), conf.get());
                         return calibrate(i, fp, fpActs, files, conf.get(), parts, plan, s, req.omniParams(), seq, nsamples, blocks);
                     }).collect().get(0);
                 });

@@ -13,7 +13,7 @@ import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
 import io.blockquant.store.TensorRecord;
-import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Backends;
 import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -94,12 +94,12 @@ public final class QuantizeJob {
         ModelSpec spec = ModelSpecReader.read(dir, hadoop);
         BlockCalibrator.OnBlockTargets calibrator = (BlockCalibrator.OnBlockTargets) req.settings().calibrator();
         try (Checkpoint ckpt = Checkpoint.open(dir, hadoop)) {
-            ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
+            ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
             for (int b = 0; b < spec.numLayers(); b++) {
                 Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), b);
                 if (learned == null) continue; // trained by this run
                 int block = b;
-                Nd4jBackend.INSTANCE.scratchValue(() -> {
+                Backends.cpu().scratchValue(() -> {
                     calibrator.check(loader.block(block), learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString());
                     return null;
                 });
@@ -163,7 +163,7 @@ public final class QuantizeJob {
                       List<Integer> parts, int perTask, HadoopConf conf, ActivationFiles... targets) throws IOException {
         int seq = windows.value().seqlen();
         devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
-            TensorBackend be = devices.bind(-1, Nd4jBackend.INSTANCE);
+            TensorBackend be = devices.bind(-1, Backends.cpu());
             int[][] batch = windowsOf(windows.value(), p, perTask);
             float[] h = be.scratchValue(() -> ExecutorBlocks.embed(model, batch, be, conf.get()));
             for (ActivationFiles t : targets) t.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
@@ -178,7 +178,7 @@ public final class QuantizeJob {
     static void fullPrecisionPass(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
                                   ActivationFiles files, HadoopConf conf, int seq) throws IOException {
         devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
-            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+            TensorBackend be = devices.bind(block, Backends.cpu());
             DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
             int[] shape = new int[2];
             float[] x = files.read(conf.get(), block, p, shape);
@@ -271,7 +271,7 @@ public final class QuantizeJob {
             if (omni) {
                 rows = files.readRows(conf.get(), b);
             } else {
-                DecoderBlock fp = ExecutorBlocks.block(model, b, Nd4jBackend.INSTANCE, conf.get());
+                DecoderBlock fp = ExecutorBlocks.block(model, b, Backends.cpu(), conf.get());
                 Map<String, io.blockquant.algo.StoredWeight> layers = files.readLayers(conf.get(), b, linears);
                 rows = io.blockquant.store.BlockRecords.of(b,
                         new io.blockquant.algo.CalibratedBlock(BlockWork.withWeights(fp, BlockWork.dequantized(layers)), layers));
@@ -293,7 +293,7 @@ public final class QuantizeJob {
     static void commitModelTensors(SparkSession spark, StoreWriter store, String model, ModelSpec spec, Configuration hadoop) {
         List<ModelPart> parts = new ArrayList<>();
         try (Checkpoint ckpt = Checkpoint.open(new Path(model), hadoop)) {
-            ModelLoader loader = new ModelLoader(ckpt, spec, Nd4jBackend.INSTANCE);
+            ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
             for (String name : new TreeSet<>(ckpt.tensorNames())) {
                 if (loader.isBlockTensor(name)) continue;
                 var e = ckpt.entry(name);

@@ -15,7 +15,7 @@ import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.BlockRecords;
 import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
-import io.blockquant.tensor.Nd4jBackend;
+import io.blockquant.tensor.Backends;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
@@ -119,7 +119,7 @@ public final class SequentialQuantizeJob {
                     long tokens = hessians ? hessian(sc, devices, model, block, group.get(0), List.copyOf(quantized), parts, acts, files, conf, s, seq) : 0;
                     String input = group.get(0); // the layers of a group share their input, so its Hessian
                     List<Double> groupLosses = devices.tasks(sc.parallelize(group, group.size())).map(module -> {
-                        TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+                        TensorBackend be = devices.bind(block, Backends.cpu());
                         DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                         Tensor w = BlockWork.find(fp, module).weight();
                         StoredWeight q = calibrator instanceof BlockCalibrator.OnGroupHessians g
@@ -144,7 +144,7 @@ public final class SequentialQuantizeJob {
                 boolean perLayer = !(calibrator instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
                 List<String> linears = plan.allLinears();
                 BlockStats stats = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
-                    TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+                    TensorBackend be = devices.bind(block, Backends.cpu());
                     DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
                     DecoderBlock q = BlockWork.withActivations(calibratedBlock(fp, spec, block, omni, files, conf.get(), linears, be), s);
                     int[] shape = new int[2];
@@ -190,7 +190,7 @@ public final class SequentialQuantizeJob {
         int tasks = Math.max(1, Math.min(parts.size(), sc.defaultParallelism()));
         List<Integer> slices = IntStream.range(0, tasks).boxed().toList();
         long tokens = devices.tasks(sc.parallelize(slices, tasks)).map(t -> {
-            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+            TensorBackend be = devices.bind(block, Backends.cpu());
             DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
             DecoderBlock current = BlockWork.withActivations(
                     BlockWork.withWeights(fp, BlockWork.dequantized(files.readLayers(conf.get(), block, quantized))), s);
@@ -206,7 +206,7 @@ public final class SequentialQuantizeJob {
             return sum.tokens();
         }).reduce(Long::sum);
         devices.tasks(sc.parallelize(List.of(input), 1)).foreach(m -> {
-            TensorBackend be = devices.bind(block, Nd4jBackend.INSTANCE);
+            TensorBackend be = devices.bind(block, Backends.cpu());
             files.prepareHessian(conf.get(), block, m, slices, h -> ((BlockCalibrator.OnGroupHessians) s.calibrator()).prepare(be, h));
         });
         return tokens;
@@ -238,7 +238,7 @@ public final class SequentialQuantizeJob {
         long t0 = System.nanoTime();
         // the folded block's rows stay in the work area: the output pass and the commit read them there
         devices.tasks(sc.parallelize(List.of(block), 1)).foreach(b -> {
-            TensorBackend be = devices.bind(b, Nd4jBackend.INSTANCE);
+            TensorBackend be = devices.bind(b, Backends.cpu());
             DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf.get());
             files.writeRows(conf.get(), b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf.get(), s, paramsDir, seq, windows, blocks)));
         });
