@@ -42,14 +42,20 @@ public interface FamilyDescriptor {
     /** The token embedding's name below the prefix. */
     String tokenEmbeddingName();
 
-    /** The output head's full name, when one is stored. */
-    String headName();
+    /** The output head's full name, when one is stored (Hugging Face's {@code lm_head} for every family so far). */
+    default String headName() {
+        return "lm_head.weight";
+    }
 
-    /** Whether the head is the token embedding, given the config and whether a head is stored. */
-    boolean headTied(ModelSpec spec, boolean headStored);
+    /** Whether the head is the token embedding, given the config and whether a head is stored: by default as the config says. */
+    default boolean headTied(ModelSpec spec, boolean headStored) {
+        return spec.tieWordEmbeddings() && !headStored;
+    }
 
     /** The width of the embedding and head rows (OPT's word_embed_proj_dim, else hidden). */
-    int embeddingWidth(ModelSpec spec);
+    default int embeddingWidth(ModelSpec spec) {
+        return spec.hiddenSize();
+    }
 
     /** The model's tensors outside the blocks and the two tables: final norm, learned positions, projections. */
     record Stem(Tensor positions, Linear projectIn, Norm finalNorm, Linear projectOut) {}

@@ -93,21 +93,6 @@ public final class FalconFamily implements FamilyDescriptor {
     }
 
     @Override
-    public String headName() {
-        return "lm_head.weight";
-    }
-
-    @Override
-    public boolean headTied(ModelSpec spec, boolean headStored) {
-        return spec.tieWordEmbeddings() && !headStored;
-    }
-
-    @Override
-    public int embeddingWidth(ModelSpec spec) {
-        return spec.hiddenSize();
-    }
-
-    @Override
     public Stem stem(TensorReader t, ModelSpec spec) {
         return new Stem(null, null, t.layerNorm("ln_f", spec.hiddenSize(), spec.normEps()), null);
     }

@@ -71,11 +71,6 @@ public final class OptFamily implements FamilyDescriptor {
         return "embed_tokens.weight";
     }
 
-    @Override
-    public String headName() {
-        return "lm_head.weight";
-    }
-
     /** Tied unless the config unties it and a head is stored. */
     @Override
     public boolean headTied(ModelSpec spec, boolean headStored) {
