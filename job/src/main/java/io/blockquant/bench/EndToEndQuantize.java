@@ -8,7 +8,6 @@ import io.blockquant.calib.CalibrationSet;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.schedule.QuantizeJob;
 import io.blockquant.schedule.QuantizeSettings;
-import io.blockquant.schedule.SequentialQuantizeJob;
 import io.blockquant.spark.SparkSessions;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -57,7 +56,7 @@ public final class EndToEndQuantize {
                 String store = tmp.resolve(method).toAbsolutePath().toString();
                 MemoryProbe probe = MemoryProbe.start();
                 long t0 = System.nanoTime();
-                SequentialQuantizeJob.run(spark, new QuantizeJob.Request(modelDir, store, settings, false), calibration, System.err);
+                QuantizeJob.run(spark, new QuantizeJob.Request(modelDir, store, settings, false), calibration, System.err);
                 double seconds = (System.nanoTime() - t0) / 1e9;
                 MemoryProbe.Peaks p = probe.peaks();
                 report.row(s, settings.label() + ": wall time", String.format(Locale.ROOT, "%.1f s", seconds),

@@ -2,7 +2,6 @@ package io.blockquant.schedule;
 
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.ModelLoader;
-import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.tensor.TensorBackend;
 import java.util.LinkedHashMap;
@@ -22,27 +21,26 @@ public final class ExecutorBlocks {
 
     private ExecutorBlocks() {}
 
-    public static synchronized DecoderBlock block(String modelDir, int block, TensorBackend backend, Configuration conf) {
-        String key = modelDir + "|" + block + "|" + backend.name();
+    public static synchronized DecoderBlock block(ModelRef model, int block, TensorBackend backend, Configuration conf) {
+        String key = model.dir() + "|" + block + "|" + backend.name();
         Object cached = CACHE.get(key);
         if (cached == null) {
             CACHE.clear(); // the block before goes before this one is read: never two in memory
-            cached = load(modelDir, backend, conf, l -> l.block(block));
+            cached = load(model, backend, conf, l -> l.block(block));
             CACHE.put(key, cached);
         }
         return (DecoderBlock) cached;
     }
 
     /** The windows' hidden states entering block 0, reading only the embedding rows they use. */
-    public static float[] embed(String modelDir, int[][] windows, TensorBackend backend, Configuration conf) {
-        return (float[]) load(modelDir, backend, conf, l -> l.embed(windows).toFloats());
+    public static float[] embed(ModelRef model, int[][] windows, TensorBackend backend, Configuration conf) {
+        return (float[]) load(model, backend, conf, l -> l.embed(windows).toFloats());
     }
 
-    private static Object load(String modelDir, TensorBackend backend, Configuration conf,
+    private static Object load(ModelRef model, TensorBackend backend, Configuration conf,
                                java.util.function.Function<ModelLoader, Object> what) {
-        Path dir = new Path(modelDir);
-        try (Checkpoint ckpt = Checkpoint.open(dir, conf)) {
-            return what.apply(new ModelLoader(ckpt, ModelSpecReader.read(dir, conf), backend));
+        try (Checkpoint ckpt = Checkpoint.open(new Path(model.dir()), conf)) {
+            return what.apply(new ModelLoader(ckpt, model.spec(), backend));
         }
     }
 }

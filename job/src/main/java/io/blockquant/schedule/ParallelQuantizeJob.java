@@ -4,7 +4,6 @@ import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
-import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.schedule.QuantizeJob.BlockSummary;
 import io.blockquant.schedule.QuantizeJob.Request;
@@ -68,14 +67,12 @@ public final class ParallelQuantizeJob {
     public record CalibratedRows(int block, BlockStats stats, Map<String, Double> losses,
                           long tokens, double seconds) implements Serializable {}
 
-    public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
+    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
         long start = System.nanoTime();
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         Configuration hadoop = sc.hadoopConfiguration();
         HadoopConf conf = new HadoopConf(hadoop);
-        ModelSpec spec = ModelSpecReader.read(new Path(req.modelDir()), hadoop);
         QuantizeSettings s = req.settings();
-        s.checkFits(spec);
         BlockPlan plan = BlockPlan.of(spec);
         // every weight read and checked before the store exists: bad input leaves nothing behind
         CheckpointScan.check(sc, req.modelDir(), spec, conf);
@@ -83,7 +80,7 @@ public final class ParallelQuantizeJob {
 
         List<Integer> parts = QuantizeJob.partitions(calib, s);
         int seq = calib.seqlen(), blocks = spec.numLayers();
-        String model = req.modelDir();
+        ModelRef model = new ModelRef(req.modelDir(), spec);
         TaskDevices devices = TaskDevices.of(sc);
         if (devices.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
@@ -178,7 +175,7 @@ public final class ParallelQuantizeJob {
      * The full-precision inputs of blocks 0..{@code need} (index {@code blocks}: the last block's outputs),
      * from the first one not captured yet: a resumed run continues where the capture stopped.
      */
-    private static void capture(JavaSparkContext sc, TaskDevices devices, String model, Broadcast<CalibrationSet> windows, List<Integer> parts,
+    private static void capture(JavaSparkContext sc, TaskDevices devices, ModelRef model, Broadcast<CalibrationSet> windows, List<Integer> parts,
                                 QuantizeSettings s, ActivationFiles fpActs, HadoopConf conf, int need, int blocks,
                                 PrintStream log) throws IOException {
         int from = 0;

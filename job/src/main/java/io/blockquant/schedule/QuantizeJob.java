@@ -69,12 +69,17 @@ public final class QuantizeJob {
     /** The layer-errors row that holds the whole block's relative output error. */
     public static final String BLOCK_OUTPUT = "<block output>";
 
+    /**
+     * Quantizes {@code req}'s model into its store. The model's config.json is read here, once; the recipe's fit
+     * to it ({@link QuantizeSettings#checkFits}) is the command line's check, made before Spark starts.
+     */
     public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
-        if (req.omniParams() != null) checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req);
+        ModelSpec spec = ModelSpecReader.read(new Path(req.modelDir()), spark.sparkContext().hadoopConfiguration());
+        if (req.omniParams() != null) checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req, spec);
         boolean fresh = !StoreWriter.exists(spark, req.storePath());
         try {
-            return req.settings().isParallel() ? ParallelQuantizeJob.run(spark, req, calib, log)
-                    : SequentialQuantizeJob.run(spark, req, calib, log);
+            return req.settings().isParallel() ? ParallelQuantizeJob.run(spark, req, spec, calib, log)
+                    : SequentialQuantizeJob.run(spark, req, spec, calib, log);
         } catch (Throwable e) { // Spark's exceptions are checked but undeclared: catch them all
             // a store this run created and that holds no committed block is worth nothing: leave no trace of it
             if (fresh && StoreWriter.discardIfNoBlock(spark, req.storePath())) {
@@ -89,9 +94,8 @@ public final class QuantizeJob {
      * that does not fit the recipe or the model (a missing vector, a wrong length, a NaN) stops the run before
      * a block is committed, naming the file.
      */
-    static void checkLearnedParameters(Configuration hadoop, Request req) {
+    static void checkLearnedParameters(Configuration hadoop, Request req, ModelSpec spec) {
         Path dir = new Path(req.modelDir());
-        ModelSpec spec = ModelSpecReader.read(dir, hadoop);
         BlockCalibrator.OnBlockTargets calibrator = (BlockCalibrator.OnBlockTargets) req.settings().calibrator();
         try (Checkpoint ckpt = Checkpoint.open(dir, hadoop)) {
             ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
@@ -159,7 +163,7 @@ public final class QuantizeJob {
     }
 
     /** One Spark job: the token embeddings of every partition's windows, written as block 0's inputs into each of {@code targets}. */
-    static void embed(JavaSparkContext sc, TaskDevices devices, String model, Broadcast<CalibrationSet> windows,
+    static void embed(JavaSparkContext sc, TaskDevices devices, ModelRef model, Broadcast<CalibrationSet> windows,
                       List<Integer> parts, int perTask, HadoopConf conf, ActivationFiles... targets) throws IOException {
         int seq = windows.value().seqlen();
         devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
@@ -175,7 +179,7 @@ public final class QuantizeJob {
      * One Spark job: the full-precision block {@code block} on every partition of {@code files}' inputs of that
      * block, written as the inputs of block + 1 (the full-precision stream).
      */
-    static void fullPrecisionPass(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
+    static void fullPrecisionPass(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block, List<Integer> parts,
                                   ActivationFiles files, HadoopConf conf, int seq) throws IOException {
         devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
             TensorBackend be = devices.bind(block, Backends.cpu());
@@ -226,11 +230,11 @@ public final class QuantizeJob {
      * Writes the manifest (the store's commit point), removes the work area and returns the run's summary,
      * its blocks in order; {@code start} is the run's {@link System#nanoTime()} at its beginning.
      */
-    static Summary finish(StoreWriter store, Configuration hadoop, String model, QuantizeSettings s, CalibrationSet calib,
+    static Summary finish(StoreWriter store, Configuration hadoop, ModelRef model, QuantizeSettings s, CalibrationSet calib,
                           long start, List<BlockSummary> blocks, TaskDevices devices, PrintStream log) {
         double seconds = (System.nanoTime() - start) / 1e9;
         Map<String, Object> fields = new LinkedHashMap<>();
-        fields.put("model", new Path(model).getName());
+        fields.put("model", new Path(model.dir()).getName());
         fields.put("method", s.label());
         fields.put("mode", s.mode());
         fields.put("calibration_windows", calib.size());
@@ -263,7 +267,7 @@ public final class QuantizeJob {
      * beside the block's full-precision norms and biases (or OmniQuant's folded rows), so the block's tensors
      * go from executor to Parquet without passing through the driver.
      */
-    static org.apache.spark.api.java.JavaRDD<org.apache.spark.sql.Row> blockRows(JavaSparkContext sc, String model, int block,
+    static org.apache.spark.api.java.JavaRDD<org.apache.spark.sql.Row> blockRows(JavaSparkContext sc, ModelRef model, int block,
                                                                               boolean omni, BlockFiles files, HadoopConf conf,
                                                                               List<String> linears) {
         return sc.parallelize(List.of(block), 1).flatMap(b -> {

@@ -9,7 +9,6 @@ import io.blockquant.schedule.QuantizeJob.Request;
 import io.blockquant.schedule.QuantizeJob.Summary;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
-import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.BlockRecords;
@@ -54,15 +53,12 @@ public final class SequentialQuantizeJob {
 
     private SequentialQuantizeJob() {}
 
-    public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
+    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
         long start = System.nanoTime();
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         Configuration hadoop = sc.hadoopConfiguration();
         HadoopConf conf = new HadoopConf(hadoop);
-        Path modelPath = new Path(req.modelDir());
-        ModelSpec spec = ModelSpecReader.read(modelPath, hadoop);
         QuantizeSettings s = req.settings();
-        s.checkFits(spec);
         BlockPlan plan = BlockPlan.of(spec);
         // every weight read and checked before the store exists: bad input leaves nothing behind
         CheckpointScan.check(sc, req.modelDir(), spec, conf);
@@ -82,7 +78,7 @@ public final class SequentialQuantizeJob {
         boolean omni = calibrator instanceof BlockCalibrator.OnBlockTargets;
         boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
         Broadcast<CalibrationSet> windows = sc.broadcast(calib);
-        String model = req.modelDir();
+        ModelRef model = new ModelRef(req.modelDir(), spec);
         TaskDevices devices = TaskDevices.of(sc);
         if (devices.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
 
@@ -182,7 +178,7 @@ public final class SequentialQuantizeJob {
      * through the backend) and leaves the factor in the work area for the group's layer tasks. Returns the
      * number of tokens; the driver never holds an n×n matrix.
      */
-    private static long hessian(JavaSparkContext sc, TaskDevices devices, String model, int block, String input, List<String> quantized,
+    private static long hessian(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block, String input, List<String> quantized,
                                 List<Integer> parts, ActivationFiles acts, BlockFiles files, HadoopConf conf, QuantizeSettings s,
                                 int seq) {
         // one partial sum per task slot, not per partition: the work area holds slots × n² × 8 bytes (a
@@ -228,7 +224,7 @@ public final class SequentialQuantizeJob {
      * every calibration window (the reference trains a block on one GPU with all its samples) and returns
      * the folded, quantized block as store rows.
      */
-    private static void trainOmniQuant(JavaSparkContext sc, TaskDevices devices, String model, int block, List<Integer> parts,
+    private static void trainOmniQuant(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block, List<Integer> parts,
                                                      ActivationFiles acts, ActivationFiles fpActs, BlockFiles files, HadoopConf conf,
                                                      QuantizeSettings s, String paramsDir, boolean learned, boolean trainingAhead,
                                                      int seq, int windows, int blocks, PrintStream log) throws IOException {
