@@ -68,6 +68,23 @@ public final class BlockGraph {
 
     /** The shared pieces of a block's graph over one step's {@link Params}; backwards record gradients here. */
     public static final class Ops {
+
+        /**
+         * The sequential pre-norm residual block, {@code h = x + attn(norm₁(x))}, {@code y = h + mlp(norm₂(h))},
+         * with every linear's input quantized: Llama (gated MLP) and pre-LN OPT (plain MLP) differ only in {@code mlp}.
+         */
+        public Pass preNormResidual(Tensor x, java.util.function.Function<Tensor, Step> mlp) {
+            TensorBackend be = x.backend();
+            Step attnNorm = attnNorm(x);
+            Step attn = attention(quantIn(attnNorm.output()));
+            Tensor h = be.add(x, attn.output());
+            Step mlpNorm = mlpNorm(h);
+            Step m = mlp.apply(quantIn(mlpNorm.output()));
+            return new Pass(be.add(h, m.output()), dy -> {
+                Tensor dh = be.add(dy, mlpNorm.backward(m.backward(dy)));
+                attnNorm.backward(attn.backward(dh));
+            });
+        }
         private final ModelSpec spec;
         private final boolean rms;
         private final float eps;

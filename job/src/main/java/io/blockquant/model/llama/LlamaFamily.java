@@ -4,7 +4,6 @@ import io.blockquant.algo.omniquant.BlockGraph;
 import io.blockquant.algo.omniquant.BlockGraph.Ops;
 import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.algo.omniquant.BlockGraph.Slot;
-import io.blockquant.algo.omniquant.BlockGraph.Step;
 import io.blockquant.algo.omniquant.EquivalentTransform.NormReaders;
 import io.blockquant.model.Family;
 import io.blockquant.model.FamilyDescriptor;
@@ -17,7 +16,6 @@ import io.blockquant.nn.Linear;
 import io.blockquant.nn.Norm;
 import io.blockquant.tensor.Activation;
 import io.blockquant.tensor.Tensor;
-import io.blockquant.tensor.TensorBackend;
 import java.util.List;
 import java.util.Map;
 
@@ -98,16 +96,7 @@ public final class LlamaFamily implements FamilyDescriptor {
     /** {@code h = x + o(attn(norm(x)))}, {@code y = h + down(silu(gate(m)) ⊙ up(m))} with {@code m = norm(h)}. */
     @Override
     public BlockGraph.Pass trainingPass(Ops g, Tensor x) {
-        TensorBackend be = x.backend();
-        Step attnNorm = g.attnNorm(x);
-        Step attn = g.attention(g.quantIn(attnNorm.output()));
-        Tensor h = be.add(x, attn.output());
-        Step mlpNorm = g.mlpNorm(h);
-        Step mlp = g.gatedMlp(g.quantIn(mlpNorm.output()));
-        return new BlockGraph.Pass(be.add(h, mlp.output()), dy -> {
-            Tensor dh = be.add(dy, mlpNorm.backward(mlp.backward(dy)));
-            attnNorm.backward(attn.backward(dh));
-        });
+        return g.preNormResidual(x, g::gatedMlp);
     }
 
     @Override

@@ -4,7 +4,6 @@ import io.blockquant.algo.omniquant.BlockGraph;
 import io.blockquant.algo.omniquant.BlockGraph.Ops;
 import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.algo.omniquant.BlockGraph.Slot;
-import io.blockquant.algo.omniquant.BlockGraph.Step;
 import io.blockquant.algo.omniquant.EquivalentTransform.NormReaders;
 import io.blockquant.model.Family;
 import io.blockquant.model.FamilyDescriptor;
@@ -16,7 +15,6 @@ import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.nn.Norm;
 import io.blockquant.tensor.Tensor;
-import io.blockquant.tensor.TensorBackend;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -125,16 +123,7 @@ public final class OptFamily implements FamilyDescriptor {
         if (!OptFlags.of(g.spec()).normBefore()) {
             throw new UnsupportedOperationException("OmniQuant training of post-LayerNorm OPT blocks (OPT-350m) is not supported");
         }
-        TensorBackend be = x.backend();
-        Step attnNorm = g.attnNorm(x);
-        Step attn = g.attention(g.quantIn(attnNorm.output()));
-        Tensor h = be.add(x, attn.output());
-        Step mlpNorm = g.mlpNorm(h);
-        Step mlp = g.mlp(g.quantIn(mlpNorm.output()));
-        return new BlockGraph.Pass(be.add(h, mlp.output()), dy -> {
-            Tensor dh = be.add(dy, mlpNorm.backward(mlp.backward(dy)));
-            attnNorm.backward(attn.backward(dh));
-        });
+        return g.preNormResidual(x, g::mlp);
     }
 
     @Override
