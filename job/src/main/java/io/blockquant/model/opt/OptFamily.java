@@ -121,7 +121,9 @@ public final class OptFamily implements FamilyDescriptor {
     @Override
     public BlockGraph.Pass trainingPass(Ops g, Tensor x) {
         if (!OptFlags.of(g.spec()).normBefore()) {
-            throw new UnsupportedOperationException("OmniQuant training of post-LayerNorm OPT blocks (OPT-350m) is not supported");
+            // bad input, not a bug: one line naming the config key and what to run instead
+            throw new IllegalArgumentException("--method omniquant does not train post-LayerNorm OPT blocks (config.json "
+                    + "do_layer_norm_before = false, as OPT-350m); quantize this model with --method gptq or rtn");
         }
         return g.preNormResidual(x, g::mlp);
     }
