@@ -1,5 +1,6 @@
 package io.blockquant.store;
 
+import io.blockquant.model.DType;
 import io.blockquant.model.ModelFormatException;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
@@ -168,19 +169,13 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
 
     /** {@code count} values of a float32 / bfloat16 / float16 byte array from element {@code from}. */
     public static float[] decode(byte[] bytes, int from, int count, String dtype) {
-        float[] out = new float[count];
-        ByteBuffer buf = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
-        switch (dtype) {
-            case FLOAT32 -> buf.position(4 * from).slice().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
-            case BFLOAT16 -> {
-                for (int i = 0; i < count; i++) out[i] = Float.intBitsToFloat((buf.getShort(2 * (from + i)) & 0xffff) << 16);
-            }
-            case FLOAT16 -> {
-                for (int i = 0; i < count; i++) out[i] = io.blockquant.model.HalfFloat.toFloat(buf.getShort(2 * (from + i)));
-            }
+        DType d = switch (dtype) {
+            case FLOAT32 -> DType.F32;
+            case BFLOAT16 -> DType.BF16;
+            case FLOAT16 -> DType.F16;
             default -> throw new IllegalStateException("dtype " + dtype + " is not a float dtype");
-        }
-        return out;
+        };
+        return d.decode(bytes, from, count);
     }
 
     public int[] toInts() {

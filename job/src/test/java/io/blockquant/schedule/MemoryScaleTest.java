@@ -107,7 +107,7 @@ class MemoryScaleTest {
         // the repository (job/target/classes/../../..): its data-samples are the defaults (tokenizer, calibration text)
         cmd.add("-Dblockquant.home=" + classes.getParent().getParent().getParent());
         cmd.add("-cp");
-        cmd.add(classes + ":" + classes.getParent().resolve("spark-home").resolve("jars") + "/*");
+        cmd.add(classes + ":" + io.blockquant.spark.StandaloneCluster.coreClasses() + ":" + classes.getParent().resolve("spark-home").resolve("jars") + "/*");
         cmd.add("io.blockquant.cli.Main");
         cmd.addAll(List.of(args));
         ProcessBuilder pb = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).redirectOutput(log.toFile());

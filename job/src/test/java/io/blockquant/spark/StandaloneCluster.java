@@ -50,7 +50,7 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
     private final List<Process> daemons = Collections.synchronizedList(new ArrayList<>());
     private final Path repository;
     private Path dir;
-    private Path jobJar;
+    private Path jobJar, coreJar;
     private String masterUrl;
     private Thread shutdownHook;
     private CompletableFuture<Void> starting;
@@ -113,7 +113,7 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
     public Map<String, String> driverConf() {
         awaitReady();
         Map<String, String> c = new LinkedHashMap<>();
-        c.put("spark.jars", jobJar.toUri().toString());
+        c.put("spark.jars", jobJar.toUri() + "," + coreJar.toUri());
         c.put("spark.driver.host", "127.0.0.1");
         c.put("spark.driver.bindAddress", "127.0.0.1");
         c.put("spark.ui.enabled", "false");
@@ -155,6 +155,9 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
                     "logger.deploy.name = org.apache.spark.deploy", "logger.deploy.level = info",
                     "logger.blockquant.name = io.blockquant", "logger.blockquant.level = info", ""));
             jobJar = jar(classes, dir.resolve("blockquant-job.jar"));
+            // the engine (module core): a classes folder in a reactor build, its jar once packaged
+            Path core = coreClasses();
+            coreJar = Files.isDirectory(core) ? jar(core, dir.resolve("blockquant-core.jar")) : core;
 
             int port = freePort();
             masterUrl = "spark://127.0.0.1:" + port;
@@ -331,8 +334,17 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
 
     /** job/target/classes: where this JVM loads the job from. */
     private static Path classesDir() {
+        return codeSource(KryoClasses.class);
+    }
+
+    /** core/target/classes (or core's jar): where this JVM loads the engine from. */
+    public static Path coreClasses() {
+        return codeSource(io.blockquant.tensor.Tensor.class);
+    }
+
+    private static Path codeSource(Class<?> c) {
         try {
-            return Paths.get(KryoClasses.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+            return Paths.get(c.getProtectionDomain().getCodeSource().getLocation().toURI());
         } catch (URISyntaxException e) {
             throw new IllegalStateException(e);
         }

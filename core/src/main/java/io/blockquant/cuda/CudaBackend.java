@@ -16,7 +16,7 @@ import java.util.function.Supplier;
 /**
  * The GPU backend: one instance per CUDA device. cuBLAS for matrix products, cuSOLVER for Cholesky and SVD,
  * cuBLAS float64 for triangular solves (as the CPU backend solves in float64), and the kernels of
- * {@code job/src/main/native/blockquant_cuda.cu} for everything else, with the CPU backend's semantics
+ * {@code core/src/main/native/blockquant_cuda.cu} for everything else, with the CPU backend's semantics
  * (same rounding of quantizers, same float/double choices in norms and RoPE angles).
  *
  * <p>Tensors own device memory: {@link Tensor#close()} frees it at once, a {@link #scratch} scope frees what

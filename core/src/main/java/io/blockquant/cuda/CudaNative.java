@@ -7,7 +7,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 
 /**
- * The JNI entry points of {@code libblockquant_cuda.so} (built from {@code job/src/main/native} by the
+ * The JNI entry points of {@code libblockquant_cuda.so} (built from {@code core/src/main/native} by the
  * {@code -Pcuda} profile or {@code cluster/gpu/build-native.sh}). Device memory is addressed by raw pointers
  * ({@code long}); every call works on the calling thread's stream and cuBLAS/cuSOLVER handles for the device
  * it was last {@link #bind bound} to. Matrices are row-major float32 unless a name says otherwise.

@@ -185,7 +185,6 @@ public final class Checkpoint implements WeightSource, Closeable {
             throw new ModelFormatException(file.path() + ": tensor '" + tensor + "' is " + e.dtype() + " "
                     + Arrays.toString(e.shape()) + ", expected a 2-D F32, F16 or BF16 matrix");
         }
-        String dtype = e.dtype() == DType.F32 ? "float32" : e.dtype() == DType.BF16 ? "bfloat16" : "float16";
         long rows = e.shape()[0], cols = e.shape()[1];
         return new TensorRows() {
             public String name() { return file.path() + ": tensor '" + tensor + "'"; }
@@ -197,7 +196,7 @@ public final class Checkpoint implements WeightSource, Closeable {
                 }
                 int width = e.dtype().bytes;
                 byte[] raw = file.readRange(tensor, from * cols * width, Math.toIntExact((long) count * cols * width));
-                float[] v = io.blockquant.store.TensorRecord.decode(raw, 0, Math.toIntExact((long) count * cols), dtype);
+                float[] v = e.dtype().decode(raw, 0, Math.toIntExact((long) count * cols));
                 int bad = 0, first = -1;
                 for (int i = 0; i < v.length; i++) {
                     if (!Float.isFinite(v[i]) && bad++ == 0) first = i;
