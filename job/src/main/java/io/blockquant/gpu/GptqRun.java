@@ -13,6 +13,7 @@ import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
+import io.blockquant.schedule.BlockLoop;
 import io.blockquant.schedule.BlockPlan;
 import io.blockquant.schedule.BlockStats;
 import io.blockquant.schedule.BlockStep;
@@ -29,6 +30,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.stream.IntStream;
 
 /**
  * {@code quantize --method gptq} of one model on one GPU, then its perplexity, for a machine with a CUDA toolkit
@@ -157,34 +159,30 @@ public final class GptqRun {
         log.printf(Locale.ROOT, "%s on %s (%s): %s; %d windows × %d tokens (%s)%n", family, be.name(),
                 be instanceof CudaBackend cb ? cb.deviceName() : "", s.label(), windows, seq, calibration);
         long start = System.nanoTime();
-        float[] x = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq);
-        List<DecoderBlock> quantizedBlocks = new ArrayList<>();
-        double solverSeconds = 0;
+        float[][] x = {GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq)};
+        DecoderBlock[] quantizedBlocks = new DecoderBlock[spec.numLayers()];
+        double[] solverSeconds = {0};
         BlockPlan plan = BlockPlan.of(spec);
-        for (int b = 0; b < spec.numLayers(); b++) {
-            long t0 = System.nanoTime();
-            DecoderBlock fp = loader.block(b);
-            BlockStep.Inputs inputs = BlockStep.Inputs.slices(x, seq, spec.hiddenSize(), WINDOWS_PER_TASK);
-            BlockStep.Layers layers;
-            BlockStats stats;
-            float[] next = new float[x.length];
-            try {
-                layers = BlockStep.layers(fp, s.calibrator(), plan, s, inputs, seq);
-                stats = BlockStep.errors(fp, layers.block(), s, inputs, seq,
-                        (p, hidden, rows, cols) -> System.arraycopy(hidden, 0, next, p * WINDOWS_PER_TASK * width, hidden.length));
-            } catch (java.io.IOException e) {
-                throw new java.io.UncheckedIOException(e); // in-memory inputs: not thrown
-            }
-            x = next;
-            quantizedBlocks.add(BlockWork.withActivations(layers.block().block(), s));
-            solverSeconds += layers.calibrationSeconds();
-            log.printf(Locale.ROOT, "  block %d: %.2f s (GPTQ solver %.2f s), relative output error %.5f%n", b,
-                    (System.nanoTime() - t0) / 1e9, layers.calibrationSeconds(), stats.blockError());
-        }
+        // the driver loop of quantize, in this JVM: each block on the quantized prefix's outputs, kept in memory
+        BlockLoop.run(IntStream.range(0, spec.numLayers()).boxed().toList(), 1, plan, spec.numLayers(), (long) windows * seq,
+                "GPTQ", b -> {
+                    long t0 = System.nanoTime();
+                    DecoderBlock fp = loader.block(b);
+                    BlockStep.Inputs inputs = BlockStep.Inputs.slices(x[0], seq, spec.hiddenSize(), WINDOWS_PER_TASK);
+                    BlockStep.Layers layers = BlockStep.layers(fp, s.calibrator(), plan, s, inputs, seq);
+                    float[] next = new float[x[0].length];
+                    BlockStats stats = BlockStep.errors(fp, layers.block(), s, inputs, seq,
+                            (p, hidden, rows, cols) -> System.arraycopy(hidden, 0, next, p * WINDOWS_PER_TASK * width, hidden.length));
+                    x[0] = next;
+                    quantizedBlocks[b] = BlockWork.withActivations(layers.block().block(), s);
+                    solverSeconds[0] += layers.calibrationSeconds();
+                    log.printf(Locale.ROOT, "  block %d: GPTQ solver %.2f s%n", b, layers.calibrationSeconds());
+                    return new BlockLoop.Outcome(b, stats, layers.losses(), layers.tokens(), (System.nanoTime() - t0) / 1e9);
+                }, (o, errors) -> { }, () -> { }, log);
         CausalLm fpModel = loader.model();
-        CausalLm model = new CausalLm(spec, fpModel.tokenEmbedding(), fpModel.positions(), fpModel.projectIn(), quantizedBlocks,
-                fpModel.finalNorm(), fpModel.projectOut(), fpModel.head());
-        return new Quantized(model, (System.nanoTime() - start) / 1e9, solverSeconds);
+        CausalLm model = new CausalLm(spec, fpModel.tokenEmbedding(), fpModel.positions(), fpModel.projectIn(),
+                List.of(quantizedBlocks), fpModel.finalNorm(), fpModel.projectOut(), fpModel.head());
+        return new Quantized(model, (System.nanoTime() - start) / 1e9, solverSeconds[0]);
     }
 
     /** Perplexity over {@code windows}, scored {@link #EVAL_PER_TASK} at a time and summed in order, as {@code eval} does. */

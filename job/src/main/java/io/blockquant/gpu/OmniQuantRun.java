@@ -8,6 +8,8 @@ import io.blockquant.cuda.CudaBackend;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
+import io.blockquant.schedule.BlockLoop;
+import io.blockquant.schedule.BlockPlan;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.tensor.TensorBackend;
 import java.io.PrintStream;
@@ -20,6 +22,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.stream.IntStream;
 
 /**
  * OmniQuant over every block of one model on one GPU, for a machine with a CUDA toolkit but no Spark, Hadoop
@@ -87,52 +90,58 @@ public final class OmniQuantRun {
         long start = System.nanoTime();
         float[] qx = GpuCheck.embedAll(be, loader.stem(), tokens, windows, seq), fpx = qx;
         int width = seq * spec.hiddenSize();
-        double training = 0;
         // the full-precision stream only feeds training: after the last block still to train, nothing reads it
         int lastTrained = blocks - 1;
         while (lastTrained >= 0 && Files.exists(out.resolve("block-" + lastTrained + ".bqa"))) lastTrained--;
-        for (int b = 0; b < blocks; b++) {
-            long t0 = System.nanoTime();
-            DecoderBlock fp = loader.block(b);
-            float[] targets = null;
-            if (b <= lastTrained) {
-                targets = new float[fpx.length];
-                for (int w = 0; w < windows; w += GpuCheck.PASS_WINDOWS) {
-                    int n = Math.min(GpuCheck.PASS_WINDOWS, windows - w);
-                    float[] part = GpuCheck.slice(fpx, w, n, width);
-                    float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(part, (long) n * seq, spec.hiddenSize()), n, seq).toFloats());
-                    System.arraycopy(y, 0, targets, w * width, y.length);
-                }
-            }
-            int bi = b;
-            Path file = out.resolve("block-" + b + ".bqa");
-            List<String> epochs = new ArrayList<>();
-            OmniQuantObjective objective;
-            double train = 0;
-            if (Files.exists(file)) {
-                objective = OmniQuantCalibrator.restore(fp, cfg, ArrayBundle.read(file).floatsByName(), file.toString());
-            } else {
-                long t1 = System.nanoTime();
-                objective = OmniQuantCalibrator.train(fp, qx, targets, windows, seq, cfg, b, e -> {
-                    epochs.add(e);
-                    log.printf("    block %d %s%n", bi, e);
-                });
-                train = (System.nanoTime() - t1) / 1e9;
-                training += train;
-                ArrayBundle saved = new ArrayBundle();
-                objective.learned().forEach((n, v) -> saved.putFloats(n, v, v.length));
-                Path tmp = out.resolve(".block-" + b + ".bqa.tmp");
-                saved.write(tmp);
-                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            }
-            BlockWork.Outputs o = GpuCheck.outputs(fp, objective.fold(be).block(), qx, windows, seq, GpuCheck.PASS_WINDOWS, true);
-            qx = o.hidden();
-            fpx = targets;
-            int steps = cfg.epochs() * (windows / cfg.batchSize());
-            log.printf(Locale.ROOT, "  block %d: %.1f s (%s), relative output error %.5f%s%n", b, (System.nanoTime() - t0) / 1e9,
-                    epochs.isEmpty() ? "parameters from " + file.getFileName() : String.format(Locale.ROOT, "training %.1f s, %.2f ms/step", train, 1e3 * train / steps),
-                    o.stats().blockError(), epochs.isEmpty() ? "" : "; " + epochs.get(0) + " ... " + epochs.get(epochs.size() - 1));
-        }
+        float[][] stream = {qx, fpx};
+        double[] trainingSeconds = {0};
+        int last = lastTrained;
+        // the driver loop of quantize, in this JVM: each block on the quantized prefix's outputs, kept in memory
+        BlockLoop.run(IntStream.range(0, blocks).boxed().toList(), 1, BlockPlan.of(spec), blocks, (long) windows * seq, "OmniQuant",
+                b -> {
+                    long t0 = System.nanoTime();
+                    DecoderBlock fp = loader.block(b);
+                    float[] targets = null;
+                    if (b <= last) {
+                        float[] fpIn = stream[1];
+                        targets = new float[fpIn.length];
+                        for (int w = 0; w < windows; w += GpuCheck.PASS_WINDOWS) {
+                            int n = Math.min(GpuCheck.PASS_WINDOWS, windows - w);
+                            float[] part = GpuCheck.slice(fpIn, w, n, width);
+                            float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(part, (long) n * seq, spec.hiddenSize()), n, seq).toFloats());
+                            System.arraycopy(y, 0, targets, w * width, y.length);
+                        }
+                    }
+                    Path file = out.resolve("block-" + b + ".bqa");
+                    List<String> epochs = new ArrayList<>();
+                    OmniQuantObjective objective;
+                    double train = 0;
+                    if (Files.exists(file)) {
+                        objective = OmniQuantCalibrator.restore(fp, cfg, ArrayBundle.read(file).floatsByName(), file.toString());
+                    } else {
+                        long t1 = System.nanoTime();
+                        objective = OmniQuantCalibrator.train(fp, stream[0], targets, windows, seq, cfg, b, e -> {
+                            epochs.add(e);
+                            log.printf("    block %d %s%n", b, e);
+                        });
+                        train = (System.nanoTime() - t1) / 1e9;
+                        trainingSeconds[0] += train;
+                        ArrayBundle saved = new ArrayBundle();
+                        objective.learned().forEach((n, v) -> saved.putFloats(n, v, v.length));
+                        Path tmp = out.resolve(".block-" + b + ".bqa.tmp");
+                        saved.write(tmp);
+                        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+                    }
+                    BlockWork.Outputs o = GpuCheck.outputs(fp, objective.fold(be).block(), stream[0], windows, seq, GpuCheck.PASS_WINDOWS, true);
+                    stream[0] = o.hidden();
+                    stream[1] = targets;
+                    int steps = cfg.epochs() * (windows / cfg.batchSize());
+                    log.printf(Locale.ROOT, "  block %d: %s%s%n", b,
+                            epochs.isEmpty() ? "parameters from " + file.getFileName() : String.format(Locale.ROOT, "training %.1f s, %.2f ms/step", train, 1e3 * train / steps),
+                            epochs.isEmpty() ? "" : "; " + epochs.get(0) + " ... " + epochs.get(epochs.size() - 1));
+                    return new BlockLoop.Outcome(b, o.stats(), Map.of(), 0, (System.nanoTime() - t0) / 1e9);
+                }, (o, errors) -> { }, () -> { }, log);
+        double training = trainingSeconds[0];
         log.printf(Locale.ROOT, "OmniQuant %s, %d of %d blocks: %.1f s (training %.1f s)%n", family, blocks, spec.numLayers(),
                 (System.nanoTime() - start) / 1e9, training);
         return training;

@@ -60,91 +60,61 @@ public final class ParallelQuantizeJob {
 
     private ParallelQuantizeJob() {}
 
-    /**
-     * What one block's task sends back to the driver: the error sums (the block's rows stay in the work area,
-     * {@link BlockFiles#writeRows}, for the commit task).
-     */
-    public record CalibratedRows(int block, BlockStats stats, Map<String, Double> losses,
-                          long tokens, double seconds) implements Serializable {}
-
     static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
+        return run(spark, req, spec, calib, new SparkBlockExecutor(JavaSparkContext.fromSparkContext(spark.sparkContext())), log);
+    }
+
+    /** The same run with its block tasks on {@code executor} (Spark's, or this JVM's); the store is written through Spark. */
+    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, BlockExecutor executor, PrintStream log) {
         long start = System.nanoTime();
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-        Configuration hadoop = sc.hadoopConfiguration();
-        HadoopConf conf = new HadoopConf(hadoop);
+        Configuration hadoop = executor.conf();
         QuantizeSettings s = req.settings();
         BlockPlan plan = BlockPlan.of(spec);
         // every weight read and checked before the store exists: bad input leaves nothing behind
-        CheckpointScan.check(sc, req.modelDir(), spec, conf);
+        CheckpointScan.check(sc, req.modelDir(), spec, new HadoopConf(hadoop));
         StoreWriter store = QuantizeJob.openStore(spark, req, spec, hadoop);
 
         List<Integer> parts = QuantizeJob.partitions(calib, s);
-        int seq = calib.seqlen(), blocks = spec.numLayers();
+        int seq = calib.seqlen(), blocks = spec.numLayers(), nsamples = calib.size();
         ModelRef model = new ModelRef(req.modelDir(), spec);
-        TaskDevices devices = TaskDevices.of(sc);
-        if (devices.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
+        if (executor.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
         BlockFiles files = new BlockFiles(store.workDir().toString());
         List<Integer> committed = store.committedBlocks();
         List<Integer> todo = IntStream.range(0, blocks).filter(b -> !committed.contains(b)).boxed().toList();
-        List<BlockSummary> summaries = new ArrayList<>();
-        for (int b : committed) summaries.add(new BlockSummary(b, 0, Double.NaN, Map.of(), true));
 
-        Broadcast<CalibrationSet> windows = sc.broadcast(calib);
+        BlockExecutor.Shared<CalibrationSet> windows = executor.share(calib);
+        List<BlockSummary> summaries;
         try {
             if (!todo.isEmpty()) {
                 checkWorkSpace(store.workDir(), hadoop, (long) calib.size() * seq, spec, todo.get(todo.size() - 1) + 1);
                 // OmniQuant's targets of the last block to do are the inputs of the block after it
                 int need = todo.get(todo.size() - 1) + (s.calibrator() instanceof BlockCalibrator.OnBlockTargets ? 1 : 0);
-                capture(sc, devices, model, windows, parts, s, fpActs, conf, need, blocks, log);
+                capture(executor, model, windows, parts, s, fpActs, need, blocks, log);
             }
-            ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, Math.min(todo.size(), sc.defaultParallelism())));
-            CompletionService<CalibratedRows> results = new ExecutorCompletionService<>(pool);
-            String jobGroup = "blockquant-parallel-" + UUID.randomUUID();
-            int nsamples = calib.size();
-            for (int b : todo) {
-                results.submit(() -> {
-                    sc.setJobGroup(jobGroup, "calibrate block " + b, true);
-                    return devices.tasks(sc.parallelize(List.of(b), 1)).map(i -> {
-                        DecoderBlock fp = ExecutorBlocks.block(model, i, devices.bind(i, Backends.cpu()), conf.get());
-                        return calibrate(i, fp, fpActs, files, conf.get(), parts, plan, s, req.omniParams(), seq, nsamples, blocks);
-                    }).collect().get(0);
-                });
-            }
-            log.printf("calibrating %d blocks at once (%d at a time), each on its full-precision inputs%n",
-                    todo.size(), Math.min(todo.size(), sc.defaultParallelism()));
-            try {
-                for (int n = 0; n < todo.size(); n++) {
-                    CalibratedRows r = results.take().get();
-                    Map<String, Double> layerErrors = new LinkedHashMap<>();
-                    List<LayerError> errors = QuantizeJob.errors(r.block(), plan, r.stats(), r.losses(),
-                            (long) calib.size() * seq, layerErrors);
-                    FaultInjection.beforeCommit(r.block());
-                    store.commitRows(r.block(), QuantizeJob.blockRows(sc, model, r.block(), true, files, conf, plan.allLinears()), errors);
-                    files.deleteBlock(hadoop, r.block());
-                    summaries.add(new BlockSummary(r.block(), r.seconds(), r.stats().blockError(), layerErrors, false));
-                    String worst = QuantizeJob.worst(layerErrors);
-                    log.printf(Locale.ROOT, "block %d/%d done in %.1f s (task)%s: relative output error %.4f (worst layer %s %.4f)%n",
-                            r.block() + 1, blocks, r.seconds(), s.calibrator() instanceof BlockCalibrator.OnGroupHessians
-                                    ? ", " + s.method().toUpperCase(Locale.ROOT) + " on " + r.tokens() + " tokens" : "",
-                            r.stats().blockError(), worst, layerErrors.get(worst));
-                }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new IllegalStateException("interrupted while calibrating blocks", e);
-            } catch (ExecutionException e) {
-                if (e.getCause() instanceof RuntimeException re) throw re;
-                throw new IllegalStateException(e.getCause().getMessage(), e.getCause());
-            } finally {
-                sc.sc().cancelJobGroup(jobGroup);
-                pool.shutdownNow();
-            }
+            int atOnce = Math.max(1, Math.min(todo.size(), executor.slots()));
+            log.printf("calibrating %d blocks at once (%d at a time), each on its full-precision inputs%n", todo.size(), atOnce);
+            String omniParams = req.omniParams();
+            // one task per block: it reads the block's inputs partition by partition and does all of the block's work
+            BlockLoop.Step step = block -> {
+                executor.describe("calibrate block " + block);
+                return executor.map(List.of(block), block, (b, be, conf) -> calibrate(
+                        b, ExecutorBlocks.block(model, b, be, conf), fpActs, files, conf, parts, plan, s, omniParams, seq, nsamples, blocks)).get(0);
+            };
+            summaries = BlockLoop.run(todo, atOnce, plan, blocks, (long) calib.size() * seq, s.method().toUpperCase(Locale.ROOT),
+                    step, (o, errors) -> {
+                        FaultInjection.beforeCommit(o.block());
+                        store.commitRows(o.block(), QuantizeJob.blockRows(sc, model, o.block(), true, files, new HadoopConf(hadoop),
+                                plan.allLinears()), errors);
+                        files.deleteBlock(hadoop, o.block());
+                    }, executor::cancelAll, log);
         } catch (IOException e) {
             throw new UncheckedIOException(store.workDir() + ": " + e.getMessage(), e);
         } finally {
-            windows.destroy();
+            windows.release();
         }
-        return QuantizeJob.finish(store, hadoop, model, s, calib, start, summaries, devices, log);
+        return QuantizeJob.finish(store, hadoop, model, s, calib, start, summaries, executor.placements(), log);
     }
 
     /**
@@ -175,15 +145,14 @@ public final class ParallelQuantizeJob {
      * The full-precision inputs of blocks 0..{@code need} (index {@code blocks}: the last block's outputs),
      * from the first one not captured yet: a resumed run continues where the capture stopped.
      */
-    private static void capture(JavaSparkContext sc, TaskDevices devices, ModelRef model, Broadcast<CalibrationSet> windows, List<Integer> parts,
-                                QuantizeSettings s, ActivationFiles fpActs, HadoopConf conf, int need, int blocks,
-                                PrintStream log) throws IOException {
+    private static void capture(BlockExecutor executor, ModelRef model, BlockExecutor.Shared<CalibrationSet> windows, List<Integer> parts,
+                                QuantizeSettings s, ActivationFiles fpActs, int need, int blocks, PrintStream log) throws IOException {
         int from = 0;
-        while (from <= need && fpActs.isComplete(sc.hadoopConfiguration(), from)) from++;
+        while (from <= need && fpActs.isComplete(executor.conf(), from)) from++;
         long t0 = System.nanoTime();
         for (int i = from; i <= need; i++) {
-            if (i == 0) QuantizeJob.embed(sc, devices, model, windows, parts, Math.max(1, s.windowsPerTask()), conf, fpActs);
-            else QuantizeJob.fullPrecisionPass(sc, devices, model, i - 1, parts, fpActs, conf, windows.value().seqlen());
+            if (i == 0) QuantizeJob.embed(executor, model, windows, parts, s.windowsPerTask(), fpActs);
+            else QuantizeJob.fullPrecisionPass(executor, model, i - 1, parts, fpActs, windows.value().seqlen());
         }
         if (from <= need) {
             log.printf(Locale.ROOT, "captured the full-precision inputs of blocks %d..%d of %d in %.1f s (%d tasks per pass)%n",
@@ -195,7 +164,7 @@ public final class ParallelQuantizeJob {
      * One block calibrated on its full-precision inputs (read partition by partition, so a task holds one
      * partition at a time, except OmniQuant, which trains on all windows): the task body of parallel mode.
      */
-    static CalibratedRows calibrate(int block, DecoderBlock fp, ActivationFiles inputs, BlockFiles files, Configuration conf,
+    static BlockLoop.Outcome calibrate(int block, DecoderBlock fp, ActivationFiles inputs, BlockFiles files, Configuration conf,
                                     List<Integer> parts, BlockPlan plan, QuantizeSettings s, String omniParams, int seq,
                                     int nsamples, int blocks) throws IOException {
         long t0 = System.nanoTime();
@@ -216,6 +185,6 @@ public final class ParallelQuantizeJob {
         // errors of the calibrated block against the full-precision block, both on the full-precision inputs
         BlockStats stats = BlockStep.errors(fp, calibrated, s, in, seq, null);
         files.writeRows(conf, block, BlockRecords.of(block, calibrated));
-        return new CalibratedRows(block, stats, losses, tokens, (System.nanoTime() - t0) / 1e9);
+        return new BlockLoop.Outcome(block, stats, losses, tokens, (System.nanoTime() - t0) / 1e9);
     }
 }

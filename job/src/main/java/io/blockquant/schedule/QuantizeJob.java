@@ -69,12 +69,16 @@ public final class QuantizeJob {
     /** The layer-errors row that holds the whole block's relative output error. */
     public static final String BLOCK_OUTPUT = "<block output>";
 
-    /**
-     * Quantizes {@code req}'s model into its store. The model's config.json is read here, once; the recipe's fit
-     * to it ({@link QuantizeSettings#checkFits}) is the command line's check, made before Spark starts.
-     */
+    /** Quantizes {@code req}'s model into its store, reading the model's config.json (callers that have not). */
     public static Summary run(SparkSession spark, Request req, CalibrationSet calib, PrintStream log) {
-        ModelSpec spec = ModelSpecReader.read(new Path(req.modelDir()), spark.sparkContext().hadoopConfiguration());
+        return run(spark, req, ModelSpecReader.read(new Path(req.modelDir()), spark.sparkContext().hadoopConfiguration()), calib, log);
+    }
+
+    /**
+     * Quantizes {@code req}'s model, whose config.json the caller read into {@code spec} (the command line reads it
+     * once, to check the recipe's fit before Spark starts); executor tasks receive it in a {@link ModelRef}.
+     */
+    public static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
         if (req.omniParams() != null) checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req, spec);
         boolean fresh = !StoreWriter.exists(spark, req.storePath());
         try {
@@ -162,34 +166,35 @@ public final class QuantizeJob {
         return IntStream.range(0, (calib.size() + perTask - 1) / perTask).boxed().toList();
     }
 
-    /** One Spark job: the token embeddings of every partition's windows, written as block 0's inputs into each of {@code targets}. */
-    static void embed(JavaSparkContext sc, TaskDevices devices, ModelRef model, Broadcast<CalibrationSet> windows,
-                      List<Integer> parts, int perTask, HadoopConf conf, ActivationFiles... targets) throws IOException {
-        int seq = windows.value().seqlen();
-        devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
-            TensorBackend be = devices.bind(-1, Backends.cpu());
+    /** One pass of tasks: the token embeddings of every partition's windows, written as block 0's inputs into each of {@code targets}. */
+    static void embed(BlockExecutor executor, ModelRef model, BlockExecutor.Shared<CalibrationSet> windows, List<Integer> parts,
+                      int windowsPerTask, ActivationFiles... targets) throws IOException {
+        int perTask = Math.max(1, windowsPerTask);
+        executor.map(parts, -1, (p, be, conf) -> {
+            int seq = windows.value().seqlen();
             int[][] batch = windowsOf(windows.value(), p, perTask);
-            float[] h = be.scratchValue(() -> ExecutorBlocks.embed(model, batch, be, conf.get()));
-            for (ActivationFiles t : targets) t.write(conf.get(), 0, p, h, batch.length * seq, h.length / (batch.length * seq));
+            float[] h = be.scratchValue(() -> ExecutorBlocks.embed(model, batch, be, conf));
+            for (ActivationFiles t : targets) t.write(conf, 0, p, h, batch.length * seq, h.length / (batch.length * seq));
+            return null;
         });
-        for (ActivationFiles t : targets) t.markComplete(sc.hadoopConfiguration(), 0);
+        for (ActivationFiles t : targets) t.markComplete(executor.conf(), 0);
     }
 
     /**
-     * One Spark job: the full-precision block {@code block} on every partition of {@code files}' inputs of that
+     * One pass of tasks: the full-precision block {@code block} on every partition of {@code files}' inputs of that
      * block, written as the inputs of block + 1 (the full-precision stream).
      */
-    static void fullPrecisionPass(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block, List<Integer> parts,
-                                  ActivationFiles files, HadoopConf conf, int seq) throws IOException {
-        devices.tasks(sc.parallelize(parts, parts.size())).foreach(p -> {
-            TensorBackend be = devices.bind(block, Backends.cpu());
-            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
+    static void fullPrecisionPass(BlockExecutor executor, ModelRef model, int block, List<Integer> parts, ActivationFiles files,
+                                  int seq) throws IOException {
+        executor.map(parts, block, (p, be, conf) -> {
+            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf);
             int[] shape = new int[2];
-            float[] x = files.read(conf.get(), block, p, shape);
+            float[] x = files.read(conf, block, p, shape);
             float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(x, shape[0], shape[1]), shape[0] / seq, seq).toFloats());
-            files.write(conf.get(), block + 1, p, y, shape[0], shape[1]);
+            files.write(conf, block + 1, p, y, shape[0], shape[1]);
+            return null;
         });
-        files.markComplete(sc.hadoopConfiguration(), block + 1);
+        files.markComplete(executor.conf(), block + 1);
     }
 
     /** Every partition's inputs of {@code block}, concatenated in partition order. */
@@ -211,27 +216,11 @@ public final class QuantizeJob {
     }
 
     /**
-     * A block's rows of layer errors: each linear's relative output error (and GPTQ's loss, from
-     * {@code losses} by module), then the block output's; {@code summary} gets the linears' errors.
-     */
-    static List<LayerError> errors(int block, BlockPlan plan, BlockStats stats, Map<String, Double> losses,
-                                   long calibrationTokens, Map<String, Double> summary) {
-        List<LayerError> errors = new ArrayList<>();
-        for (String module : plan.allLinears()) {
-            double e = stats.layerError(module);
-            summary.put(module, e);
-            errors.add(new LayerError(block, module, e, losses.getOrDefault(module, Double.NaN), stats.layerTokens(module)));
-        }
-        errors.add(new LayerError(block, BLOCK_OUTPUT, stats.blockError(), Double.NaN, calibrationTokens));
-        return errors;
-    }
-
-    /**
      * Writes the manifest (the store's commit point), removes the work area and returns the run's summary,
      * its blocks in order; {@code start} is the run's {@link System#nanoTime()} at its beginning.
      */
     static Summary finish(StoreWriter store, Configuration hadoop, ModelRef model, QuantizeSettings s, CalibrationSet calib,
-                          long start, List<BlockSummary> blocks, TaskDevices devices, PrintStream log) {
+                          long start, List<BlockSummary> blocks, List<TaskDevices.Placement> placements, PrintStream log) {
         double seconds = (System.nanoTime() - start) / 1e9;
         Map<String, Object> fields = new LinkedHashMap<>();
         fields.put("model", new Path(model.dir()).getName());
@@ -248,11 +237,7 @@ public final class QuantizeJob {
         }
         List<BlockSummary> ordered = new ArrayList<>(blocks);
         ordered.sort(java.util.Comparator.comparingInt(BlockSummary::block));
-        return new Summary(store.root().toString(), ordered, seconds, (long) calib.size() * calib.seqlen(), devices.placements());
-    }
-
-    static String worst(Map<String, Double> errors) {
-        return errors.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse("-");
+        return new Summary(store.root().toString(), ordered, seconds, (long) calib.size() * calib.seqlen(), placements);
     }
 
     static int[][] windowsOf(CalibrationSet calib, int partition, int perTask) {

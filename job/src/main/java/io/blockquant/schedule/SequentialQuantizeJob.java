@@ -54,39 +54,35 @@ public final class SequentialQuantizeJob {
     private SequentialQuantizeJob() {}
 
     static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
+        return run(spark, req, spec, calib, new SparkBlockExecutor(JavaSparkContext.fromSparkContext(spark.sparkContext())), log);
+    }
+
+    /** The same run with its block tasks on {@code executor} (Spark's, or this JVM's); the store is written through Spark. */
+    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, BlockExecutor executor, PrintStream log) {
         long start = System.nanoTime();
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-        Configuration hadoop = sc.hadoopConfiguration();
-        HadoopConf conf = new HadoopConf(hadoop);
+        Configuration hadoop = executor.conf();
         QuantizeSettings s = req.settings();
         BlockPlan plan = BlockPlan.of(spec);
         // every weight read and checked before the store exists: bad input leaves nothing behind
-        CheckpointScan.check(sc, req.modelDir(), spec, conf);
-
+        CheckpointScan.check(sc, req.modelDir(), spec, new HadoopConf(hadoop));
         StoreWriter store = QuantizeJob.openStore(spark, req, spec, hadoop);
 
-        int perTask = Math.max(1, s.windowsPerTask());
         List<Integer> parts = QuantizeJob.partitions(calib, s);
-        int partitions = parts.size();
-        int seq = calib.seqlen();
         ActivationFiles acts = new ActivationFiles(store.workDir().toString());
         // OmniQuant's targets come from a second, full-precision stream (the reference's fp_inps)
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
         BlockFiles files = new BlockFiles(store.workDir().toString());
-        BlockCalibrator calibrator = s.calibrator();
-        // OmniQuant-like methods train on the block's inputs against the full-precision stream's targets
-        boolean omni = calibrator instanceof BlockCalibrator.OnBlockTargets;
-        boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
-        Broadcast<CalibrationSet> windows = sc.broadcast(calib);
+        boolean omni = s.calibrator() instanceof BlockCalibrator.OnBlockTargets;
         ModelRef model = new ModelRef(req.modelDir(), spec);
-        TaskDevices devices = TaskDevices.of(sc);
-        if (devices.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
+        if (executor.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
 
         List<Integer> committed = store.committedBlocks();
         int first = 0;
         while (committed.contains(first)) first++;
-        List<BlockSummary> summaries = new ArrayList<>();
-        for (int b = 0; b < first; b++) summaries.add(new BlockSummary(b, 0, Double.NaN, Map.of(), true));
+        List<Integer> todo = IntStream.range(first, spec.numLayers()).boxed().toList();
+        BlockExecutor.Shared<CalibrationSet> windows = executor.share(calib);
+        List<BlockSummary> summaries;
         try {
             if (first > 0 && first < spec.numLayers() && (!acts.isComplete(hadoop, first) || omni && !fpActs.isComplete(hadoop, first))) {
                 throw new IllegalStateException(store.root() + ": blocks 0.." + (first - 1)
@@ -94,118 +90,162 @@ public final class SequentialQuantizeJob {
                         + store.workDir() + "; delete the store and start again");
             }
             if (first == 0) {
-                log.printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), seq, partitions);
-                if (omni) QuantizeJob.embed(sc, devices, model, windows, parts, perTask, conf, acts, fpActs);
-                else QuantizeJob.embed(sc, devices, model, windows, parts, perTask, conf, acts);
+                log.printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), calib.seqlen(), parts.size());
+                if (omni) QuantizeJob.embed(executor, model, windows, parts, s.windowsPerTask(), acts, fpActs);
+                else QuantizeJob.embed(executor, model, windows, parts, s.windowsPerTask(), acts);
             }
-            // blocks folded from --omni-params files; after the last block that trains, no full-precision pass
-            Set<Integer> learned = OmniQuantParameterFiles.blocksIn(conf.get(), req.omniParams(), spec.numLayers());
-            int lastTrained = spec.numLayers() - 1;
-            while (lastTrained >= 0 && learned.contains(lastTrained)) lastTrained--;
-            for (int i = first; i < spec.numLayers(); i++) {
-                long t0 = System.nanoTime();
-                final int block = i;
-                Map<String, Double> losses = new HashMap<>();
-                if (omni) {
-                    trainOmniQuant(sc, devices, model, block, parts, acts, fpActs, files, conf, s, req.omniParams(), learned.contains(block),
-                            block <= lastTrained, seq, calib.size(), spec.numLayers(), log);
-                }
-                List<String> quantized = new ArrayList<>();
-                for (List<String> group : omni ? List.<List<String>>of() : hessians ? plan.groups() : List.of(plan.allLinears())) {
-                    long tokens = hessians ? hessian(sc, devices, model, block, group.get(0), List.copyOf(quantized), parts, acts, files, conf, s, seq) : 0;
-                    String input = group.get(0); // the layers of a group share their input, so its Hessian
-                    List<Double> groupLosses = devices.tasks(sc.parallelize(group, group.size())).map(module -> {
-                        TensorBackend be = devices.bind(block, Backends.cpu());
-                        DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
-                        Tensor w = BlockWork.find(fp, module).weight();
-                        StoredWeight q = calibrator instanceof BlockCalibrator.OnGroupHessians g
-                                ? g.quantize(w, files.preparedHessian(conf.get(), block, input))
-                                : ((BlockCalibrator.OnWeights) calibrator).quantize(w);
-                        files.writeLayer(conf.get(), block, module, q);
-                        return q.loss();
-                    }).collect();
-                    for (int k = 0; k < group.size(); k++) {
-                        quantized.add(group.get(k));
-                        if (hessians) losses.put(group.get(k), groupLosses.get(k));
-                    }
-                    if (hessians) {
-                        log.printf(Locale.ROOT, "  block %d/%d: %s quantized (%s on %d tokens)%n", block + 1,
-                                spec.numLayers(), String.join(", ", group), s.method().toUpperCase(Locale.ROOT), tokens);
-                    }
-                }
-                if (hessians) files.deleteHessian(hadoop, block);
-
-                // the quantized block on every partition: the next block's inputs, and the errors
-                boolean last = block == spec.numLayers() - 1;
-                boolean perLayer = !(calibrator instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
-                List<String> linears = plan.allLinears();
-                BlockStats stats = devices.tasks(sc.parallelize(parts, partitions)).map(p -> {
-                    TensorBackend be = devices.bind(block, Backends.cpu());
-                    DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
-                    DecoderBlock q = BlockWork.withActivations(calibratedBlock(fp, spec, block, omni, files, conf.get(), linears, be), s);
-                    int[] shape = new int[2];
-                    float[] x = acts.read(conf.get(), block, p, shape);
-                    BlockWork.Outputs out = BlockWork.outputs(fp, q, x, shape[0] / seq, seq, perLayer);
-                    if (!last) acts.write(conf.get(), block + 1, p, out.hidden(), shape[0], shape[1]);
-                    return out.stats();
-                }).collect().stream().reduce(BlockStats::merge).orElseThrow();
-                if (!last) acts.markComplete(hadoop, block + 1);
-
-                Map<String, Double> layerErrors = new LinkedHashMap<>();
-                List<LayerError> errors = QuantizeJob.errors(block, plan, stats, losses, (long) calib.size() * seq, layerErrors);
-                FaultInjection.beforeCommit(block);
-                store.commitRows(block, QuantizeJob.blockRows(sc, model, block, omni, files, conf, linears), errors);
-                acts.deleteBlock(hadoop, block);
-                files.deleteBlock(hadoop, block);
-                if (omni) fpActs.deleteBlock(hadoop, block);
-                double secs = (System.nanoTime() - t0) / 1e9;
-                summaries.add(new BlockSummary(block, secs, stats.blockError(), layerErrors, false));
-                log.printf(Locale.ROOT, "block %d/%d done in %.1f s: relative output error %.4f (worst layer %s %.4f)%n",
-                        block + 1, spec.numLayers(), secs, stats.blockError(), QuantizeJob.worst(layerErrors), layerErrors.get(QuantizeJob.worst(layerErrors)));
-            }
+            Steps steps = new Steps(executor, model, plan, s, parts, calib, acts, fpActs, files, req.omniParams(), log);
+            summaries = BlockLoop.run(todo, 1, plan, spec.numLayers(), (long) calib.size() * calib.seqlen(),
+                    s.method().toUpperCase(Locale.ROOT), steps::calibrate, (o, errors) -> {
+                        FaultInjection.beforeCommit(o.block());
+                        store.commitRows(o.block(), QuantizeJob.blockRows(sc, model, o.block(), omni, files, new HadoopConf(hadoop),
+                                plan.allLinears()), errors);
+                        acts.deleteBlock(hadoop, o.block());
+                        files.deleteBlock(hadoop, o.block());
+                        if (omni) fpActs.deleteBlock(hadoop, o.block());
+                    }, executor::cancelAll, log);
         } catch (IOException e) {
             throw new UncheckedIOException(store.workDir() + ": " + e.getMessage(), e);
         } finally {
-            windows.destroy();
+            windows.release();
         }
-        return QuantizeJob.finish(store, hadoop, model, s, calib, start, summaries, devices, log);
+        return QuantizeJob.finish(store, hadoop, model, s, calib, start, summaries, executor.placements(), log);
     }
 
     /**
-     * GPTQ's Hessian of {@code input}'s input, reduced and prepared on executors: one job writes a partial
-     * sum per task slot (the block run as far as that layer, with the group's earlier layers {@code quantized}
-     * already in place), one task sums them in order, damps and factors (LAPACK or cuSOLVER
-     * through the backend) and leaves the factor in the work area for the group's layer tasks. Returns the
-     * number of tokens; the driver never holds an n×n matrix.
+     * Sequential mode's step: one block calibrated on the quantized prefix's outputs, spread over tasks per
+     * calibration partition and per layer; its outputs become the next block's inputs.
      */
-    private static long hessian(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block, String input, List<String> quantized,
-                                List<Integer> parts, ActivationFiles acts, BlockFiles files, HadoopConf conf, QuantizeSettings s,
-                                int seq) {
-        // one partial sum per task slot, not per partition: the work area holds slots × n² × 8 bytes (a
-        // Llama-3-8B down_proj: 1.6 GB each), whatever the calibration size; a task folds its partitions in order
-        int tasks = Math.max(1, Math.min(parts.size(), sc.defaultParallelism()));
-        List<Integer> slices = IntStream.range(0, tasks).boxed().toList();
-        long tokens = devices.tasks(sc.parallelize(slices, tasks)).map(t -> {
-            TensorBackend be = devices.bind(block, Backends.cpu());
-            DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf.get());
-            DecoderBlock current = BlockWork.withActivations(
-                    BlockWork.withWeights(fp, BlockWork.dequantized(files.readLayers(conf.get(), block, quantized))), s);
-            HessianAccumulator sum = null;
-            for (int p : parts.subList(t * parts.size() / tasks, (t + 1) * parts.size() / tasks)) {
-                int[] shape = new int[2];
-                float[] x = acts.read(conf.get(), block, p, shape);
-                HessianAccumulator h = BlockWork.hessian(current, input, x, shape[0] / seq, seq);
-                if (sum == null) sum = h;
-                else sum.add(h);
+    private record Steps(BlockExecutor executor, ModelRef model, BlockPlan plan, QuantizeSettings s, List<Integer> parts,
+                         CalibrationSet calib, ActivationFiles acts, ActivationFiles fpActs, BlockFiles files, String omniParams,
+                         PrintStream log) {
+
+        BlockLoop.Outcome calibrate(int block) throws IOException {
+            long t0 = System.nanoTime();
+            Configuration hadoop = executor.conf();
+            int blocks = model.spec().numLayers(), seq = calib.seqlen();
+            BlockCalibrator calibrator = s.calibrator();
+            boolean omni = calibrator instanceof BlockCalibrator.OnBlockTargets;
+            boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
+            Map<String, Double> losses = new HashMap<>();
+            long tokens = 0;
+            if (omni) trainOmniQuant(block);
+            List<String> quantized = new ArrayList<>();
+            for (List<String> group : omni ? List.<List<String>>of() : hessians ? plan.groups() : List.of(plan.allLinears())) {
+                tokens = hessians ? hessian(block, group.get(0), List.copyOf(quantized)) : 0;
+                String input = group.get(0); // the layers of a group share their input, so its Hessian
+                ModelRef model = this.model;
+                BlockFiles files = this.files;
+                List<Double> groupLosses = executor.map(group, block, (module, be, conf) -> {
+                    DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf);
+                    Tensor w = BlockWork.find(fp, module).weight();
+                    StoredWeight q = calibrator instanceof BlockCalibrator.OnGroupHessians g
+                            ? g.quantize(w, files.preparedHessian(conf, block, input))
+                            : ((BlockCalibrator.OnWeights) calibrator).quantize(w);
+                    files.writeLayer(conf, block, module, q);
+                    return q.loss();
+                });
+                for (int k = 0; k < group.size(); k++) {
+                    quantized.add(group.get(k));
+                    if (hessians) losses.put(group.get(k), groupLosses.get(k));
+                }
+                if (hessians) {
+                    log.printf(Locale.ROOT, "  block %d/%d: %s quantized (%s on %d tokens)%n", block + 1, blocks,
+                            String.join(", ", group), s.method().toUpperCase(Locale.ROOT), tokens);
+                }
             }
-            files.writePartialHessian(conf.get(), block, input, t, sum);
-            return sum.tokens();
-        }).reduce(Long::sum);
-        devices.tasks(sc.parallelize(List.of(input), 1)).foreach(m -> {
-            TensorBackend be = devices.bind(block, Backends.cpu());
-            files.prepareHessian(conf.get(), block, m, slices, h -> ((BlockCalibrator.OnGroupHessians) s.calibrator()).prepare(be, h));
-        });
-        return tokens;
+            if (hessians) files.deleteHessian(hadoop, block);
+
+            // the quantized block on every partition: the next block's inputs, and the errors
+            boolean last = block == blocks - 1;
+            boolean perLayer = !(calibrator instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
+            List<String> linears = plan.allLinears();
+            ModelRef model = this.model;
+            BlockFiles files = this.files;
+            ActivationFiles acts = this.acts;
+            QuantizeSettings s = this.s;
+            BlockStats stats = executor.map(parts, block, (p, be, conf) -> {
+                DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf);
+                DecoderBlock q = BlockWork.withActivations(calibratedBlock(fp, model.spec(), block, omni, files, conf, linears, be), s);
+                int[] shape = new int[2];
+                float[] x = acts.read(conf, block, p, shape);
+                BlockWork.Outputs out = BlockWork.outputs(fp, q, x, shape[0] / seq, seq, perLayer);
+                if (!last) acts.write(conf, block + 1, p, out.hidden(), shape[0], shape[1]);
+                return out.stats();
+            }).stream().reduce(BlockStats::merge).orElseThrow();
+            if (!last) acts.markComplete(hadoop, block + 1);
+            return new BlockLoop.Outcome(block, stats, losses, tokens, (System.nanoTime() - t0) / 1e9);
+        }
+
+        /**
+         * GPTQ's Hessian of {@code input}'s input, reduced and prepared on executors: one job writes a partial
+         * sum per task slot (the block run as far as that layer, with the group's earlier layers {@code quantized}
+         * already in place), one task sums them in order, damps and factors (LAPACK or cuSOLVER
+         * through the backend) and leaves the factor in the work area for the group's layer tasks. Returns the
+         * number of tokens; the driver never holds an n×n matrix.
+         */
+        private long hessian(int block, String input, List<String> quantized) {
+            // one partial sum per task slot, not per partition: the work area holds slots × n² × 8 bytes (a
+            // Llama-3-8B down_proj: 1.6 GB each), whatever the calibration size; a task folds its partitions in order
+            int tasks = Math.max(1, Math.min(parts.size(), executor.slots()));
+            List<Integer> slices = IntStream.range(0, tasks).boxed().toList();
+            ModelRef model = this.model;
+            BlockFiles files = this.files;
+            ActivationFiles acts = this.acts;
+            QuantizeSettings s = this.s;
+            List<Integer> parts = this.parts;
+            int seq = calib.seqlen();
+            long tokens = executor.map(slices, block, (t, be, conf) -> {
+                DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf);
+                DecoderBlock current = BlockWork.withActivations(
+                        BlockWork.withWeights(fp, BlockWork.dequantized(files.readLayers(conf, block, quantized))), s);
+                HessianAccumulator sum = null;
+                for (int p : parts.subList(t * parts.size() / tasks, (t + 1) * parts.size() / tasks)) {
+                    int[] shape = new int[2];
+                    float[] x = acts.read(conf, block, p, shape);
+                    HessianAccumulator h = BlockWork.hessian(current, input, x, shape[0] / seq, seq);
+                    if (sum == null) sum = h;
+                    else sum.add(h);
+                }
+                files.writePartialHessian(conf, block, input, t, sum);
+                return sum.tokens();
+            }).stream().mapToLong(Long::longValue).sum();
+            executor.map(List.of(input), block, (m, be, conf) -> {
+                files.prepareHessian(conf, block, m, slices, h -> ((BlockCalibrator.OnGroupHessians) s.calibrator()).prepare(be, h));
+                return null;
+            });
+            return tokens;
+        }
+
+        /**
+         * OmniQuant on block {@code block}: the full-precision block's outputs on the full-precision stream are
+         * both the training targets and the next block's full-precision inputs; then one task trains LWC/LET on
+         * every calibration window (the reference trains a block on one GPU with all its samples) and leaves
+         * the folded, quantized block's rows in the work area, for the output pass and the commit.
+         */
+        private void trainOmniQuant(int block) throws IOException {
+            int blocks = model.spec().numLayers(), seq = calib.seqlen(), windows = calib.size();
+            // blocks folded from --omni-params files; after the last block that trains, the full-precision stream
+            // feeds nothing, so it is not computed
+            Set<Integer> learned = OmniQuantParameterFiles.blocksIn(executor.conf(), omniParams, blocks);
+            int lastTrained = blocks - 1;
+            while (lastTrained >= 0 && learned.contains(lastTrained)) lastTrained--;
+            if (block <= lastTrained) QuantizeJob.fullPrecisionPass(executor, model, block, parts, fpActs, seq);
+            long t0 = System.nanoTime();
+            ModelRef model = this.model;
+            BlockFiles files = this.files;
+            ActivationFiles acts = this.acts, fpActs = this.fpActs;
+            QuantizeSettings s = this.s;
+            List<Integer> parts = this.parts;
+            String paramsDir = omniParams;
+            executor.map(List.of(block), block, (b, be, conf) -> {
+                DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf);
+                files.writeRows(conf, b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf, s, paramsDir, seq, windows, blocks)));
+                return null;
+            });
+            log.printf(Locale.ROOT, "  block %d/%d: OmniQuant %s in %.1f s (%s)%n", block + 1, blocks,
+                    learned.contains(block) ? "folded from learned parameters" : "trained", (System.nanoTime() - t0) / 1e9, s.label());
+        }
     }
 
     /** Block {@code block} as calibrated: its quantized layers (or OmniQuant's folded rows) read from the work area. */
@@ -216,30 +256,6 @@ public final class SequentialQuantizeJob {
         Map<String, long[]> shapes = new HashMap<>();
         BlockRecords.dequantize(files.readRows(conf, block), "", values, shapes);
         return BlockWork.rebuild(spec, block, values, shapes, be);
-    }
-
-    /**
-     * OmniQuant on block {@code block}: the full-precision block's outputs on the full-precision stream are
-     * both the training targets and the next block's full-precision inputs; then one task trains LWC/LET on
-     * every calibration window (the reference trains a block on one GPU with all its samples) and returns
-     * the folded, quantized block as store rows.
-     */
-    private static void trainOmniQuant(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block, List<Integer> parts,
-                                                     ActivationFiles acts, ActivationFiles fpActs, BlockFiles files, HadoopConf conf,
-                                                     QuantizeSettings s, String paramsDir, boolean learned, boolean trainingAhead,
-                                                     int seq, int windows, int blocks, PrintStream log) throws IOException {
-        // the full-precision stream only feeds training: once this block and every later one fold from learned
-        // parameters, nothing reads it again
-        if (trainingAhead) QuantizeJob.fullPrecisionPass(sc, devices, model, block, parts, fpActs, conf, seq);
-        long t0 = System.nanoTime();
-        // the folded block's rows stay in the work area: the output pass and the commit read them there
-        devices.tasks(sc.parallelize(List.of(block), 1)).foreach(b -> {
-            TensorBackend be = devices.bind(b, Backends.cpu());
-            DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf.get());
-            files.writeRows(conf.get(), b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf.get(), s, paramsDir, seq, windows, blocks)));
-        });
-        log.printf(Locale.ROOT, "  block %d/%d: OmniQuant %s in %.1f s (%s)%n", block + 1, blocks,
-                learned ? "folded from learned parameters" : "trained", (System.nanoTime() - t0) / 1e9, s.label());
     }
 
     /**

@@ -33,7 +33,7 @@ public final class KryoClasses implements KryoRegistrator {
         kryo.register(io.blockquant.quant.IntQuantSpec.class, new JavaSerializer());
         kryo.register(io.blockquant.algo.HessianAccumulator.class, new JavaSerializer());
         kryo.register(io.blockquant.schedule.BlockStats.class, new JavaSerializer());
-        kryo.register(io.blockquant.schedule.ParallelQuantizeJob.CalibratedRows.class, new JavaSerializer());
+        kryo.register(io.blockquant.schedule.BlockLoop.Outcome.class, new JavaSerializer());
         // the plan of block -1's parts: which rows of which checkpoint tensor each write task copies
         kryo.register(io.blockquant.schedule.QuantizeJob.ModelPart.class, new JavaSerializer());
     }

@@ -1,0 +1,84 @@
+package io.blockquant.schedule;
+
+import io.blockquant.spark.HadoopConf;
+import io.blockquant.tensor.Backends;
+import java.io.Serializable;
+import java.util.List;
+import java.util.UUID;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.broadcast.Broadcast;
+
+/**
+ * Block tasks as Spark tasks: one Spark job per {@link #map} call, a task per item, each task binding the tensor
+ * backend to the GPU Spark assigned it ({@link TaskDevices}).
+ */
+public final class SparkBlockExecutor implements BlockExecutor {
+    private final JavaSparkContext sc;
+    private final TaskDevices devices;
+    private final HadoopConf conf;
+    private final String jobGroup = "blockquant-" + UUID.randomUUID();
+
+    public SparkBlockExecutor(JavaSparkContext sc) {
+        this.sc = sc;
+        this.devices = TaskDevices.of(sc);
+        this.conf = new HadoopConf(sc.hadoopConfiguration());
+    }
+
+    @Override
+    public <T, R> List<R> map(List<T> items, int block, Task<T, R> task) {
+        TaskDevices devices = this.devices;
+        HadoopConf conf = this.conf;
+        return devices.tasks(sc.parallelize(items, Math.max(1, items.size())))
+                .map(item -> task.run(item, devices.bind(block, Backends.cpu()), conf.get()))
+                .collect();
+    }
+
+    @Override
+    public int slots() {
+        return sc.defaultParallelism();
+    }
+
+    @Override
+    public Configuration conf() {
+        return sc.hadoopConfiguration();
+    }
+
+    @Override
+    public <T extends Serializable> Shared<T> share(T value) {
+        return new BroadcastValue<>(sc.broadcast(value));
+    }
+
+    /** A static class, so that tasks serialize the broadcast handle and not this executor. */
+    private record BroadcastValue<T>(Broadcast<T> broadcast) implements Shared<T> {
+        @Override
+        public T value() {
+            return broadcast.value();
+        }
+
+        @Override
+        public void release() {
+            broadcast.destroy();
+        }
+    }
+
+    @Override
+    public boolean usesGpus() {
+        return devices.usesGpus();
+    }
+
+    @Override
+    public List<TaskDevices.Placement> placements() {
+        return devices.placements();
+    }
+
+    @Override
+    public void describe(String work) {
+        sc.setJobGroup(jobGroup, work, true);
+    }
+
+    @Override
+    public void cancelAll() {
+        sc.sc().cancelJobGroup(jobGroup);
+    }
+}

@@ -1,0 +1,75 @@
+package io.blockquant.schedule;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+
+import io.blockquant.Fixtures;
+import io.blockquant.algo.GptqSettings;
+import io.blockquant.algo.LorcSettings;
+import io.blockquant.algo.WeightFormat;
+import io.blockquant.model.InMemoryWeights;
+import io.blockquant.model.ModelSpec;
+import io.blockquant.model.ModelSpecReader;
+import io.blockquant.quant.IntQuantSpec;
+import io.blockquant.spark.SparkSessions;
+import io.blockquant.store.StoreReader;
+import io.blockquant.store.StoredModel;
+import io.blockquant.tensor.Backends;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.TreeSet;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The driver loop's executor seam: sequential GPTQ W3 g64 of tiny-llama (8 windows of 64 tokens, 2 a task) with its
+ * block tasks in this JVM ({@link InProcessBlockExecutor}, 2 threads) writes the same store, to the bit, and records
+ * the same errors as with its tasks on Spark's executors ({@code local[2]}).
+ */
+class InProcessBlockExecutorTest {
+
+    static SparkSession spark;
+
+    @BeforeAll
+    static void startSpark() {
+        spark = SparkSessions.getOrCreate("in-process-executor-test", "local[2]");
+    }
+
+    @AfterAll
+    static void stopSpark() {
+        spark.stop();
+    }
+
+    @Test
+    void inProcessTasksWriteTheStoreSparkTasksWrite(@TempDir Path tmp) {
+        String model = Fixtures.model("tiny-llama").toString();
+        ModelSpec spec = ModelSpecReader.read(new org.apache.hadoop.fs.Path(model), spark.sparkContext().hadoopConfiguration());
+        QuantizeSettings s = new QuantizeSettings(new GptqSettings(new WeightFormat(new IntQuantSpec(3, 64, false), null), 0.01,
+                false, false, LorcSettings.NONE), 0, null, ParallelQuantizeJobTest.WINDOWS, ParallelQuantizeJobTest.SEQ, 0, 2,
+                QuantizeSettings.SEQUENTIAL);
+        PrintStream quiet = new PrintStream(new ByteArrayOutputStream(), true);
+
+        QuantizeJob.Summary onSpark = QuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("spark").toString(), s, false),
+                ParallelQuantizeJobTest.calibration(), quiet);
+        BlockExecutor inProcess = new InProcessBlockExecutor(Backends.cpu(), spark.sparkContext().hadoopConfiguration(), 2);
+        QuantizeJob.Summary here = SequentialQuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("here").toString(), s,
+                false), spec, ParallelQuantizeJobTest.calibration(), inProcess, quiet);
+
+        assertEquals(spec.numLayers(), here.blocks().size());
+        for (int b = 0; b < spec.numLayers(); b++) {
+            QuantizeJob.BlockSummary x = onSpark.blocks().get(b), y = here.blocks().get(b);
+            assertFalse(y.skipped());
+            assertEquals(x.blockError(), y.blockError(), 0.0, "block " + b + " output error");
+            assertEquals(x.layerErrors(), y.layerErrors(), "block " + b + " layer errors");
+        }
+        InMemoryWeights a = StoredModel.read(StoreReader.open(spark, tmp.resolve("spark").toString()), spec);
+        InMemoryWeights c = StoredModel.read(StoreReader.open(spark, tmp.resolve("here").toString()), spec);
+        assertEquals(a.tensorNames(), c.tensorNames());
+        for (String t : new TreeSet<>(a.tensorNames())) assertArrayEquals(a.readFloats(t), c.readFloats(t), 0f, t);
+    }
+}
