@@ -38,4 +38,21 @@ public record CalibrationSet(List<int[]> windows, int seqlen, long seed, int sou
     public int size() {
         return windows.size();
     }
+
+    /**
+     * CRC32 of every window's token ids in order, each as 4 little-endian bytes: printed by {@code quantize} so that
+     * another implementation (the PyTorch baseline, {@code cluster/gpu/gptq_baseline.py}) can show it calibrates
+     * on the same tokens.
+     */
+    public long fingerprint() {
+        java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+        java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int[] w : windows) {
+            for (int t : w) {
+                buf.clear();
+                crc.update(buf.putInt(t).array());
+            }
+        }
+        return crc.getValue();
+    }
 }

@@ -179,8 +179,9 @@ public final class QuantizeCommand implements Callable<Integer> {
             int[] tokens = parts.stream().flatMapToInt(java.util.Arrays::stream).toArray();
             calibration = CalibrationSet.draw(tokens, String.join(",", calib), settings.nsamples(), settings.seqlen(), settings.seed());
         }
-        System.err.printf("  calibration: %d windows of %d tokens drawn (seed %d) from %d tokens of %s%n",
-                calibration.size(), settings.seqlen(), settings.seed(), calibration.sourceTokens(), String.join(", ", calib));
+        System.err.printf("  calibration: %d windows of %d tokens drawn (seed %d) from %d tokens of %s (token crc32 %08x)%n",
+                calibration.size(), settings.seqlen(), settings.seed(), calibration.sourceTokens(), String.join(", ", calib),
+                calibration.fingerprint());
 
         SparkSession spark = SparkSessions.getOrCreate("blockquant quantize", master);
         QuantizeJob.Summary summary = QuantizeJob.run(spark,

@@ -5,35 +5,18 @@ import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.schedule.QuantizeJob.BlockSummary;
-import io.blockquant.schedule.QuantizeJob.Request;
 import io.blockquant.schedule.QuantizeJob.Summary;
-import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.BlockRecords;
-import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
-import io.blockquant.tensor.Backends;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.io.Serializable;
 import java.io.UncheckedIOException;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.UUID;
-import java.util.concurrent.CompletionService;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorCompletionService;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.stream.IntStream;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
-import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.broadcast.Broadcast;
-import org.apache.spark.sql.SparkSession;
 
 /**
  * {@code quantize --mode parallel}: every block calibrated at once, each on the outputs of the
@@ -60,61 +43,44 @@ public final class ParallelQuantizeJob {
 
     private ParallelQuantizeJob() {}
 
-    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
-        return run(spark, req, spec, calib, new SparkBlockExecutor(JavaSparkContext.fromSparkContext(spark.sparkContext())), log);
-    }
-
-    /** The same run with its block tasks on {@code executor} (Spark's, or this JVM's); the store is written through Spark. */
-    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, BlockExecutor executor, PrintStream log) {
-        long start = System.nanoTime();
-        JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-        Configuration hadoop = executor.conf();
-        QuantizeSettings s = req.settings();
-        BlockPlan plan = BlockPlan.of(spec);
-        // every weight read and checked before the store exists: bad input leaves nothing behind
-        CheckpointScan.check(sc, req.modelDir(), spec, new HadoopConf(hadoop));
-        StoreWriter store = QuantizeJob.openStore(spark, req, spec, hadoop);
-
-        List<Integer> parts = QuantizeJob.partitions(calib, s);
-        int seq = calib.seqlen(), blocks = spec.numLayers(), nsamples = calib.size();
-        ModelRef model = new ModelRef(req.modelDir(), spec);
-        if (executor.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
+    static Summary run(QuantizeJob.Run run) {
+        BlockExecutor executor = run.executor();
+        StoreWriter store = run.store();
+        ModelRef model = run.model();
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
         BlockFiles files = new BlockFiles(store.workDir().toString());
+        int blocks = model.spec().numLayers();
         List<Integer> committed = store.committedBlocks();
         List<Integer> todo = IntStream.range(0, blocks).filter(b -> !committed.contains(b)).boxed().toList();
 
-        BlockExecutor.Shared<CalibrationSet> windows = executor.share(calib);
-        List<BlockSummary> summaries;
+        BlockExecutor.Shared<CalibrationSet> windows = executor.share(run.calib());
         try {
             if (!todo.isEmpty()) {
-                checkWorkSpace(store.workDir(), hadoop, (long) calib.size() * seq, spec, todo.get(todo.size() - 1) + 1);
+                long tokens = (long) run.calib().size() * run.calib().seqlen();
+                checkWorkSpace(store.workDir(), run.hadoop(), tokens, model.spec(), todo.get(todo.size() - 1) + 1);
                 // OmniQuant's targets of the last block to do are the inputs of the block after it
-                int need = todo.get(todo.size() - 1) + (s.calibrator() instanceof BlockCalibrator.OnBlockTargets ? 1 : 0);
-                capture(executor, model, windows, parts, s, fpActs, need, blocks, log);
+                int need = todo.get(todo.size() - 1) + (run.settings().calibrator() instanceof BlockCalibrator.OnBlockTargets ? 1 : 0);
+                capture(executor, model, windows, run.parts(), run.settings(), fpActs, need, blocks, run.log());
             }
             int atOnce = Math.max(1, Math.min(todo.size(), executor.slots()));
-            log.printf("calibrating %d blocks at once (%d at a time), each on its full-precision inputs%n", todo.size(), atOnce);
-            String omniParams = req.omniParams();
+            run.log().printf("calibrating %d blocks at once (%d at a time), each on its full-precision inputs%n", todo.size(), atOnce);
             // one task per block: it reads the block's inputs partition by partition and does all of the block's work
+            List<Integer> parts = run.parts();
+            BlockPlan plan = run.plan();
+            QuantizeSettings s = run.settings();
+            String omniParams = run.req().omniParams();
+            int seq = run.calib().seqlen(), nsamples = run.calib().size();
             BlockLoop.Step step = block -> {
                 executor.describe("calibrate block " + block);
                 return executor.map(List.of(block), block, (b, be, conf) -> calibrate(
                         b, ExecutorBlocks.block(model, b, be, conf), fpActs, files, conf, parts, plan, s, omniParams, seq, nsamples, blocks)).get(0);
             };
-            summaries = BlockLoop.run(todo, atOnce, plan, blocks, (long) calib.size() * seq, s.method().toUpperCase(Locale.ROOT),
-                    step, (o, errors) -> {
-                        FaultInjection.beforeCommit(o.block());
-                        store.commitRows(o.block(), QuantizeJob.blockRows(sc, model, o.block(), true, files, new HadoopConf(hadoop),
-                                plan.allLinears()), errors);
-                        files.deleteBlock(hadoop, o.block());
-                    }, executor::cancelAll, log);
+            return run.finish(run.loop(todo, atOnce, files, true, step, b -> { }));
         } catch (IOException e) {
             throw new UncheckedIOException(store.workDir() + ": " + e.getMessage(), e);
         } finally {
             windows.release();
         }
-        return QuantizeJob.finish(store, hadoop, model, s, calib, start, summaries, executor.placements(), log);
     }
 
     /**

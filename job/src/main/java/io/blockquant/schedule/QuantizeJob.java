@@ -10,11 +10,9 @@ import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.spark.HadoopConf;
-import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
 import io.blockquant.store.TensorRecord;
 import io.blockquant.tensor.Backends;
-import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Serializable;
@@ -28,7 +26,6 @@ import java.util.stream.IntStream;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.broadcast.Broadcast;
 import org.apache.spark.sql.SparkSession;
 
 /**
@@ -79,11 +76,16 @@ public final class QuantizeJob {
      * once, to check the recipe's fit before Spark starts); executor tasks receive it in a {@link ModelRef}.
      */
     public static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
+        return run(spark, req, spec, calib, new SparkBlockExecutor(JavaSparkContext.fromSparkContext(spark.sparkContext())), log);
+    }
+
+    /** The same, with the block tasks on {@code executor} (Spark's, or this JVM's); the store is written through Spark. */
+    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, BlockExecutor executor, PrintStream log) {
         if (req.omniParams() != null) checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req, spec);
         boolean fresh = !StoreWriter.exists(spark, req.storePath());
         try {
-            return req.settings().isParallel() ? ParallelQuantizeJob.run(spark, req, spec, calib, log)
-                    : SequentialQuantizeJob.run(spark, req, spec, calib, log);
+            Run run = begin(spark, req, spec, calib, executor, log);
+            return req.settings().isParallel() ? ParallelQuantizeJob.run(run) : SequentialQuantizeJob.run(run);
         } catch (Throwable e) { // Spark's exceptions are checked but undeclared: catch them all
             // a store this run created and that holds no committed block is worth nothing: leave no trace of it
             if (fresh && StoreWriter.discardIfNoBlock(spark, req.storePath())) {
@@ -91,6 +93,63 @@ public final class QuantizeJob {
             }
             throw e;
         }
+    }
+
+    /**
+     * What both modes start from: the executor, the store (opened, its recipe checked), the block plan, the
+     * calibration partitions, and the run's start time.
+     */
+    record Run(JavaSparkContext sc, BlockExecutor executor, Request req, ModelRef model, BlockPlan plan, StoreWriter store,
+               CalibrationSet calib, List<Integer> parts, long start, PrintStream log) {
+        QuantizeSettings settings() {
+            return req.settings();
+        }
+
+        Configuration hadoop() {
+            return executor.conf();
+        }
+
+        /**
+         * The driver loop of this run ({@link BlockLoop}): the blocks of {@code todo}, {@code atOnce} at a time, each
+         * committed to the store from its rows in the work area ({@code folded}: rows the step wrote whole, as
+         * OmniQuant and parallel mode do; else quantized layers beside the full-precision block), then its work
+         * files removed and {@code cleanup} run on it.
+         */
+        List<BlockSummary> loop(List<Integer> todo, int atOnce, BlockFiles files, boolean folded, BlockLoop.Step step,
+                                BlockCleanup cleanup) {
+            Configuration hadoop = hadoop();
+            return BlockLoop.run(todo, atOnce, plan, model.spec().numLayers(), (long) calib.size() * calib.seqlen(),
+                    settings().method().toUpperCase(java.util.Locale.ROOT), step, (o, errors) -> {
+                        FaultInjection.beforeCommit(o.block());
+                        store.commitRows(o.block(), blockRows(sc, model, o.block(), folded, files, new HadoopConf(hadoop),
+                                plan.allLinears()), errors);
+                        files.deleteBlock(hadoop, o.block());
+                        cleanup.after(o.block());
+                    }, executor::cancelAll, log);
+        }
+
+        /** The manifest written, the work area removed: the run's summary. */
+        Summary finish(List<BlockSummary> blocks) {
+            return QuantizeJob.finish(store, hadoop(), model, settings(), calib, start, blocks, executor.placements(), log);
+        }
+    }
+
+    /** What a mode removes from the work area once a block is committed. */
+    @FunctionalInterface
+    interface BlockCleanup {
+        void after(int block) throws IOException;
+    }
+
+    private static Run begin(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, BlockExecutor executor,
+                             PrintStream log) {
+        long start = System.nanoTime();
+        JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+        // every weight read and checked before the store exists: bad input leaves nothing behind
+        CheckpointScan.check(sc, req.modelDir(), spec, new HadoopConf(executor.conf()));
+        StoreWriter store = openStore(spark, req, spec, executor.conf());
+        if (executor.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
+        return new Run(sc, executor, req, new ModelRef(req.modelDir(), spec), BlockPlan.of(spec), store, calib,
+                partitions(calib, req.settings()), start, log);
     }
 
     /**

@@ -4,17 +4,12 @@ import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.HessianAccumulator;
 import io.blockquant.algo.StoredWeight;
-import io.blockquant.schedule.QuantizeJob.BlockSummary;
-import io.blockquant.schedule.QuantizeJob.Request;
 import io.blockquant.schedule.QuantizeJob.Summary;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.BlockRecords;
-import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
-import io.blockquant.tensor.Backends;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
@@ -22,17 +17,12 @@ import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.stream.IntStream;
 import org.apache.hadoop.conf.Configuration;
-import org.apache.hadoop.fs.Path;
-import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.broadcast.Broadcast;
-import org.apache.spark.sql.SparkSession;
 
 /**
  * {@code quantize} in sequential mode, the papers' semantics: block i is calibrated on the outputs of the
@@ -53,63 +43,44 @@ public final class SequentialQuantizeJob {
 
     private SequentialQuantizeJob() {}
 
-    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
-        return run(spark, req, spec, calib, new SparkBlockExecutor(JavaSparkContext.fromSparkContext(spark.sparkContext())), log);
-    }
-
-    /** The same run with its block tasks on {@code executor} (Spark's, or this JVM's); the store is written through Spark. */
-    static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, BlockExecutor executor, PrintStream log) {
-        long start = System.nanoTime();
-        JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-        Configuration hadoop = executor.conf();
-        QuantizeSettings s = req.settings();
-        BlockPlan plan = BlockPlan.of(spec);
-        // every weight read and checked before the store exists: bad input leaves nothing behind
-        CheckpointScan.check(sc, req.modelDir(), spec, new HadoopConf(hadoop));
-        StoreWriter store = QuantizeJob.openStore(spark, req, spec, hadoop);
-
-        List<Integer> parts = QuantizeJob.partitions(calib, s);
+    static Summary run(QuantizeJob.Run run) {
+        Configuration hadoop = run.hadoop();
+        StoreWriter store = run.store();
+        CalibrationSet calib = run.calib();
+        int blocks = run.model().spec().numLayers();
         ActivationFiles acts = new ActivationFiles(store.workDir().toString());
         // OmniQuant's targets come from a second, full-precision stream (the reference's fp_inps)
         ActivationFiles fpActs = new ActivationFiles(store.workDir() + "/fp");
         BlockFiles files = new BlockFiles(store.workDir().toString());
-        boolean omni = s.calibrator() instanceof BlockCalibrator.OnBlockTargets;
-        ModelRef model = new ModelRef(req.modelDir(), spec);
-        if (executor.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
+        boolean omni = run.settings().calibrator() instanceof BlockCalibrator.OnBlockTargets;
 
         List<Integer> committed = store.committedBlocks();
         int first = 0;
         while (committed.contains(first)) first++;
-        List<Integer> todo = IntStream.range(first, spec.numLayers()).boxed().toList();
-        BlockExecutor.Shared<CalibrationSet> windows = executor.share(calib);
-        List<BlockSummary> summaries;
+        BlockExecutor.Shared<CalibrationSet> windows = run.executor().share(calib);
         try {
-            if (first > 0 && first < spec.numLayers() && (!acts.isComplete(hadoop, first) || omni && !fpActs.isComplete(hadoop, first))) {
+            if (first > 0 && first < blocks && (!acts.isComplete(hadoop, first) || omni && !fpActs.isComplete(hadoop, first))) {
                 throw new IllegalStateException(store.root() + ": blocks 0.." + (first - 1)
                         + " are committed but the inputs of block " + first + " are missing from "
                         + store.workDir() + "; delete the store and start again");
             }
             if (first == 0) {
-                log.printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), calib.seqlen(), parts.size());
-                if (omni) QuantizeJob.embed(executor, model, windows, parts, s.windowsPerTask(), acts, fpActs);
-                else QuantizeJob.embed(executor, model, windows, parts, s.windowsPerTask(), acts);
+                run.log().printf("embedding %d calibration windows of %d tokens in %d tasks%n", calib.size(), calib.seqlen(),
+                        run.parts().size());
+                ActivationFiles[] streams = omni ? new ActivationFiles[] {acts, fpActs} : new ActivationFiles[] {acts};
+                QuantizeJob.embed(run.executor(), run.model(), windows, run.parts(), run.settings().windowsPerTask(), streams);
             }
-            Steps steps = new Steps(executor, model, plan, s, parts, calib, acts, fpActs, files, req.omniParams(), log);
-            summaries = BlockLoop.run(todo, 1, plan, spec.numLayers(), (long) calib.size() * calib.seqlen(),
-                    s.method().toUpperCase(Locale.ROOT), steps::calibrate, (o, errors) -> {
-                        FaultInjection.beforeCommit(o.block());
-                        store.commitRows(o.block(), QuantizeJob.blockRows(sc, model, o.block(), omni, files, new HadoopConf(hadoop),
-                                plan.allLinears()), errors);
-                        acts.deleteBlock(hadoop, o.block());
-                        files.deleteBlock(hadoop, o.block());
-                        if (omni) fpActs.deleteBlock(hadoop, o.block());
-                    }, executor::cancelAll, log);
+            Steps steps = new Steps(run.executor(), run.model(), run.plan(), run.settings(), run.parts(), calib, acts, fpActs, files,
+                    run.req().omniParams(), run.log());
+            return run.finish(run.loop(IntStream.range(first, blocks).boxed().toList(), 1, files, omni, steps::calibrate, b -> {
+                acts.deleteBlock(hadoop, b);
+                if (omni) fpActs.deleteBlock(hadoop, b);
+            }));
         } catch (IOException e) {
             throw new UncheckedIOException(store.workDir() + ": " + e.getMessage(), e);
         } finally {
             windows.release();
         }
-        return QuantizeJob.finish(store, hadoop, model, s, calib, start, summaries, executor.placements(), log);
     }
 
     /**

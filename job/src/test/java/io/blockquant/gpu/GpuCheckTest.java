@@ -56,5 +56,20 @@ class GpuCheckTest {
         assertEquals(1, off.differing());
         GpuCheck.Comparison nan = GpuCheck.Comparison.of(new float[] {Float.NaN}, new float[] {1f});
         assertFalse(nan.relError() <= GpuCheck.TOLERANCE);
+        assertFalse(nan.normError() <= GpuCheck.GPTQ_OUTPUT_NORM);
+    }
+
+    @Test
+    void gptqOutputsAreJudgedByTheirNormNotByFlippedElements() {
+        // 3 of 1000 weights moved by one step of 0.25 on values of about 1: many elements beyond the elementwise
+        // tolerance, yet ‖Δ‖/‖ref‖ = sqrt(3 · 0.0625 / 1000) ≈ 1.4e-2, within the weights' bound
+        float[] ref = new float[1000], got = new float[1000];
+        for (int i = 0; i < ref.length; i++) ref[i] = got[i] = (i % 2 == 0 ? 1f : -1f);
+        for (int i : new int[] {10, 500, 900}) got[i] += 0.25f;
+        GpuCheck.Comparison c = GpuCheck.Comparison.of(got, ref);
+        assertEquals(3, c.differing());
+        assertEquals(Math.sqrt(3 * 0.0625 / 1000), c.normError(), 1e-9);
+        assertTrue(c.normError() <= GpuCheck.GPTQ_WEIGHT_NORM);
+        assertFalse(c.normError() <= GpuCheck.GPTQ_OUTPUT_NORM);
     }
 }

@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 
-import io.blockquant.Fixtures;
+import io.blockquant.TinyCheckpoint;
 import io.blockquant.algo.GptqSettings;
 import io.blockquant.algo.LorcSettings;
 import io.blockquant.algo.WeightFormat;
@@ -27,7 +27,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The driver loop's executor seam: sequential GPTQ W3 g64 of tiny-llama (8 windows of 64 tokens, 2 a task) with its
+ * The driver loop's executor seam: sequential GPTQ W3 g64 of a 2-block Llama ({@link TinyCheckpoint}; 8 windows of 64
+ * tokens, 2 a task) with its
  * block tasks in this JVM ({@link InProcessBlockExecutor}, 2 threads) writes the same store, to the bit, and records
  * the same errors as with its tasks on Spark's executors ({@code local[2]}).
  */
@@ -46,8 +47,8 @@ class InProcessBlockExecutorTest {
     }
 
     @Test
-    void inProcessTasksWriteTheStoreSparkTasksWrite(@TempDir Path tmp) {
-        String model = Fixtures.model("tiny-llama").toString();
+    void inProcessTasksWriteTheStoreSparkTasksWrite(@TempDir Path tmp) throws java.io.IOException {
+        String model = TinyCheckpoint.llama(2, 5).write(java.nio.file.Files.createDirectories(tmp.resolve("model")), 1).toString();
         ModelSpec spec = ModelSpecReader.read(new org.apache.hadoop.fs.Path(model), spark.sparkContext().hadoopConfiguration());
         QuantizeSettings s = new QuantizeSettings(new GptqSettings(new WeightFormat(new IntQuantSpec(3, 64, false), null), 0.01,
                 false, false, LorcSettings.NONE), 0, null, ParallelQuantizeJobTest.WINDOWS, ParallelQuantizeJobTest.SEQ, 0, 2,
@@ -57,8 +58,8 @@ class InProcessBlockExecutorTest {
         QuantizeJob.Summary onSpark = QuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("spark").toString(), s, false),
                 ParallelQuantizeJobTest.calibration(), quiet);
         BlockExecutor inProcess = new InProcessBlockExecutor(Backends.cpu(), spark.sparkContext().hadoopConfiguration(), 2);
-        QuantizeJob.Summary here = SequentialQuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("here").toString(), s,
-                false), spec, ParallelQuantizeJobTest.calibration(), inProcess, quiet);
+        QuantizeJob.Summary here = QuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("here").toString(), s, false),
+                spec, ParallelQuantizeJobTest.calibration(), inProcess, quiet);
 
         assertEquals(spec.numLayers(), here.blocks().size());
         for (int b = 0; b < spec.numLayers(); b++) {
