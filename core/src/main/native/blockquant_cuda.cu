@@ -1036,3 +1036,144 @@ JNI(jint, svd)(JNIEnv* env, jclass, jlong a, jint m, jint n, jlong u, jlong s, j
   });
   return info;
 }
+
+// ---- GPTQ's column loop on the device (Alg. 1 of Frantar et al. with lazy batch updates) -----------------------
+//
+// One warp per row of W [rows, cols] (row-major) for the columns [i1, i2) of one lazy block (at most 128): lane l
+// holds columns i1 + l + 32k, k = 0..3, in registers. Rows are independent in Alg. 1 (a column's error only moves
+// later columns of the same row), so a row's whole block runs without leaving its warp: per column, the lane that
+// holds it broadcasts the value, every lane rounds it onto the group's integer grid, and each lane updates its later
+// columns by err · U[c, j]. Arithmetic as in GptqQuantizer/IntQuantizer (no fused multiply-add, rint half to even),
+// so a row computes what the Java loop computes for it; only the loss is summed in another order.
+namespace {
+
+__device__ __forceinline__ float pickLane(const float v[4], int i) {
+  float mine = i < 32 ? v[0] : i < 64 ? v[1] : i < 96 ? v[2] : v[3];
+  return __shfl_sync(0xffffffffu, mine, i & 31);
+}
+
+__global__ void gptqIntBlockKernel(float* W, int rows, int cols, const float* U, int i1, int i2, int group, int maxq,
+                                   bool sym, int* levels, float* scales, float* zeros, int groups, float* err,
+                                   double* loss) {
+  int r = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x & 31;
+  if (r >= rows) return;  // a whole warp: blockDim is a multiple of 32
+  float* row = W + (long long)r * cols;
+  float v[4], start[4];
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    int c = i1 + lane + 32 * k;
+    v[k] = c < i2 ? row[c] : 0.f;
+    start[k] = v[k];
+  }
+  float scale = 1.f, zero = 0.f;
+  double acc = 0;
+  for (int c = i1; c < i2; c++) {
+    int i = c - i1;
+    if (c % group == 0) {
+      // the group's range: its columns in this block as they were when the block started (the reference reads W,
+      // which changes only at block ends), later columns as they are now
+      float mn = 0.f, mx = 0.f;
+      int end = min(c + group, cols);
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        int col = i1 + lane + 32 * k;
+        if (col >= c && col < end && col < i2) { mn = fminf(mn, start[k]); mx = fmaxf(mx, start[k]); }
+      }
+      for (int col = i2 + lane; col < end; col += 32) { float x = row[col]; mn = fminf(mn, x); mx = fmaxf(mx, x); }
+      for (int o = 16; o > 0; o >>= 1) {
+        mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      }
+      if (sym) { float a = fmaxf(fabsf(mn), mx); mn = -a; mx = a; }
+      if (mn == 0.f && mx == 0.f) { mn = -1.f; mx = 1.f; }
+      scale = __fdiv_rn(__fsub_rn(mx, mn), (float)maxq);
+      zero = sym ? (maxq + 1) / 2.f : rintf(__fdiv_rn(-mn, scale));
+      if (lane == 0) { scales[(long long)r * groups + c / group] = scale; zeros[(long long)r * groups + c / group] = zero; }
+    }
+    float w = pickLane(v, i);
+    float lv = __fadd_rn(rintf(__fdiv_rn(w, scale)), zero);
+    int level = (int)fmaxf(0.f, fminf((float)maxq, lv));
+    float q = __fmul_rn(scale, __fsub_rn((float)level, zero));
+    float d = U[(long long)c * cols + c];
+    float e = __fdiv_rn(__fsub_rn(w, q), d);
+    if (lane == 0) {
+      double dq = (double)(w - q);
+      acc += dq * dq / ((double)d * d) / 2;
+      levels[(long long)r * cols + c] = level;
+      err[(long long)r * 128 + i] = e;
+    }
+    const float* u = U + (long long)c * cols;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      int col = i1 + lane + 32 * k;
+      if (col == c) v[k] = q;
+      else if (col > c && col < i2) v[k] = __fsub_rn(v[k], __fmul_rn(e, u[col]));
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    int c = i1 + lane + 32 * k;
+    if (c < i2) row[c] = v[k];
+  }
+  if (lane == 0) atomicAdd(loss, acc);
+}
+
+}  // namespace
+
+// W [rows, cols] and U (the upper factor of H⁻¹, [cols, cols]) from the Java heap; fills levels [rows, cols], scales
+// and zeros [rows, groups] and returns the loss. Per lazy block: the kernel, then W[:, i2:] -= Err · U[i1:i2, i2:]
+// as one cuBLAS product straight on W's and U's sub-matrices.
+JNI(jdouble, gptqInt)(JNIEnv* env, jclass, jfloatArray w, jint rows, jint cols, jfloatArray u, jint blockSize, jint group,
+                      jint bits, jboolean sym, jintArray levels, jfloatArray scales, jfloatArray zeros) {
+  double loss = 0;
+  guarded(env, [&] {
+    if (blockSize < 1 || blockSize > 128) throw Failure{"gptqInt: block size must be 1..128"};
+    Context& c = ctx();
+    long long n = (long long)rows * cols;
+    int groups = cols / group;
+    Scratch dW(sizeof(float) * n, c.stream), dU(sizeof(float) * (long long)cols * cols, c.stream);
+    Scratch dLevels(sizeof(int) * n, c.stream), dScales(sizeof(float) * (long long)rows * groups, c.stream),
+        dZeros(sizeof(float) * (long long)rows * groups, c.stream), dErr(sizeof(float) * (long long)rows * 128, c.stream),
+        dLoss(sizeof(double), c.stream);
+    auto up = [&](jfloatArray a, void* dst, long long count) {
+      void* host = env->GetPrimitiveArrayCritical(a, nullptr);
+      cudaError_t e = cudaMemcpyAsync(dst, host, sizeof(float) * count, cudaMemcpyHostToDevice, c.stream);
+      env->ReleasePrimitiveArrayCritical(a, host, JNI_ABORT);
+      CHECK(e);
+    };
+    up(w, dW.ptr, n);
+    up(u, dU.ptr, (long long)cols * cols);
+    CHECK(cudaMemsetAsync(dLoss.ptr, 0, sizeof(double), c.stream));
+    int maxq = (1 << bits) - 1;
+    const float minusOne = -1.f, one = 1.f;
+    unsigned blocks = (unsigned)(((long long)rows * 32 + 255) / 256);
+    for (int i1 = 0; i1 < cols; i1 += blockSize) {
+      int i2 = i1 + blockSize < cols ? i1 + blockSize : cols;
+      gptqIntBlockKernel<<<blocks, 256, 0, c.stream>>>(dW.as<float>(), rows, cols, dU.as<float>(), i1, i2, group, maxq,
+                                                       sym == JNI_TRUE, dLevels.as<int>(), dScales.as<float>(),
+                                                       dZeros.as<float>(), groups, dErr.as<float>(), dLoss.as<double>());
+      CHECK_LAUNCH();
+      int rest = cols - i2, count = i2 - i1;
+      if (rest > 0) {
+        // row-major W[:, i2:] (ld cols) -= Err [rows, count] (ld 128) · U[i1:i2, i2:] (ld cols); column-major that is
+        // W' (rest × rows) -= U' (rest × count) · Err' (count × rows)
+        CHECK(cublasSgemm(c.blas, CUBLAS_OP_N, CUBLAS_OP_N, rest, rows, count, &minusOne,
+                          dU.as<float>() + (long long)i1 * cols + i2, cols, dErr.as<float>(), 128, &one,
+                          dW.as<float>() + i2, cols));
+      }
+    }
+    auto down = [&](void* src, jarray a, size_t bytes) {
+      void* host = env->GetPrimitiveArrayCritical(a, nullptr);
+      cudaError_t e = cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, c.stream);
+      if (e == cudaSuccess) e = cudaStreamSynchronize(c.stream);
+      env->ReleasePrimitiveArrayCritical(a, host, 0);
+      CHECK(e);
+    };
+    down(dLevels.ptr, levels, sizeof(int) * n);
+    down(dScales.ptr, scales, sizeof(float) * (long long)rows * groups);
+    down(dZeros.ptr, zeros, sizeof(float) * (long long)rows * groups);
+    CHECK(cudaMemcpyAsync(&loss, dLoss.ptr, sizeof(double), cudaMemcpyDeviceToHost, c.stream));
+    CHECK(cudaStreamSynchronize(c.stream));
+  });
+  return loss;
+}

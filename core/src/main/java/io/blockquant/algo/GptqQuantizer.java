@@ -43,8 +43,10 @@ public final class GptqQuantizer {
                 public float zero() { return p.zero(); }
             };
         };
-        Rounded q = run(weight, weight.toFloats(), prepared(weight, hessian), cfg, spec.perChannel() ? 0 : spec.groupSize(),
-                intGrid);
+        Rounded q = onBackend(weight, prepared(weight, hessian), cfg, spec);
+        if (q == null) {
+            q = run(weight, weight.toFloats(), prepared(weight, hessian), cfg, spec.perChannel() ? 0 : spec.groupSize(), intGrid);
+        }
         return new QuantizedLinear(q.rows, q.cols, spec, q.groups, q.codes, q.scales, q.zeros, q.gIdx, q.loss);
     }
 
@@ -230,7 +232,39 @@ public final class GptqQuantizer {
             if (i2 < cols) lazyUpdate(be, w, rows, cols, err, count, hinv, i1, i2);
         }
 
-        // back to the original column order
+        return unpermuted(rows, cols, groups, perm, levelsPerm, groupOfPermCol, scales, zeros, loss);
+    }
+
+    /**
+     * The integer column loop where the weight's backend runs one of its own ({@link
+     * io.blockquant.tensor.LinearAlgebra#gptqIntColumns}: the CUDA backend's), for groups found as the loop reaches
+     * them; null for per-channel or static groups, and on backends without one.
+     */
+    private static Rounded onBackend(Tensor weight, PreparedHessian prepared, GptqConfig cfg, IntQuantSpec spec) {
+        if (spec.perChannel() || cfg.staticGroups()) return null;
+        TensorBackend la = weight.backend();
+        int rows = (int) weight.size(0), cols = (int) weight.size(1), group = spec.groupSize();
+        if (cols % group != 0) return null; // the Java loop says why
+        float[] w = weight.toFloats();
+        for (int c = 0; c < cols; c++) {
+            if (prepared.dead()[c]) for (int r = 0; r < rows; r++) w[r * cols + c] = 0f;
+        }
+        int[] perm = prepared.perm();
+        if (!isIdentity(perm)) w = permuteColumns(w, rows, cols, perm);
+        int groups = cols / group;
+        int[] levelsPerm = new int[rows * cols];
+        float[] scales = new float[rows * groups], zeros = new float[rows * groups];
+        Double loss = la.gptqIntColumns(w, rows, cols, prepared.hinv(), cfg.blockSize(), group, spec.bits(), spec.symmetric(),
+                levelsPerm, scales, zeros);
+        if (loss == null) return null;
+        int[] groupOfPermCol = new int[cols];
+        for (int c = 0; c < cols; c++) groupOfPermCol[c] = c / group;
+        return unpermuted(rows, cols, groups, perm, levelsPerm, groupOfPermCol, scales, zeros, loss);
+    }
+
+    /** The loop's output back in the original column order. */
+    private static Rounded unpermuted(int rows, int cols, int groups, int[] perm, int[] levelsPerm, int[] groupOfPermCol,
+                                      float[] scales, float[] zeros, double loss) {
         int[] levels = new int[rows * cols];
         int[] gIdx = new int[cols];
         for (int j = 0; j < cols; j++) {

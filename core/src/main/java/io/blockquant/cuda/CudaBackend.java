@@ -646,4 +646,17 @@ public final class CudaBackend implements TensorBackend {
         if (info != 0) throw new ArithmeticException("svd of " + a.describe() + " did not converge (cuSOLVER info " + info + ")");
         return new Tensor[] {u, s, v};
     }
+
+    /**
+     * GPTQ's column loop in one kernel per lazy block (a warp per row, the row's 128 columns in registers) and one
+     * cuBLAS product per lazy update, W and the factor resident on the device: the Java loop's thousands of small
+     * steps and its per-block copies of W's remainder across the bus were what made a real-width layer slow.
+     */
+    @Override
+    public Double gptqIntColumns(float[] w, int rows, int cols, float[] hinvUpper, int blockSize, int group, int bits,
+                                 boolean symmetric, int[] levels, float[] scales, float[] zeros) {
+        if (blockSize > 128) return null;
+        bound();
+        return CudaNative.gptqInt(w, rows, cols, hinvUpper, blockSize, group, bits, symmetric, levels, scales, zeros);
+    }
 }

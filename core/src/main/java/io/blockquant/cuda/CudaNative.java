@@ -167,4 +167,8 @@ final class CudaNative {
 
     /** Thin SVD of {@code [m, n]}: U {@code [m, k]}, S {@code [k]}, V {@code [n, k]}; returns cuSOLVER's info. */
     static native int svd(long a, int m, int n, long u, long s, long v);
+
+    /** GPTQ's integer column loop on the device ({@link CudaBackend#gptqIntColumns}); returns the loss. */
+    static native double gptqInt(float[] w, int rows, int cols, float[] hinvUpper, int blockSize, int group, int bits,
+                                 boolean symmetric, int[] levels, float[] scales, float[] zeros);
 }

@@ -21,4 +21,16 @@ public interface LinearAlgebra {
 
     /** Thin SVD {@code a = U·diag(S)·Vᵀ}; returns {U [m,k], S [k], V [n,k]}, k = min(m, n). */
     Tensor[] svd(Tensor a);
+
+    /**
+     * GPTQ's column loop for an integer grid with groups found as the loop reaches them (Alg. 1 with lazy batches
+     * of {@code blockSize} ≤ 128 columns), run where this backend computes: {@code w} [rows, cols] (dead columns
+     * zeroed, permuted for act-order) and {@code hinvUpper} [cols, cols], the upper Cholesky factor of the damped
+     * H⁻¹. Fills {@code levels} [rows, cols] and {@code scales}, {@code zeros} [rows, cols/group] and returns the
+     * loss; null when this backend has no such loop (the caller runs the Java one, which defines the semantics).
+     */
+    default Double gptqIntColumns(float[] w, int rows, int cols, float[] hinvUpper, int blockSize, int group, int bits,
+                                  boolean symmetric, int[] levels, float[] scales, float[] zeros) {
+        return null;
+    }
 }
