@@ -202,6 +202,11 @@ class CheckpointExportTest {
      * integer {@code q − zero} differences go into {@code diffs}.
      */
     static float[] dequantizeGptq(Map<String, Read> t, String layer, int bits, int[] diffs) {
+        return dequantizeGptq(t, layer, bits, diffs, false);
+    }
+
+    /** As above; gptq_v2 ({@code v2}) stores the zero point itself: {@code W = scales · (q − qzeros)}. */
+    static float[] dequantizeGptq(Map<String, Read> t, String layer, int bits, int[] diffs, boolean v2) {
         Read qw = t.get(layer + ".qweight"), qz = t.get(layer + ".qzeros"), sc = t.get(layer + ".scales"), gi = t.get(layer + ".g_idx");
         assertEquals("I32", qw.dtype(), layer);
         assertEquals("I32", qz.dtype(), layer);
@@ -221,7 +226,7 @@ class CheckpointExportTest {
             for (int i = 0; i < in; i++) {
                 int q = streamValue(j -> qweight[j * out + col], wordsIn, i, bits);
                 int g = gIdx[i];
-                int z = streamValue(j -> qzeros[g * zWords + j], zWords, o, bits) + 1;
+                int z = streamValue(j -> qzeros[g * zWords + j], zWords, o, bits) + (v2 ? 0 : 1);
                 diffs[o * in + i] = q - z;
                 w[o * in + i] = scales[g * out + o] * (q - z);
             }
@@ -325,6 +330,10 @@ class CheckpointExportTest {
     }
 
     static void assertLayersMatch(Map<String, Read> exported, String prefix, List<TensorRecord> block, int bits) {
+        assertLayersMatch(exported, prefix, block, bits, false);
+    }
+
+    static void assertLayersMatch(Map<String, Read> exported, String prefix, List<TensorRecord> block, int bits, boolean v2) {
         Map<String, float[]> expected = storeWeightsWithHalfScales(block);
         Map<String, Map<String, TensorRecord>> modules = byModule(block);
         int layers = 0;
@@ -333,7 +342,7 @@ class CheckpointExportTest {
             layers++;
             String layer = prefix + m.getKey();
             int[] diffs = new int[expected.get(m.getKey() + ".weight").length];
-            float[] w = dequantizeGptq(exported, layer, bits, diffs);
+            float[] w = dequantizeGptq(exported, layer, bits, diffs, v2);
             assertArrayEquals(storeDiffs(m.getValue()), diffs, layer + ": level − zero");
             assertArrayEquals(expected.get(m.getKey() + ".weight"), w, layer + ": dequantized weight");
             assertFalse(exported.containsKey(layer + ".weight"), layer + ": no float weight beside qweight");
@@ -396,7 +405,7 @@ class CheckpointExportTest {
             List<TensorRecord> block = blockRecords(fp, 3, l -> RtnQuantizer.quantize(l.weight(), spec));
             List<SafetensorsWriter.Tensor> tensors = new ArrayList<>();
             byModule(block).forEach((module, kinds) -> {
-                if (kinds.containsKey(TensorRecord.QWEIGHT)) tensors.addAll(GptqTensors.of("layers.3." + module, kinds));
+                if (kinds.containsKey(TensorRecord.QWEIGHT)) tensors.addAll(GptqTensors.of("layers.3." + module, kinds, false));
             });
             Path file = tmp.resolve("w" + spec.bits() + ".safetensors");
             SafetensorsWriter.write(fs, new org.apache.hadoop.fs.Path(file.toString()), tensors, Map.of("format", "pt"));
@@ -609,7 +618,7 @@ class CheckpointExportTest {
 
     @Test
     void whatALayoutCannotHoldIsRefusedNamingTheLayer() {
-        // a zero point of 0 has no GPTQ v1 encoding
+        // a zero point of 0 has no GPTQ v1 encoding (the export then writes gptq_v2, which holds it)
         int out = 32, in = 32;
         int[] levels = new int[out * in];
         float[] scales = new float[out], zeros = new float[out];
@@ -621,8 +630,10 @@ class CheckpointExportTest {
         kinds.put(BlockRecords.SCALES, TensorRecord.floats(0, "mlp.up_proj", BlockRecords.SCALES, scales, out, 1));
         kinds.put(BlockRecords.ZEROS, TensorRecord.floats(0, "mlp.up_proj", BlockRecords.ZEROS, zeros, out, 1));
         kinds.put(BlockRecords.G_IDX, TensorRecord.ints(0, "mlp.up_proj", BlockRecords.G_IDX, new int[in], in));
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> GptqTensors.of("model.layers.0.mlp.up_proj", kinds));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> GptqTensors.of("model.layers.0.mlp.up_proj", kinds, false));
         assertTrue(e.getMessage().contains("model.layers.0.mlp.up_proj") && e.getMessage().contains("row 5"), e.getMessage());
+        assertFalse(GptqTensors.fitsV1(zeros, 4));
+        assertEquals(4, GptqTensors.of("model.layers.0.mlp.up_proj", kinds, true).size(), "gptq_v2 holds it");
         // INT weights are not re-quantized to FP8
         e = assertThrows(IllegalArgumentException.class, () -> Fp8Tensors.of("model.layers.0.mlp.up_proj", kinds));
         assertTrue(e.getMessage().contains("model.layers.0.mlp.up_proj") && e.getMessage().contains("--wformat fp8"), e.getMessage());
