@@ -200,8 +200,8 @@ public final class QuantizeCommand implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "store %s written in %.1f s (%s)%n", summary.store(), summary.seconds(), settings.label());
         double ppl = Double.NaN;
         if (!noEval) {
-            ppl = EvalCommand.storePerplexity(spark, summary.store(), evalText, evalSeqlen, 128, 4);
-            System.out.printf(Locale.ROOT, "perplexity on %s: %.4f%n", new Path(evalText).getName(), ppl);
+            ppl = EvalCommand.storePerplexity(spark, summary.store(), evalText, evalSeqlen, 128, 4).ppl();
+            System.out.printf(Locale.ROOT, "perplexity on %s: %.4f (recorded in the store's eval.json)%n", new Path(evalText).getName(), ppl);
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         if (json) {

@@ -238,9 +238,31 @@ class CheckpointExportTest {
 
     /** One store: every linear of every block quantized by {@code quantize}, norms and the rest as in the model. */
     static StoreReader store(Path dir, String recipeJson, Function<Linear, StoredWeight> quantize) {
+        return store(dir, recipeJson, quantize, 0);
+    }
+
+    /**
+     * As above; with {@code blocks} > 0 the store holds tiny-llama's first {@code blocks} blocks and a config.json
+     * that says so (a whole, shorter model: cheaper stores for tests that only need the layout).
+     */
+    static StoreReader store(Path dir, String recipeJson, Function<Linear, StoredWeight> quantize, int blocks) {
         Configuration conf = new Configuration();
         StoreWriter w = StoreWriter.create(spark, dir.toString(), "test-fingerprint", false);
-        w.copyModelFile(new org.apache.hadoop.fs.Path(MODEL, "config.json"), "config.json");
+        if (blocks > 0) {
+            try {
+                com.fasterxml.jackson.databind.node.ObjectNode config =
+                        (com.fasterxml.jackson.databind.node.ObjectNode) JSON.readTree(new java.io.File(MODEL.toUri().getPath(), "config.json"));
+                config.put("num_hidden_layers", blocks);
+                Path shorter = Files.createTempFile("config-" + blocks + "-blocks", ".json");
+                Files.writeString(shorter, JSON.writeValueAsString(config));
+                w.copyModelFile(new org.apache.hadoop.fs.Path(shorter.toUri()), "config.json");
+                Files.delete(shorter);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        } else {
+            w.copyModelFile(new org.apache.hadoop.fs.Path(MODEL, "config.json"), "config.json");
+        }
         w.copyModelFile(new org.apache.hadoop.fs.Path(MODEL, "tokenizer.json"), "tokenizer.json");
         w.writeJson("recipe.json", recipeJson);
         ModelSpec spec = ModelSpecReader.read(MODEL, conf);
@@ -253,7 +275,8 @@ class CheckpointExportTest {
                 model.add(TensorRecord.floats(-1, name, "weight", ckpt.readFloats(name, shape), shape));
             }
             w.commitModelTensors(model);
-            for (int b = 0; b < spec.numLayers(); b++) w.commitBlock(b, blockRecords(loader.block(b), b, quantize), List.of());
+            int n = blocks > 0 ? blocks : spec.numLayers();
+            for (int b = 0; b < n; b++) w.commitBlock(b, blockRecords(loader.block(b), b, quantize), List.of());
         }
         w.commit(Map.of());
         return StoreReader.open(spark, dir.toString());

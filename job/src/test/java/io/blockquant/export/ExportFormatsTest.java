@@ -58,6 +58,9 @@ class ExportFormatsTest {
 
     static SparkSession spark;
 
+    /** Blocks of tiny-llama in each test store: the layouts are per layer, two blocks show the per-block global scale. */
+    static final int BLOCKS = 2;
+
     @BeforeAll
     static void startSpark() {
         CheckpointExportTest.startSpark();
@@ -94,7 +97,7 @@ class ExportFormatsTest {
     @Test
     void zeroPointsOfZeroExportAsGptqV2AndAsPackQuantizedExactly(@TempDir Path tmp) throws IOException {
         IntQuantSpec spec = new IntQuantSpec(4, 64, false);
-        StoreReader store = store(tmp.resolve("store"), "{\"method\": \"rtn\", \"abits\": 0, \"act_order\": false}", asymWithZeroZeros(spec));
+        StoreReader store = store(tmp.resolve("store"), "{\"method\": \"rtn\", \"abits\": 0, \"act_order\": false}", asymWithZeroZeros(spec), BLOCKS);
         float[] zeros0 = byModule(store.tensors(0)).get("self_attn.q_proj").get(BlockRecords.ZEROS).toFloats();
         assertTrue(zeros0.length > 0 && java.util.Arrays.stream(toDoubles(zeros0)).allMatch(z -> z == 0), "the layer's zero points are all 0");
 
@@ -105,7 +108,7 @@ class ExportFormatsTest {
         assertEquals("gptq_v2", q.get("checkpoint_format").asText());
         assertFalse(q.get("sym").asBoolean());
         Map<String, Read> t = readCheckpoint(gptq);
-        for (int b = 0; b < 8; b++) assertLayersMatch(t, "model.layers." + b + ".", store.tensors(b), 4, true);
+        for (int b = 0; b < BLOCKS; b++) assertLayersMatch(t, "model.layers." + b + ".", store.tensors(b), 4, true);
 
         Path ct = tmp.resolve("ct");
         r = CheckpointExport.run(spark, store.root().toString(), CheckpointExport.Format.COMPRESSED_TENSORS, ct.toString());
@@ -122,7 +125,7 @@ class ExportFormatsTest {
         assertEquals(64, w.get("group_size").asInt());
         assertTrue(c.get("config_groups").get("group_0").get("input_activations").isNull());
         t = readCheckpoint(ct);
-        for (int b = 0; b < 8; b++) assertPackQuantizedMatches(t, "model.layers." + b + ".", store.tensors(b), 4);
+        for (int b = 0; b < BLOCKS; b++) assertPackQuantizedMatches(t, "model.layers." + b + ".", store.tensors(b), 4);
     }
 
     /**
@@ -170,7 +173,7 @@ class ExportFormatsTest {
     void w8a8SymmetricPerChannelIsIntQuantizedWithDynamicTokenActivations(@TempDir Path tmp) throws IOException {
         IntQuantSpec spec = new IntQuantSpec(8, 0, true);
         StoreReader store = store(tmp.resolve("store"), "{\"method\": \"rtn\", \"abits\": 8, \"aformat\": \"int\"}",
-                l -> RtnQuantizer.quantize(l.weight(), spec));
+                l -> RtnQuantizer.quantize(l.weight(), spec), BLOCKS);
         Path out = tmp.resolve("ct");
         CheckpointExport.Result r = CheckpointExport.run(spark, store.root().toString(), CheckpointExport.Format.COMPRESSED_TENSORS, out.toString());
         assertEquals("int-quantized", r.layout());
@@ -182,7 +185,7 @@ class ExportFormatsTest {
         assertEquals("token", a.get("strategy").asText());
         assertTrue(a.get("dynamic").asBoolean() && a.get("symmetric").asBoolean());
         Map<String, Read> t = readCheckpoint(out);
-        for (int b = 0; b < 8; b++) {
+        for (int b = 0; b < BLOCKS; b++) {
             Map<String, float[]> expected = new HashMap<>();
             BlockRecords.dequantize(store.tensors(b), "", expected, new HashMap<>());
             for (Map.Entry<String, Map<String, TensorRecord>> m : byModule(store.tensors(b)).entrySet()) {
@@ -200,7 +203,7 @@ class ExportFormatsTest {
         }
         // asymmetric W8A8 has no vLLM kernel: refused before anything is written, naming the fix
         StoreReader asym = store(tmp.resolve("asym"), "{\"method\": \"rtn\", \"abits\": 8, \"aformat\": \"int\"}",
-                l -> RtnQuantizer.quantize(l.weight(), new IntQuantSpec(8, 0, false)));
+                l -> RtnQuantizer.quantize(l.weight(), new IntQuantSpec(8, 0, false)), 1);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> CheckpointExport.run(spark, asym.root().toString(),
                 CheckpointExport.Format.COMPRESSED_TENSORS, tmp.resolve("asym-ct").toString()));
         assertTrue(e.getMessage().contains("--sym"), e.getMessage());
@@ -221,7 +224,7 @@ class ExportFormatsTest {
     @Test
     void fp4StoresExportAsMxfp4ExactlyAndAsNvfp4WithTheAddedErrorMeasured(@TempDir Path tmp) throws IOException {
         // M1 (power-of-two scales): MXFP4, E8M0 per 32 columns, exact
-        StoreReader m1 = store(tmp.resolve("m1"), "{\"method\": \"rtn\", \"abits\": 0}", fp4(new FpQuantSpec(FpFormat.E2M1, 64, ScaleConstraint.M1)));
+        StoreReader m1 = store(tmp.resolve("m1"), "{\"method\": \"rtn\", \"abits\": 0}", fp4(new FpQuantSpec(FpFormat.E2M1, 64, ScaleConstraint.M1)), BLOCKS);
         Path mx = tmp.resolve("mx");
         CheckpointExport.Result r = CheckpointExport.run(spark, m1.root().toString(), CheckpointExport.Format.COMPRESSED_TENSORS, mx.toString());
         assertEquals("mxfp4-pack-quantized", r.layout());
@@ -231,7 +234,7 @@ class ExportFormatsTest {
         assertEquals(32, w.get("group_size").asInt());
         assertEquals("group", w.get("strategy").asText());
         Map<String, Read> t = readCheckpoint(mx);
-        for (int b = 0; b < 8; b++) {
+        for (int b = 0; b < BLOCKS; b++) {
             Map<String, float[]> expected = new HashMap<>();
             BlockRecords.dequantize(m1.tensors(b), "", expected, new HashMap<>());
             for (String module : quantized(m1.tensors(b))) {
@@ -244,7 +247,7 @@ class ExportFormatsTest {
         }
 
         // no constraint: NVFP4, E4M3 per 16 columns over a float32 global scale shared by the block
-        StoreReader plain = store(tmp.resolve("plain"), "{\"method\": \"rtn\", \"abits\": 0}", fp4(new FpQuantSpec(FpFormat.E2M1, 64, ScaleConstraint.NONE)));
+        StoreReader plain = store(tmp.resolve("plain"), "{\"method\": \"rtn\", \"abits\": 0}", fp4(new FpQuantSpec(FpFormat.E2M1, 64, ScaleConstraint.NONE)), BLOCKS);
         Path nv = tmp.resolve("nv");
         r = CheckpointExport.run(spark, plain.root().toString(), CheckpointExport.Format.COMPRESSED_TENSORS, nv.toString());
         assertEquals("nvfp4-pack-quantized", r.layout());
@@ -253,7 +256,7 @@ class ExportFormatsTest {
         assertEquals(16, g.get("weights").get("group_size").asInt());
         t = readCheckpoint(nv);
         double errorSq = 0, weightSq = 0;
-        for (int b = 0; b < 8; b++) {
+        for (int b = 0; b < BLOCKS; b++) {
             Map<String, float[]> expected = new HashMap<>();
             BlockRecords.dequantize(plain.tensors(b), "", expected, new HashMap<>());
             Float shared = null;
@@ -304,7 +307,7 @@ class ExportFormatsTest {
     @Test
     void exportOntoSomeoneElsesCheckpointRefusesAndLeavesItByteIdentical(@TempDir Path tmp) throws Exception {
         StoreReader store = store(tmp.resolve("store"), "{\"method\": \"rtn\", \"abits\": 0}",
-                l -> RtnQuantizer.quantize(l.weight(), new IntQuantSpec(4, 64, true)));
+                l -> RtnQuantizer.quantize(l.weight(), new IntQuantSpec(4, 64, true)), 1);
         // a checkpoint someone else wrote: model.safetensors and a config.json with a quantization_config
         Path theirs = Files.createDirectories(tmp.resolve("theirs"));
         Files.write(theirs.resolve("model.safetensors"), new byte[] {1, 2, 3, 4});
