@@ -95,7 +95,7 @@ class ExportFormatsTest {
     }
 
     @Test
-    void zeroPointsOfZeroExportAsGptqV2AndAsPackQuantizedExactly(@TempDir Path tmp) throws IOException {
+    void zeroPointsOfZeroExportAsGptqV2AndAsPackQuantizedExactly(@TempDir Path tmp) throws Exception {
         IntQuantSpec spec = new IntQuantSpec(4, 64, false);
         StoreReader store = store(tmp.resolve("store"), "{\"method\": \"rtn\", \"abits\": 0, \"act_order\": false}", asymWithZeroZeros(spec), BLOCKS);
         float[] zeros0 = byModule(store.tensors(0)).get("self_attn.q_proj").get(BlockRecords.ZEROS).toFloats();
@@ -109,6 +109,8 @@ class ExportFormatsTest {
         assertFalse(q.get("sym").asBoolean());
         Map<String, Read> t = readCheckpoint(gptq);
         for (int b = 0; b < BLOCKS; b++) assertLayersMatch(t, "model.layers." + b + ".", store.tensors(b), 4, true);
+        Map<String, Read> py = pythonReader(gptq, tmp);
+        for (int b = 0; b < BLOCKS; b++) assertPythonReads(py, b, storeWeightsWithHalfScales(store.tensors(b)), quantized(store.tensors(b)));
 
         Path ct = tmp.resolve("ct");
         r = CheckpointExport.run(spark, store.root().toString(), CheckpointExport.Format.COMPRESSED_TENSORS, ct.toString());
@@ -126,6 +128,8 @@ class ExportFormatsTest {
         assertTrue(c.get("config_groups").get("group_0").get("input_activations").isNull());
         t = readCheckpoint(ct);
         for (int b = 0; b < BLOCKS; b++) assertPackQuantizedMatches(t, "model.layers." + b + ".", store.tensors(b), 4);
+        py = pythonReader(ct, tmp);
+        for (int b = 0; b < BLOCKS; b++) assertPythonReads(py, b, storeWeightsWithHalfScales(store.tensors(b)), quantized(store.tensors(b)));
     }
 
     /**
@@ -170,7 +174,7 @@ class ExportFormatsTest {
     }
 
     @Test
-    void w8a8SymmetricPerChannelIsIntQuantizedWithDynamicTokenActivations(@TempDir Path tmp) throws IOException {
+    void w8a8SymmetricPerChannelIsIntQuantizedWithDynamicTokenActivations(@TempDir Path tmp) throws Exception {
         IntQuantSpec spec = new IntQuantSpec(8, 0, true);
         StoreReader store = store(tmp.resolve("store"), "{\"method\": \"rtn\", \"abits\": 8, \"aformat\": \"int\"}",
                 l -> RtnQuantizer.quantize(l.weight(), spec), BLOCKS);
@@ -201,6 +205,12 @@ class ExportFormatsTest {
                 assertArrayEquals(expected.get(m.getKey() + ".weight"), dq, layer);
             }
         }
+        Map<String, Read> py = pythonReader(out, tmp);
+        for (int b = 0; b < BLOCKS; b++) {
+            Map<String, float[]> expected = new HashMap<>();
+            BlockRecords.dequantize(store.tensors(b), "", expected, new HashMap<>());
+            assertPythonReads(py, b, expected, quantized(store.tensors(b)));
+        }
         // asymmetric W8A8 has no vLLM kernel: refused before anything is written, naming the fix
         StoreReader asym = store(tmp.resolve("asym"), "{\"method\": \"rtn\", \"abits\": 8, \"aformat\": \"int\"}",
                 l -> RtnQuantizer.quantize(l.weight(), new IntQuantSpec(8, 0, false)), 1);
@@ -222,7 +232,7 @@ class ExportFormatsTest {
     }
 
     @Test
-    void fp4StoresExportAsMxfp4ExactlyAndAsNvfp4WithTheAddedErrorMeasured(@TempDir Path tmp) throws IOException {
+    void fp4StoresExportAsMxfp4ExactlyAndAsNvfp4WithTheAddedErrorMeasured(@TempDir Path tmp) throws Exception {
         // M1 (power-of-two scales): MXFP4, E8M0 per 32 columns, exact
         StoreReader m1 = store(tmp.resolve("m1"), "{\"method\": \"rtn\", \"abits\": 0}", fp4(new FpQuantSpec(FpFormat.E2M1, 64, ScaleConstraint.M1)), BLOCKS);
         Path mx = tmp.resolve("mx");
@@ -234,6 +244,7 @@ class ExportFormatsTest {
         assertEquals(32, w.get("group_size").asInt());
         assertEquals("group", w.get("strategy").asText());
         Map<String, Read> t = readCheckpoint(mx);
+        Map<String, Read> pyMx = pythonReader(mx, tmp);
         for (int b = 0; b < BLOCKS; b++) {
             Map<String, float[]> expected = new HashMap<>();
             BlockRecords.dequantize(m1.tensors(b), "", expected, new HashMap<>());
@@ -244,6 +255,7 @@ class ExportFormatsTest {
                 float[] dq = fp4Weight(t.get(layer + ".weight_packed"), s.shape(), 32, k -> (float) Math.scalb(1.0, (s.data().get(k) & 0xff) - 127));
                 assertArrayEquals(expected.get(module + ".weight"), dq, layer);
             }
+            assertPythonReads(pyMx, b, expected, quantized(m1.tensors(b)));
         }
 
         // no constraint: NVFP4, E4M3 per 16 columns over a float32 global scale shared by the block
@@ -255,6 +267,7 @@ class ExportFormatsTest {
         assertEquals("tensor_group", g.get("weights").get("strategy").asText());
         assertEquals(16, g.get("weights").get("group_size").asInt());
         t = readCheckpoint(nv);
+        Map<String, Read> py = pythonReader(nv, tmp);
         double errorSq = 0, weightSq = 0;
         for (int b = 0; b < BLOCKS; b++) {
             Map<String, float[]> expected = new HashMap<>();
@@ -270,6 +283,7 @@ class ExportFormatsTest {
                 assertEquals(shared, global, layer + ": one global scale per block (fused q/k/v, gate/up)");
                 float[] dq = fp4Weight(t.get(layer + ".weight_packed"), s.shape(), 16, k -> e4m3(s.data().get(k) & 0xff) / global);
                 float[] ref = expected.get(module + ".weight");
+                assertPythonReads(py, b, Map.of(module + ".weight", dq), List.of(module));
                 for (int k = 0; k < ref.length; k++) {
                     double d = dq[k] - ref[k];
                     errorSq += d * d;
@@ -342,6 +356,38 @@ class ExportFormatsTest {
         assertTrue(Files.readString(ours.resolve(ExportFolder.MARKER)).contains("pack-quantized"));
         try (var list = Files.list(tmp)) {
             assertEquals(List.of(), list.map(f -> f.getFileName().toString()).filter(f -> f.startsWith(".")).toList(), "nothing left aside");
+        }
+    }
+
+    /**
+     * The checkpoint as cluster/gpu/check-export.py's numpy reader dequantizes it for the stock model (the GPU check's
+     * reader, written from the published layouts), read back here; null when python3 with numpy is not installed.
+     */
+    static Map<String, Read> pythonReader(Path checkpoint, Path tmp) throws Exception {
+        Path script = io.blockquant.Fixtures.ROOT.getParent().resolve("cluster/gpu/check-export.py");
+        Path out = Files.createTempFile(tmp, "dequantized", ".safetensors");
+        Process p;
+        try {
+            p = new ProcessBuilder("python3", script.toString(), "--dequantize", checkpoint.toString(), out.toString())
+                    .redirectErrorStream(true).start();
+        } catch (IOException e) {
+            return null;
+        }
+        String log = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        int rc = p.waitFor();
+        if (rc != 0 && log.contains("No module named 'numpy'")) return null;
+        assertEquals(0, rc, log);
+        return CheckpointExportTest.readSafetensors(out);
+    }
+
+    /** Every quantized layer of {@code blocks} as the python reader gives it equals {@code expected} (by store module), bit for bit. */
+    static void assertPythonReads(Map<String, Read> python, int block, Map<String, float[]> expected, List<String> modules) {
+        org.junit.jupiter.api.Assumptions.assumeTrue(python != null, "python3 with numpy is not installed");
+        for (String module : modules) {
+            String name = "model.layers." + block + "." + module + ".weight";
+            Read r = python.get(name);
+            assertEquals("F32", r.dtype(), name);
+            assertArrayEquals(expected.get(module + ".weight"), r.floats(), name + ": check-export.py's reader");
         }
     }
 
