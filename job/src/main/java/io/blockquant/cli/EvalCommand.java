@@ -35,7 +35,9 @@ import picocli.CommandLine.Option;
             "--seqlen tokens (remainder dropped, at most --max-windows), tokens 1..seqlen-1 of each window",
             "predicted from the tokens before them; float32 throughout.",
             "Runs block by block (one Spark job per block, activations kept in --work), so no JVM holds more",
-            "than one block of the model."})
+            "than one block of the model.",
+            "With --store the result (text, protocol, windows, perplexity, time) is recorded in the store as eval.json",
+            "(replaced atomically), which report shows."})
 public final class EvalCommand implements Callable<Integer> {
 
     @Option(names = "--model", paramLabel = "DIR", description = "model folder (config.json, safetensors, tokenizer.json); file:, hdfs:, s3a: (default: ${DEFAULT-VALUE})")

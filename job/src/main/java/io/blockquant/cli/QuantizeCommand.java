@@ -31,7 +31,8 @@ import picocli.CommandLine.Option;
             "Sequential mode (default): block i is calibrated on the outputs of the already-quantized blocks 0..i-1.",
             "Parallel mode: every block at once, each on the outputs of the full-precision blocks before it.",
             "Recipe keys (in --recipe files) are the flag names without dashes; flags win over the file.",
-            "After the store is committed, its perplexity on --eval-text is measured (--no-eval skips it)."})
+            "After the store is committed, its perplexity on --eval-text is measured and recorded in the store as eval.json, "
+                + "which report shows (--no-eval skips it)."})
 public final class QuantizeCommand implements Callable<Integer> {
 
     @CommandLine.Spec
