@@ -14,7 +14,9 @@ kjv.test under blockquant's protocol (docs/eval.md, data-samples/perplexity.json
   FP8 E4M3: scale = absmax/448, rounded to E4M3), as vLLM's dynamic per-token kernels do.
 
 One table row per checkpoint: name, format, family, perplexity, and, when make-export-checks.sh left
-NAME.json beside the folder, the store's own `eval --store` perplexity and the relative difference.
+NAME.json beside the folder, the store's own `eval --store` perplexity and the relative difference. It exits 1 when
+a difference passes 0.1 % (float16 scale rounding is the only difference allowed), except for NVFP4 rows (marked
+*): their scales are the store's rounded to E4M3, an error the export measures and prints.
 
 Usage (GPU machine; PyTorch, transformers, numpy):
   check-export.py build/export-checks                       # every checkpoint folder under it
@@ -355,11 +357,16 @@ def main(argv):
                 s = json.load(f).get("store_ppl")
             if s:
                 store, d = "%.4f" % s, (ppl - s) / s
-                diff, worst = "%+.4f%%" % (100 * d), max(worst, abs(d))
+                diff = "%+.4f%%" % (100 * d)
+                if layout == "nvfp4-pack-quantized":
+                    diff += "*"  # E4M3 scales: a re-expression the export measured and printed, not held to 0.1 %
+                else:
+                    worst = max(worst, abs(d))
         print("%-22s %-22s %-8s %10.4f %10s %9s %.1f" % (os.path.basename(folder.rstrip("/")), layout, family, ppl, store, diff,
                                                        time.time() - start), flush=True)
         del model
-    print("largest relative difference to the store's eval --store perplexity: %.4f%% (allowed 0.1%%)" % (100 * worst))
+    print("largest relative difference to the store's eval --store perplexity: %.4f%% (allowed 0.1%%: float16 scales); "
+          "* nvfp4: the store's scales rounded to E4M3, the error export printed, not held to 0.1%%" % (100 * worst))
     return 0 if worst <= 0.001 else 1
 
 
