@@ -157,11 +157,12 @@ class ExportFormatsTest {
             float[] s = scale.floats();
             int[] z = zp == null ? null : zp.ints();
             if (zp != null) assertArrayEquals(new long[] {out * bits / 32, groups}, zp.shape(), layer);
+            int[] gIdx = t.containsKey(layer + ".weight_g_idx") ? t.get(layer + ".weight_g_idx").ints() : null;
             float[] dq = new float[out * in];
             for (int o = 0; o < out; o++) {
                 final int row = o;
                 for (int i = 0; i < in; i++) {
-                    int g = i / (in / groups);
+                    int g = gIdx != null ? gIdx[i] : i / (in / groups);
                     int qv = streamValue(j -> p[row * words + j], words, i, bits) - offset;
                     int zv = z == null ? 0 : streamValue(j -> z[j * groups + g], out * bits / 32, row, bits) - offset;
                     dq[o * in + i] = s[o * groups + g] * (qv - zv);
@@ -171,6 +172,23 @@ class ExportFormatsTest {
             assertFalse(t.containsKey(layer + ".weight"), layer);
         }
         assertEquals(7, layers);
+    }
+
+    @Test
+    void actOrderStoreIsPackQuantizedWithWeightGIdx(@TempDir Path tmp) throws Exception {
+        StoreReader store = store(tmp.resolve("store"), "{\"method\": \"gptq\", \"abits\": 0, \"act_order\": true, \"damp\": 0.01}",
+                CheckpointExportTest.gptqActOrderInBlock0(new IntQuantSpec(4, 64, false)), 1);
+        Path out = tmp.resolve("ct");
+        CheckpointExport.run(spark, store.root().toString(), CheckpointExport.Format.COMPRESSED_TENSORS, out.toString());
+        JsonNode w = JSON.readTree(out.resolve("config.json").toFile()).get("quantization_config").get("config_groups").get("group_0").get("weights");
+        assertEquals("group", w.get("actorder").asText());
+        Map<String, Read> t = readCheckpoint(out);
+        int[] gIdx = t.get("model.layers.0.mlp.down_proj.weight_g_idx").ints();
+        boolean permuted = false;
+        for (int i = 1; i < gIdx.length; i++) permuted |= gIdx[i] < gIdx[i - 1];
+        assertTrue(permuted, "act-order: weight_g_idx is not monotone");
+        assertPackQuantizedMatches(t, "model.layers.0.", store.tensors(0), 4);
+        assertPythonReads(pythonReader(out, tmp), 0, storeWeightsWithHalfScales(store.tensors(0)), quantized(store.tensors(0)));
     }
 
     @Test
