@@ -12,6 +12,7 @@ import io.blockquant.model.TextTokenizer;
 import io.blockquant.quant.FakeQuantRecipe;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.spark.SparkSessions;
+import io.blockquant.eval.EvalRecord;
 import io.blockquant.store.StoreReader;
 import java.io.IOException;
 import java.io.InputStream;
@@ -34,7 +35,9 @@ import picocli.CommandLine.Option;
             "--seqlen tokens (remainder dropped, at most --max-windows), tokens 1..seqlen-1 of each window",
             "predicted from the tokens before them; float32 throughout.",
             "Runs block by block (one Spark job per block, activations kept in --work), so no JVM holds more",
-            "than one block of the model."})
+            "than one block of the model.",
+            "With --store the result (text, protocol, windows, perplexity, time) is recorded in the store as eval.json",
+            "(replaced atomically), which report shows."})
 public final class EvalCommand implements Callable<Integer> {
 
     @Option(names = "--model", paramLabel = "DIR", description = "model folder (config.json, safetensors, tokenizer.json); file:, hdfs:, s3a: (default: ${DEFAULT-VALUE})")
@@ -118,6 +121,11 @@ public final class EvalCommand implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "%-12s %-24s %-20s %8d %8d %10.4f%n", store != null ? new Path(store).getName() : modelDir.getName(), new Path(text).getName(),
                 store != null ? "store" + (recipe.activationBits() > 0 ? " A" + recipe.activationBits() : "") : recipe.label(), result.windows(), tokens.length, result.perplexity());
         System.out.printf(Locale.ROOT, "done in %.1f s on %s%n", seconds, spark.sparkContext().master());
+        if (store != null) {
+            new EvalRecord(result.perplexity(), text, seqlen, result.windows(), tokens.length, result.tokens(), result.nll() / result.tokens(),
+                    seconds, "eval --store").writeTo(store, spark.sparkContext().hadoopConfiguration());
+            System.err.println("eval: perplexity recorded in " + new Path(store, EvalRecord.FILE));
+        }
         if (json) {
             System.out.printf(Locale.ROOT,
                     "{\"ppl\": %.6f, \"windows\": %d, \"tokens\": %d, \"scored_tokens\": %d, \"nll_mean\": %.8f, "
@@ -159,9 +167,13 @@ public final class EvalCommand implements Callable<Integer> {
         }
     }
 
-    /** Perplexity of a store's model under the reference protocol (what {@code quantize} reports at its end). */
-    static double storePerplexity(SparkSession spark, String storePath, String textFile, int seqlen, int maxWindows,
-                                  int windowsPerTask) throws IOException {
+    /**
+     * Perplexity of a store's model under the reference protocol (what {@code quantize} reports at its end), recorded
+     * in the store's {@code eval.json}.
+     */
+    static EvalRecord storePerplexity(SparkSession spark, String storePath, String textFile, int seqlen, int maxWindows,
+                                      int windowsPerTask) throws IOException {
+        long start = System.nanoTime();
         Configuration conf = spark.sparkContext().hadoopConfiguration();
         StoredEval stored = StoredEval.open(spark, storePath);
         int[] tokens;
@@ -170,8 +182,12 @@ public final class EvalCommand implements Callable<Integer> {
         }
         List<int[]> windows = TokenWindows.split(tokens, seqlen, maxWindows);
         if (windows.isEmpty()) throw new IllegalArgumentException(textFile + ": fewer than one window of " + seqlen + " tokens");
-        return PerplexityJob.run(spark, new PerplexityJob.Request(stored.source(), stored.recipe(), windowsPerTask, null),
-                windows, "eval " + new Path(textFile).getName(), System.err).perplexity();
+        NllSum r = PerplexityJob.run(spark, new PerplexityJob.Request(stored.source(), stored.recipe(), windowsPerTask, null),
+                windows, "eval " + new Path(textFile).getName(), System.err);
+        EvalRecord record = new EvalRecord(r.perplexity(), textFile, seqlen, r.windows(), tokens.length, r.tokens(), r.nll() / r.tokens(),
+                (System.nanoTime() - start) / 1e9, "quantize");
+        record.writeTo(storePath, conf);
+        return record;
     }
 
     /**

@@ -31,7 +31,8 @@ import picocli.CommandLine.Option;
             "Sequential mode (default): block i is calibrated on the outputs of the already-quantized blocks 0..i-1.",
             "Parallel mode: every block at once, each on the outputs of the full-precision blocks before it.",
             "Recipe keys (in --recipe files) are the flag names without dashes; flags win over the file.",
-            "After the store is committed, its perplexity on --eval-text is measured (--no-eval skips it)."})
+            "After the store is committed, its perplexity on --eval-text is measured and recorded in the store as eval.json, "
+                + "which report shows (--no-eval skips it)."})
 public final class QuantizeCommand implements Callable<Integer> {
 
     @CommandLine.Spec
@@ -201,8 +202,8 @@ public final class QuantizeCommand implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "store %s written in %.1f s (%s)%n", summary.store(), summary.seconds(), settings.label());
         double ppl = Double.NaN;
         if (!noEval) {
-            ppl = EvalCommand.storePerplexity(spark, summary.store(), evalText, evalSeqlen, 128, 4);
-            System.out.printf(Locale.ROOT, "perplexity on %s: %.4f%n", new Path(evalText).getName(), ppl);
+            ppl = EvalCommand.storePerplexity(spark, summary.store(), evalText, evalSeqlen, 128, 4).ppl();
+            System.out.printf(Locale.ROOT, "perplexity on %s: %.4f (recorded in the store's eval.json)%n", new Path(evalText).getName(), ppl);
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         if (json) {

@@ -54,9 +54,20 @@ public final class CheckpointExport {
 
     private CheckpointExport() {}
 
-    public enum Format { GPTQ, FP8 }
+    /**
+     * {@code gptq}: GPTQ v1, or gptq_v2 when a zero point is 0; {@code compressed-tensors}: the scheme chosen from
+     * the store ({@link CompressedTensorsScheme}); {@code fp8}: compressed-tensors, refusing every store but FP8.
+     */
+    public enum Format { GPTQ, COMPRESSED_TENSORS, FP8 }
 
-    public record Result(String out, int tensors, int quantizedLayers, int shards, long bytes) {}
+    /**
+     * What an export wrote. {@code layout}: the layout of its quantized layers ({@code gptq_v2}, {@code
+     * pack-quantized}, …); {@code addedError}: the relative error {@code ‖W_store − W_exported‖ / ‖W_store‖} over
+     * all layers where the layout re-expresses the store's scales (NVFP4), else 0; {@code worstLayer} and
+     * {@code worstError}: the layer where it is largest (null and 0 when exact).
+     */
+    public record Result(String out, int tensors, int quantizedLayers, int shards, long bytes, String layout,
+                         double addedError, String worstLayer, double worstError) {}
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final List<String> MODEL_FILES = List.of("tokenizer.json", "tokenizer_config.json", "generation_config.json");
@@ -68,8 +79,17 @@ public final class CheckpointExport {
 
     public static Result run(SparkSession spark, String storePath, Format format, String outDir, long maxShardBytes) {
         long started = System.nanoTime();
-        StoreReader store = StoreReader.open(spark, storePath);
         Configuration conf = spark.sparkContext().hadoopConfiguration();
+        Path out = new Path(outDir);
+        FileSystem fs;
+        try {
+            fs = out.getFileSystem(conf);
+            out = fs.makeQualified(out);
+            ExportFolder.checkWritable(fs, out);  // before any work: someone else's folder is refused untouched
+        } catch (IOException e) {
+            throw new UncheckedIOException(out + ": cannot check the output folder (" + e.getMessage() + ")", e);
+        }
+        StoreReader store = StoreReader.open(spark, storePath);
         Path modelDir = store.modelDir();
         ModelSpec spec = ModelSpecReader.read(modelDir, conf);
         List<Integer> expected = IntStream.range(0, spec.numLayers()).boxed().toList();
@@ -82,25 +102,40 @@ public final class CheckpointExport {
         DType dtype = sourceDtype(config, new Path(modelDir, "config.json"));
 
         QuantizedLayers layers = new QuantizedLayers(store.root().toString());
-        List<Planned> tensors = plan(conf, store, spec, format, dtype, layers);
+        StoreTensors.Info first = layers.scan(conf, store);
+        LayerLayout layout;
+        ObjectNode quantizationConfig;
+        if (format == Format.GPTQ) {
+            if (!first.format().startsWith("int") || first.dtype().startsWith("fp")) {
+                throw new IllegalArgumentException(store.root() + ": the store holds " + first.format() + " weights; the GPTQ layout holds "
+                        + "integer levels (use --format compressed-tensors)");
+            }
+            String misfit = first.format().equals("int-sym") ? null : ZeroPointScan.firstMisfit(spark, store.root(), store.blocks());
+            layout = new GptqTensors(misfit != null);
+            if (misfit != null) System.err.println("export: " + misfit + " has a zero point of 0, which GPTQ v1 cannot hold: writing gptq_v2");
+            quantizationConfig = gptqConfig(layers, recipe, layout.label());
+        } else {
+            if (format == Format.FP8 && !first.dtype().equals("fp8-e4m3")) {
+                throw new IllegalArgumentException(store.root() + ": the store holds " + first.dtype() + " (" + first.format() + ") weights; "
+                        + "--format fp8 exports FP8 E4M3 stores only (use --format compressed-tensors, which picks the scheme from the store)");
+            }
+            CompressedTensorsScheme scheme = CompressedTensorsScheme.of(first, recipe, store.root());
+            layout = scheme.layout();
+            quantizationConfig = scheme.config();
+        }
+        List<Planned> tensors = plan(conf, store, spec, layout, dtype);
         List<Shard> shards = ShardPlan.split(tensors, maxShardBytes);
-        config.set("quantization_config", format == Format.GPTQ ? gptqConfig(layers, recipe) : fp8Config(recipe, store.root()));
+        config.set("quantization_config", quantizationConfig);
         long dataBytes = 0;
         for (Shard s : shards) dataBytes += s.bytes();
-        System.err.printf(Locale.ROOT, "export: %d tensors, %.1f MB, in %d shard%s of at most %.1f MB%n", tensors.size(),
+        System.err.printf(Locale.ROOT, "export: %s, %d tensors, %.1f MB, in %d shard%s of at most %.1f MB%n", layout.label(), tensors.size(),
                 dataBytes / 1e6, shards.size(), shards.size() == 1 ? "" : "s", maxShardBytes / 1e6);
 
-        Path out = new Path(outDir);
         Path tmp = null;
         try {
-            FileSystem fs = out.getFileSystem(conf);
-            out = fs.makeQualified(out);
-            if (fs.exists(out) && (!fs.getFileStatus(out).isDirectory() || fs.listStatus(out).length > 0) && !isExport(fs, out)) {
-                throw new IllegalArgumentException(out + " exists and is neither empty nor a checkpoint written by export; choose another --out");
-            }
             tmp = new Path(out.getParent(), "." + out.getName() + ".tmp-" + UUID.randomUUID());
             fs.mkdirs(tmp);
-            writeShards(spark, new ShardTask(conf, store.root(), tmp, format, shards), shards);
+            List<AddedError> errors = writeShards(spark, new ShardTask(conf, store.root(), tmp, layout, shards), shards);
             checkShards(fs, tmp, shards);
             if (shards.size() > 1) writeText(fs, new Path(tmp, Checkpoint.INDEX), ShardPlan.index(shards));
             writeText(fs, new Path(tmp, "config.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(config));
@@ -116,14 +151,32 @@ public final class CheckpointExport {
                     in.transferTo(o);
                 }
             }
-            // an empty folder, or an earlier export (a retried job rewrites its folder): replaced once the new one is whole
-            if (fs.exists(out)) fs.delete(out, true);
-            if (!fs.rename(tmp, out)) throw new IOException("cannot rename " + tmp + " to " + out);
+            writeText(fs, new Path(tmp, ExportFolder.MARKER), ExportFolder.marker(store.root().toString(), layout.label(),
+                    java.time.Instant.now().toString()));
+            ExportFolder.install(fs, tmp, out);
             tmp = null;
             long bytes = fs.getContentSummary(out).getLength();
+            double errorSq = 0, weightSq = 0, worst = 0;
+            String worstLayer = null;
+            Map<String, AddedError> perLayer = new TreeMap<>();
+            for (AddedError e : errors) perLayer.put(e.layer(), e);  // once per layer, also when two shards hold it
+            for (AddedError e : perLayer.values()) {
+                errorSq += e.errorSq();
+                weightSq += e.weightSq();
+                double rel = e.weightSq() > 0 ? Math.sqrt(e.errorSq() / e.weightSq()) : 0;
+                if (rel > worst || worstLayer == null && e.weightSq() > 0) {
+                    worst = rel;
+                    worstLayer = e.layer();
+                }
+            }
+            double added = weightSq > 0 ? Math.sqrt(errorSq / weightSq) : 0;
+            if (weightSq > 0) {
+                System.err.printf(Locale.ROOT, "export: %s re-expresses the store's scales (E4M3 x a power-of-two global scale per block): "
+                        + "relative weight error %.3e over all layers, largest %.3e in %s%n", layout.label(), added, worst, worstLayer);
+            }
             System.err.printf(Locale.ROOT, "export: %d shard%s, %d tensors, %.1f MB written to %s in %.1f s%n", shards.size(),
                     shards.size() == 1 ? "" : "s", tensors.size(), bytes / 1e6, out, (System.nanoTime() - started) / 1e9);
-            return new Result(out.toString(), tensors.size(), layers.count, shards.size(), bytes);
+            return new Result(out.toString(), tensors.size(), layers.count, shards.size(), bytes, layout.label(), added, worstLayer, worst);
         } catch (IOException e) {
             throw new UncheckedIOException(out + ": cannot write the checkpoint (" + e.getMessage() + ")", e);
         } finally {
@@ -136,8 +189,7 @@ public final class CheckpointExport {
      * norm, head) in the source's dtype, then each block's layers in the chosen layout and its norms in the
      * source's dtype, in module order. The layout's refusals that metadata shows come here, before any task.
      */
-    private static List<Planned> plan(Configuration conf, StoreReader store, ModelSpec spec, Format format, DType dtype,
-                                      QuantizedLayers layers) {
+    private static List<Planned> plan(Configuration conf, StoreReader store, ModelSpec spec, LayerLayout layout, DType dtype) {
         Path root = store.root();
         List<Planned> tensors = new ArrayList<>();
         Map<String, List<StoreTensors.Info>> parts = new TreeMap<>();
@@ -161,8 +213,7 @@ public final class CheckpointExport {
                 String layer = prefix + m.getKey();
                 StoreTensors.Info qweight = kinds.get(TensorRecord.QWEIGHT);
                 if (qweight != null) {
-                    layers.add(layer, qweight.bits(), qweight.groupSize(), qweight.format());
-                    List<Header> headers = format == Format.GPTQ ? GptqTensors.layout(layer, kinds) : Fp8Tensors.layout(layer, kinds);
+                    List<Header> headers = layout.headers(layer, kinds);
                     for (Header h : headers) tensors.add(new Planned(h, new Layer(block, m.getKey(), layer)));
                 } else {
                     for (StoreTensors.Info i : kinds.values()) {
@@ -204,16 +255,20 @@ public final class CheckpointExport {
         return new Stored(block, first.module(), first.kind(), first.dtype(), parts.size());
     }
 
-    /** One task per shard on the executors, with a line on stderr as each finishes. */
-    private static void writeShards(SparkSession spark, ShardTask task, List<Shard> shards) {
+    /** One task per shard on the executors, with a line on stderr as each finishes; the layers' added errors come back. */
+    private static List<AddedError> writeShards(SparkSession spark, ShardTask task, List<Shard> shards) {
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         String group = "blockquant-export-" + UUID.randomUUID();
         ExportProgress progress = new ExportProgress(group, shards, System.err);
         spark.sparkContext().addSparkListener(progress);
         sc.setJobGroup(group, "export: " + shards.size() + " shards", false);
         try {
-            sc.parallelize(IntStream.range(0, shards.size()).boxed().toList(), shards.size()).foreach(task);
+            List<AddedError> errors = new ArrayList<>();
+            for (List<AddedError> e : sc.parallelize(IntStream.range(0, shards.size()).boxed().toList(), shards.size()).map(task).collect()) {
+                errors.addAll(e);
+            }
             progress.awaitLines();
+            return errors;
         } finally {
             sc.clearJobGroup();
             spark.sparkContext().removeSparkListener(progress);
@@ -257,6 +312,20 @@ public final class CheckpointExport {
             this.store = store;
         }
 
+        /** Every quantized layer's metadata checked to agree (one setting for the whole model); the first one's. */
+        StoreTensors.Info scan(Configuration conf, StoreReader reader) {
+            StoreTensors.Info first = null;
+            for (int block : reader.blocks()) {
+                for (StoreTensors.Info i : StoreTensors.list(conf, reader.root(), block)) {
+                    if (!i.kind().equals(TensorRecord.QWEIGHT) || i.part() != 0) continue;
+                    add("block " + block + " " + i.module(), i.bits(), i.groupSize(), i.format());
+                    if (first == null) first = i;
+                }
+            }
+            if (first == null) throw new IllegalArgumentException(store + ": no quantized layer; nothing to export in a quantized layout");
+            return first;
+        }
+
         void add(String name, int layerBits, int layerGroupSize, String layerFormat) {
             if (count++ == 0) {
                 bits = layerBits;
@@ -265,13 +334,13 @@ public final class CheckpointExport {
             } else if (bits != layerBits || groupSize != layerGroupSize || !format.equals(layerFormat)) {
                 throw new IllegalArgumentException(store + ": " + name + " is " + layerFormat + " " + layerBits
                         + " bits, group " + layerGroupSize + ", other layers " + format + " " + bits + " bits, group "
-                        + groupSize + "; a GPTQ config states one setting for every layer");
+                        + groupSize + "; a quantization_config states one setting for every layer");
             }
         }
     }
 
     /** AutoGPTQ's / transformers' GPTQ config: desc_act and damping from the store's recipe. */
-    static ObjectNode gptqConfig(QuantizedLayers layers, JsonNode recipe) {
+    static ObjectNode gptqConfig(QuantizedLayers layers, JsonNode recipe, String checkpointFormat) {
         if (recipe.path("abits").asInt(0) > 0) {
             throw new IllegalArgumentException(layers.store + ": the store quantizes activations too (abits "
                     + recipe.path("abits").asInt() + "); the GPTQ layout holds weight-only models");
@@ -285,51 +354,8 @@ public final class CheckpointExport {
         q.put("sym", "int-sym".equals(layers.format));
         q.put("true_sequential", true);
         if (recipe.hasNonNull("damp")) q.put("damp_percent", recipe.get("damp").asDouble());
-        q.put("checkpoint_format", "gptq");
+        q.put("checkpoint_format", checkpointFormat);
         q.put("model_file_base_name", "model");
-        return q;
-    }
-
-    /** compressed-tensors' quantization arguments of symmetric 8-bit floats with the given strategy. */
-    private static ObjectNode fp8Args(String strategy, boolean dynamic) {
-        ObjectNode a = JSON.createObjectNode();
-        a.put("num_bits", 8);
-        a.put("type", "float");
-        a.put("symmetric", true);
-        a.put("strategy", strategy);
-        a.put("dynamic", dynamic);
-        a.putNull("group_size");
-        return a;
-    }
-
-    /** compressed-tensors' config for per-channel FP8 E4M3 weights (and dynamic per-token FP8 E4M3 activations). */
-    static ObjectNode fp8Config(JsonNode recipe, Path store) {
-        int abits = recipe.path("abits").asInt(0);
-        String aformat = recipe.path("aformat").asText("int");
-        if (abits != 0 && !(abits == 8 && aformat.equals("e4m3"))) {
-            throw new IllegalArgumentException(store + ": the store quantizes activations as " + (aformat.equals("int") ? "INT" + abits : aformat)
-                    + "; the float-quantized layout takes weight-only FP8 or dynamic per-token FP8 E4M3 activations");
-        }
-        ObjectNode weights = fp8Args("channel", false);
-        weights.putNull("actorder");
-        weights.putNull("block_structure");
-        ObjectNode group = JSON.createObjectNode();
-        group.putArray("targets").add("Linear");
-        group.set("weights", weights);
-        if (abits == 8) {
-            group.set("input_activations", fp8Args("token", true));
-        } else {
-            group.putNull("input_activations");
-        }
-        group.putNull("output_activations");
-        group.put("format", "float-quantized");
-        ObjectNode q = JSON.createObjectNode();
-        q.put("quant_method", "compressed-tensors");
-        q.put("format", "float-quantized");
-        q.put("quantization_status", "compressed");
-        q.putObject("config_groups").set("group_0", group);
-        q.putArray("ignore").add("lm_head");
-        q.putNull("kv_cache_scheme");
         return q;
     }
 
@@ -342,20 +368,6 @@ public final class CheckpointExport {
             case "float32" -> DType.F32;
             default -> throw new ModelFormatException(file + ": dtype '" + name + "' (expected float16, bfloat16 or float32)");
         };
-    }
-
-    /**
-     * A folder this command wrote: model.safetensors (or a sharded checkpoint's index) beside a config.json with a
-     * quantization_config.
-     */
-    private static boolean isExport(FileSystem fs, Path dir) throws IOException {
-        Path config = new Path(dir, "config.json");
-        if (!(fs.exists(new Path(dir, Checkpoint.SINGLE)) || fs.exists(new Path(dir, Checkpoint.INDEX))) || !fs.exists(config)) return false;
-        try (InputStream in = fs.open(config)) {
-            return JSON.readTree(in).has("quantization_config");
-        } catch (com.fasterxml.jackson.core.JacksonException e) {
-            return false;
-        }
     }
 
     private static JsonNode readJson(Path p, Configuration conf) {

@@ -21,9 +21,23 @@ import java.util.Map;
  * FP8: re-quantizing would ship a model that is neither the calibrated one nor an FP8-calibrated one, and
  * nobody could tell from the checkpoint. Quantize with {@code --wformat fp8 --wbits 8 --group 0} instead.
  */
-public final class Fp8Tensors {
+public final class Fp8Tensors implements LayerLayout {
+    private static final long serialVersionUID = 1L;
 
-    private Fp8Tensors() {}
+    @Override
+    public String label() {
+        return "float-quantized";
+    }
+
+    @Override
+    public List<Header> headers(String layer, Map<String, StoreTensors.Info> kinds) {
+        return layout(layer, kinds);
+    }
+
+    @Override
+    public Converted convert(String layer, String module, Map<String, Map<String, TensorRecord>> block) {
+        return Converted.exact(of(layer, LayerLayout.kinds(block, module)));
+    }
 
     /**
      * The tensors {@link #of} makes for layer {@code name}, from the store's metadata alone (no weight is read):

@@ -24,12 +24,44 @@ import java.util.Map;
  *       when the layer has one.</li>
  * </ul>
  * So {@code W[o, i] = scales[g, o] · (q[o, i] − (qzeros[g, o] + 1))} with {@code g = g_idx[i]}: the store's
- * {@code W = scale · (level − zero)} with its float32 scales rounded to float16. A zero point of 0 has no v1
- * encoding (it would be stored as −1 and read back as 2^bits): such a layer is refused.
+ * {@code W = scale · (level − zero)} with its float32 scales rounded to float16.
+ *
+ * <p>A zero point of 0 (an asymmetric group whose minimum is about 0) has no v1 encoding: it would be stored as
+ * −1, which wraps to {@code 2^bits − 1} and reads back as {@code 2^bits}. For such stores the export writes
+ * GPTQModel's {@code checkpoint_format: "gptq_v2"} instead, where {@code qzeros} holds the zero point itself
+ * ({@code W = scales · (q − qzeros)}); GPTQModel and vLLM's {@code gptq} loader read it. Which one a store gets
+ * is decided before any shard is written ({@link ZeroPointScan}), so every layer of a checkpoint uses one convention.
  */
-public final class GptqTensors {
+public final class GptqTensors implements LayerLayout {
+    private static final long serialVersionUID = 1L;
 
-    private GptqTensors() {}
+    private final boolean v2;
+
+    /** The v1 layout ({@code v2} false) or gptq_v2. */
+    GptqTensors(boolean v2) {
+        this.v2 = v2;
+    }
+
+    @Override
+    public String label() {
+        return v2 ? "gptq_v2" : "gptq";
+    }
+
+    @Override
+    public List<Header> headers(String layer, Map<String, StoreTensors.Info> kinds) {
+        return layout(layer, kinds);
+    }
+
+    @Override
+    public Converted convert(String layer, String module, Map<String, Map<String, TensorRecord>> block) {
+        return Converted.exact(of(layer, LayerLayout.kinds(block, module), v2));
+    }
+
+    /** Whether every zero point of a {@code bits}-bit layer has a v1 encoding: an integer 1 .. 2^bits − 1. */
+    static boolean fitsV1(float[] zeros, int bits) {
+        for (float z : zeros) if (z != Math.rint(z) || z < 1 || z > (1 << bits) - 1) return false;
+        return true;
+    }
 
     /** Bit widths the GPTQ kernels and loaders take. */
     public static final List<Integer> BITS = List.of(2, 3, 4, 8);
@@ -56,8 +88,11 @@ public final class GptqTensors {
         return headers;
     }
 
-    /** The tensors of layer {@code name} ({@code model.layers.0.self_attn.q_proj}) from its store rows by kind. */
-    public static List<Tensor> of(String name, Map<String, TensorRecord> kinds) {
+    /**
+     * The tensors of layer {@code name} ({@code model.layers.0.self_attn.q_proj}) from its store rows by kind,
+     * with qzeros holding zero − 1 (v1) or the zero point itself ({@code v2}).
+     */
+    public static List<Tensor> of(String name, Map<String, TensorRecord> kinds, boolean v2) {
         TensorRecord qweight = require(name, kinds, TensorRecord.QWEIGHT);
         check(name, qweight.format(), qweight.dtype(), qweight.bits(), qweight.shape(), hasLorc(kinds));
         int bits = qweight.bits(), out = (int) qweight.shape()[0], in = (int) qweight.shape()[1];
@@ -71,17 +106,18 @@ public final class GptqTensors {
             throw new IllegalArgumentException(name + ": g_idx " + gIdx.length + ", scales " + scales.length + ", zeros "
                     + zeros.length + " do not fit a [" + out + ", " + in + "] weight");
         }
-        int[] storedZeros = new int[groups * out];  // [groups, out], zero − 1
+        int[] storedZeros = new int[groups * out];  // [groups, out], zero − 1 (v1) or zero (v2)
         float[] scalesT = new float[groups * out];  // [groups, out]
+        int low = v2 ? 0 : 1;
         for (int o = 0; o < out; o++) {
             for (int g = 0; g < groups; g++) {
                 float z = zeros[o * groups + g];
-                if (z != Math.rint(z) || z < 1 || z > (1 << bits) - 1) {
+                if (z != Math.rint(z) || z < low || z > (1 << bits) - 1) {
                     throw new IllegalArgumentException(name + ": zero point " + z + " of row " + o + " group " + g
-                            + " has no GPTQ v1 encoding (expected an integer 1.." + ((1 << bits) - 1)
-                            + "; v1 stores zero − 1 in " + bits + " bits); quantize with --sym for exportable zero points");
+                            + " has no GPTQ " + (v2 ? "v2" : "v1") + " encoding (expected an integer " + low + ".."
+                            + ((1 << bits) - 1) + (v2 ? ")" : "; v1 stores zero − 1 in " + bits + " bits: the export uses gptq_v2 for such stores)"));
                 }
-                storedZeros[g * out + o] = (int) z - 1;
+                storedZeros[g * out + o] = (int) z - low;
                 scalesT[g * out + o] = scales[o * groups + g];
             }
         }

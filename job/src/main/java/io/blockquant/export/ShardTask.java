@@ -19,7 +19,7 @@ import java.util.TreeMap;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.spark.api.java.function.VoidFunction;
+import org.apache.spark.api.java.function.Function;
 
 /**
  * Writes one shard of an export, on an executor: the header from the plan first, then each tensor as it is
@@ -28,7 +28,7 @@ import org.apache.spark.api.java.function.VoidFunction;
  * 1–4 GB each in a real model) are copied one stored part (≤ 16 MiB) at a time. So a task holds at most one
  * block, and no tensor passes through the driver.
  */
-final class ShardTask implements VoidFunction<Integer> {
+final class ShardTask implements Function<Integer, List<AddedError>> {
     private static final long serialVersionUID = 1L;
 
     /** The safetensors metadata transformers requires ({@code format: pt}). */
@@ -37,24 +37,25 @@ final class ShardTask implements VoidFunction<Integer> {
     private final HadoopConf conf;
     private final String store;
     private final String dir;
-    private final CheckpointExport.Format format;
+    private final LayerLayout layout;
     private final List<Shard> shards;
 
     /** Shards of {@code shards} by index, from store {@code store} into folder {@code dir}. */
-    ShardTask(Configuration conf, Path store, Path dir, CheckpointExport.Format format, List<Shard> shards) {
+    ShardTask(Configuration conf, Path store, Path dir, LayerLayout layout, List<Shard> shards) {
         this.conf = new HadoopConf(conf);
         this.store = store.toString();
         this.dir = dir.toString();
-        this.format = format;
+        this.layout = layout;
         this.shards = List.copyOf(shards);
     }
 
+    /** Writes shard {@code index}; returns the added error of each layer it converted (empty where the layout is exact). */
     @Override
-    public void call(Integer index) {
-        write(shards.get(index));
+    public List<AddedError> call(Integer index) {
+        return write(shards.get(index));
     }
 
-    private void write(Shard shard) {
+    private List<AddedError> write(Shard shard) {
         Configuration c = conf.get();
         Path root = new Path(store), file = new Path(dir, shard.file());
         FileSystem fs;
@@ -63,14 +64,14 @@ final class ShardTask implements VoidFunction<Integer> {
         } catch (IOException e) {
             throw new UncheckedIOException(file + ": cannot open the file system (" + e.getMessage() + ")", e);
         }
-        Blocks blocks = new Blocks(c, root);
+        Blocks blocks = new Blocks(c, root, layout);
         try (SafetensorsWriter.Streaming out = SafetensorsWriter.open(fs, file,
                 shard.tensors().stream().map(Planned::header).toList(), METADATA)) {
             for (Planned t : shard.tensors()) {
                 String name = t.header().name();
                 DType dtype = t.header().dtype();
                 if (t.source() instanceof Layer l) {
-                    Tensor converted = blocks.layer(l, format).get(name);
+                    Tensor converted = blocks.layer(l).get(name);
                     if (converted == null) throw new IllegalStateException(l.layer() + ": the conversion made no tensor " + name);
                     out.write(converted);
                 } else if (t.source() instanceof Stored s && s.block() != TensorRecord.MODEL_BLOCK) {
@@ -88,6 +89,7 @@ final class ShardTask implements VoidFunction<Integer> {
             }
             out.finish();
         }
+        return blocks.errors;
     }
 
     /**
@@ -119,10 +121,13 @@ final class ShardTask implements VoidFunction<Integer> {
         private Map<String, Map<String, TensorRecord>> modules;
         private String layer;
         private Map<String, Tensor> layerTensors;
+        private final LayerLayout layout;
+        final List<AddedError> errors = new java.util.ArrayList<>();
 
-        Blocks(Configuration conf, Path root) {
+        Blocks(Configuration conf, Path root, LayerLayout layout) {
             this.conf = conf;
             this.root = root;
+            this.layout = layout;
         }
 
         private Map<String, Map<String, TensorRecord>> modules(int b) {
@@ -147,14 +152,15 @@ final class ShardTask implements VoidFunction<Integer> {
         }
 
         /** The tensors of quantized layer {@code l} by name, converted once for all of them. */
-        Map<String, Tensor> layer(Layer l, CheckpointExport.Format format) {
+        Map<String, Tensor> layer(Layer l) {
             Map<String, Map<String, TensorRecord>> m = modules(l.block());
             if (!l.layer().equals(layer)) {
-                Map<String, TensorRecord> kinds = m.get(l.module());
-                if (kinds == null) throw new IllegalStateException(root + ": block " + l.block() + " has no module " + l.module());
-                List<Tensor> tensors = format == CheckpointExport.Format.GPTQ ? GptqTensors.of(l.layer(), kinds) : Fp8Tensors.of(l.layer(), kinds);
+                if (!m.containsKey(l.module())) throw new IllegalStateException(root + ": block " + l.block() + " has no module " + l.module());
+                LayerLayout.Converted converted = layout.convert(l.layer(), l.module(), m);
                 layerTensors = new HashMap<>();
-                for (Tensor t : tensors) layerTensors.put(t.name(), t);
+                for (Tensor t : converted.tensors()) layerTensors.put(t.name(), t);
+                // a layer split over two shards is converted in both: the driver counts it once
+                if (converted.weightSq() > 0 && !layerTensors.isEmpty()) errors.add(new AddedError(l.layer(), converted.errorSq(), converted.weightSq()));
                 layer = l.layer();
             }
             return layerTensors;

@@ -53,6 +53,11 @@ public final class StoreTensors {
         throw new ModelFormatException(blockDir(root, block) + ": no tensor module " + module + " kind " + kind);
     }
 
+    /** Every tensor of one kind ({@code zeros}) in {@code block}, parts joined: a filtered read, not the whole block. */
+    public static List<TensorRecord> readKind(Configuration conf, Path root, int block, String kind) {
+        return join(scan(conf, root, block, FilterApi.eq(FilterApi.binaryColumn("kind"), Binary.fromString(kind)), true), blockDir(root, block));
+    }
+
     /** The metadata of every value of {@code block} (one per part), without reading tensor data. */
     public static List<Info> list(Configuration conf, Path root, int block) {
         List<Info> out = new ArrayList<>();

@@ -46,13 +46,23 @@ class ReportCommandTest {
     @TempDir static Path tmp;
     static Path w4, w8;
     static SparkSession spark;
+    static final ObjectMapper JSON = new ObjectMapper();
 
     @BeforeAll
     static void quantizeTwoStores() throws Exception {
         w4 = quantize("rtn-w4", 4);
-        w8 = quantize("rtn-w8", 8);
-        // what quantize would leave if it recorded its perplexity (see the hook asked of the lead)
-        Files.writeString(w8.resolve("eval.json"), "{\"text\": \"kjv.test.txt\", \"ppl\": 17.25, \"windows\": 4}");
+        // w8 with quantize's final eval (windows of 32 tokens to keep it to seconds): it records eval.json itself
+        Path out = tmp.resolve("rtn-w8");
+        EvalCommandTest.Run r = EvalCommandTest.run("quantize", "--model", Fixtures.model("tiny-llama").toString(),
+                "--method", "rtn", "--wbits", "8", "--nsamples", "4", "--seqlen", "64",
+                "--windows-per-task", "2", "--eval-seqlen", "32", "--out", out.toString(), "--master", "local[2]");
+        assertEquals(0, r.code(), r.err());
+        w8 = out;
+        var record = JSON.readTree(w8.resolve("eval.json").toFile());
+        assertEquals("quantize", record.get("measured_by").asText());
+        assertEquals(32, record.get("seqlen").asInt());
+        assertEquals(128, record.get("windows").asInt(), "57,685 tokens of kjv.test hold 1802 windows of 32; quantize scores at most 128");
+        assertTrue(r.out().contains(String.format(java.util.Locale.ROOT, "perplexity on kjv.test.txt: %.4f", record.get("ppl").asDouble())), r.out());
         spark = SparkSessions.getOrCreate("report-test", "local[2]");
     }
 
@@ -174,17 +184,48 @@ class ReportCommandTest {
             assertTrue(b.get(i) < a.get(i), "8-bit weights err less than 4-bit ones in block " + i + ": " + b.get(i) + " vs " + a.get(i));
         }
         assertEquals(BLOCKS + 1, nodes(doc, "//table[@id='compare-table']/tbody/tr").getLength());
-        // perplexity: B has an eval.json, A has none
+        // perplexity: B has the eval.json its quantize run (or the eval --store test) wrote, A has none
+        double ppl = storedPpl(w8);
         assertEquals("not measured", text(doc, "//table[@id='compare-table']/tbody/tr[@class='total']/td[2]"));
-        assertEquals("17.25", text(doc, "//table[@id='compare-table']/tbody/tr[@class='total']/td[3]"));
+        assertShown(ppl, text(doc, "//table[@id='compare-table']/tbody/tr[@class='total']/td[3]"));
         // the recipes differ in wbits only
         NodeList differs = nodes(doc, "//table[@id='compare-recipes']/tbody/tr[@class='differs']/td[1]");
         assertEquals(1, differs.getLength());
         assertEquals("wbits", differs.item(0).getTextContent());
         // B alone: its stored perplexity is shown
         Document only = report(tmp.resolve("w8.html"), "--store", w8.toString());
-        assertEquals("17.25", text(only, "//p[@class='ppl']"));
-        assertEquals("kjv.test.txt", text(only, "//section[@id='perplexity']//tr[th='text']/td"));
+        assertShown(ppl, text(only, "//p[@class='ppl']"));
+        assertTrue(text(only, "//section[@id='perplexity']//tr[th='text']/td").endsWith("kjv.test.txt"));
+    }
+
+    /** The perplexity in a store's eval.json (read when asked: a test may have re-measured it). */
+    static double storedPpl(Path store) throws Exception {
+        return JSON.readTree(store.resolve("eval.json").toFile()).get("ppl").asDouble();
+    }
+
+    /** A number the page shows (four significant digits) is {@code expected}. */
+    static void assertShown(double expected, String shown) {
+        assertEquals(expected, Double.parseDouble(shown), Math.abs(expected) * 1e-3, shown);
+    }
+
+    @Test
+    void evalStoreRecordsItsPerplexityInTheStoreAndTheReportShowsIt() throws Exception {
+        EvalCommandTest.Run r = EvalCommandTest.run("eval", "--store", w8.toString(), "--max-windows", "2", "--seqlen", "64",
+                "--master", "local[2]", "--json");
+        assertEquals(0, r.code(), r.err());
+        var printed = JSON.readTree(r.out().strip().lines().reduce((a, b) -> b).orElseThrow());
+        var record = JSON.readTree(w8.resolve("eval.json").toFile());
+        assertEquals("eval --store", record.get("measured_by").asText());
+        assertEquals(printed.get("ppl").asDouble(), record.get("ppl").asDouble(), 1e-6);
+        assertEquals(2, record.get("windows").asInt());
+        assertEquals(126, record.get("scored_tokens").asLong());
+        assertTrue(record.get("protocol").asText().contains("64 tokens"), record.toString());
+        try (var files = Files.list(w8)) {
+            assertEquals(List.of(), files.map(f -> f.getFileName().toString()).filter(f -> f.contains(".tmp-")).toList(), "no temporary file left");
+        }
+        Document only = report(tmp.resolve("w8-measured.html"), "--store", w8.toString());
+        assertShown(storedPpl(w8), text(only, "//p[@class='ppl']"));
+        assertEquals("eval --store", text(only, "//section[@id='perplexity']//tr[th='measured_by']/td"));
     }
 
     @Test

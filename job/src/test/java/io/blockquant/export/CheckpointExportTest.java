@@ -202,6 +202,11 @@ class CheckpointExportTest {
      * integer {@code q − zero} differences go into {@code diffs}.
      */
     static float[] dequantizeGptq(Map<String, Read> t, String layer, int bits, int[] diffs) {
+        return dequantizeGptq(t, layer, bits, diffs, false);
+    }
+
+    /** As above; gptq_v2 ({@code v2}) stores the zero point itself: {@code W = scales · (q − qzeros)}. */
+    static float[] dequantizeGptq(Map<String, Read> t, String layer, int bits, int[] diffs, boolean v2) {
         Read qw = t.get(layer + ".qweight"), qz = t.get(layer + ".qzeros"), sc = t.get(layer + ".scales"), gi = t.get(layer + ".g_idx");
         assertEquals("I32", qw.dtype(), layer);
         assertEquals("I32", qz.dtype(), layer);
@@ -221,7 +226,7 @@ class CheckpointExportTest {
             for (int i = 0; i < in; i++) {
                 int q = streamValue(j -> qweight[j * out + col], wordsIn, i, bits);
                 int g = gIdx[i];
-                int z = streamValue(j -> qzeros[g * zWords + j], zWords, o, bits) + 1;
+                int z = streamValue(j -> qzeros[g * zWords + j], zWords, o, bits) + (v2 ? 0 : 1);
                 diffs[o * in + i] = q - z;
                 w[o * in + i] = scales[g * out + o] * (q - z);
             }
@@ -233,9 +238,31 @@ class CheckpointExportTest {
 
     /** One store: every linear of every block quantized by {@code quantize}, norms and the rest as in the model. */
     static StoreReader store(Path dir, String recipeJson, Function<Linear, StoredWeight> quantize) {
+        return store(dir, recipeJson, quantize, 0);
+    }
+
+    /**
+     * As above; with {@code blocks} > 0 the store holds tiny-llama's first {@code blocks} blocks and a config.json
+     * that says so (a whole, shorter model: cheaper stores for tests that only need the layout).
+     */
+    static StoreReader store(Path dir, String recipeJson, Function<Linear, StoredWeight> quantize, int blocks) {
         Configuration conf = new Configuration();
         StoreWriter w = StoreWriter.create(spark, dir.toString(), "test-fingerprint", false);
-        w.copyModelFile(new org.apache.hadoop.fs.Path(MODEL, "config.json"), "config.json");
+        if (blocks > 0) {
+            try {
+                com.fasterxml.jackson.databind.node.ObjectNode config =
+                        (com.fasterxml.jackson.databind.node.ObjectNode) JSON.readTree(new java.io.File(MODEL.toUri().getPath(), "config.json"));
+                config.put("num_hidden_layers", blocks);
+                Path shorter = Files.createTempFile("config-" + blocks + "-blocks", ".json");
+                Files.writeString(shorter, JSON.writeValueAsString(config));
+                w.copyModelFile(new org.apache.hadoop.fs.Path(shorter.toUri()), "config.json");
+                Files.delete(shorter);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        } else {
+            w.copyModelFile(new org.apache.hadoop.fs.Path(MODEL, "config.json"), "config.json");
+        }
         w.copyModelFile(new org.apache.hadoop.fs.Path(MODEL, "tokenizer.json"), "tokenizer.json");
         w.writeJson("recipe.json", recipeJson);
         ModelSpec spec = ModelSpecReader.read(MODEL, conf);
@@ -248,7 +275,8 @@ class CheckpointExportTest {
                 model.add(TensorRecord.floats(-1, name, "weight", ckpt.readFloats(name, shape), shape));
             }
             w.commitModelTensors(model);
-            for (int b = 0; b < spec.numLayers(); b++) w.commitBlock(b, blockRecords(loader.block(b), b, quantize), List.of());
+            int n = blocks > 0 ? blocks : spec.numLayers();
+            for (int b = 0; b < n; b++) w.commitBlock(b, blockRecords(loader.block(b), b, quantize), List.of());
         }
         w.commit(Map.of());
         return StoreReader.open(spark, dir.toString());
@@ -325,6 +353,10 @@ class CheckpointExportTest {
     }
 
     static void assertLayersMatch(Map<String, Read> exported, String prefix, List<TensorRecord> block, int bits) {
+        assertLayersMatch(exported, prefix, block, bits, false);
+    }
+
+    static void assertLayersMatch(Map<String, Read> exported, String prefix, List<TensorRecord> block, int bits, boolean v2) {
         Map<String, float[]> expected = storeWeightsWithHalfScales(block);
         Map<String, Map<String, TensorRecord>> modules = byModule(block);
         int layers = 0;
@@ -333,7 +365,7 @@ class CheckpointExportTest {
             layers++;
             String layer = prefix + m.getKey();
             int[] diffs = new int[expected.get(m.getKey() + ".weight").length];
-            float[] w = dequantizeGptq(exported, layer, bits, diffs);
+            float[] w = dequantizeGptq(exported, layer, bits, diffs, v2);
             assertArrayEquals(storeDiffs(m.getValue()), diffs, layer + ": level − zero");
             assertArrayEquals(expected.get(m.getKey() + ".weight"), w, layer + ": dequantized weight");
             assertFalse(exported.containsKey(layer + ".weight"), layer + ": no float weight beside qweight");
@@ -396,7 +428,7 @@ class CheckpointExportTest {
             List<TensorRecord> block = blockRecords(fp, 3, l -> RtnQuantizer.quantize(l.weight(), spec));
             List<SafetensorsWriter.Tensor> tensors = new ArrayList<>();
             byModule(block).forEach((module, kinds) -> {
-                if (kinds.containsKey(TensorRecord.QWEIGHT)) tensors.addAll(GptqTensors.of("layers.3." + module, kinds));
+                if (kinds.containsKey(TensorRecord.QWEIGHT)) tensors.addAll(GptqTensors.of("layers.3." + module, kinds, false));
             });
             Path file = tmp.resolve("w" + spec.bits() + ".safetensors");
             SafetensorsWriter.write(fs, new org.apache.hadoop.fs.Path(file.toString()), tensors, Map.of("format", "pt"));
@@ -609,7 +641,7 @@ class CheckpointExportTest {
 
     @Test
     void whatALayoutCannotHoldIsRefusedNamingTheLayer() {
-        // a zero point of 0 has no GPTQ v1 encoding
+        // a zero point of 0 has no GPTQ v1 encoding (the export then writes gptq_v2, which holds it)
         int out = 32, in = 32;
         int[] levels = new int[out * in];
         float[] scales = new float[out], zeros = new float[out];
@@ -621,8 +653,10 @@ class CheckpointExportTest {
         kinds.put(BlockRecords.SCALES, TensorRecord.floats(0, "mlp.up_proj", BlockRecords.SCALES, scales, out, 1));
         kinds.put(BlockRecords.ZEROS, TensorRecord.floats(0, "mlp.up_proj", BlockRecords.ZEROS, zeros, out, 1));
         kinds.put(BlockRecords.G_IDX, TensorRecord.ints(0, "mlp.up_proj", BlockRecords.G_IDX, new int[in], in));
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> GptqTensors.of("model.layers.0.mlp.up_proj", kinds));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> GptqTensors.of("model.layers.0.mlp.up_proj", kinds, false));
         assertTrue(e.getMessage().contains("model.layers.0.mlp.up_proj") && e.getMessage().contains("row 5"), e.getMessage());
+        assertFalse(GptqTensors.fitsV1(zeros, 4));
+        assertEquals(4, GptqTensors.of("model.layers.0.mlp.up_proj", kinds, true).size(), "gptq_v2 holds it");
         // INT weights are not re-quantized to FP8
         e = assertThrows(IllegalArgumentException.class, () -> Fp8Tensors.of("model.layers.0.mlp.up_proj", kinds));
         assertTrue(e.getMessage().contains("model.layers.0.mlp.up_proj") && e.getMessage().contains("--wformat fp8"), e.getMessage());

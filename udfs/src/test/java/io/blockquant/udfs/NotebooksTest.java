@@ -47,6 +47,7 @@ class NotebooksTest {
                     "calibration_windows", "calibration_seqlen", "calibration_tokens", "seconds", "total_bytes", "finished")),
             Map.entry("Recipe", List.of("abits", "act_order", "damp", "gptq_block", "group", "method", "nsamples", "seed",
                     "seqlen", "static_groups", "sym", "wbits")),
+            Map.entry("Perplexity (eval.json)", List.of("ppl", "text", "windows", "seqlen", "measured_by", "created")),
             Map.entry("Block output error per block", List.of("block", "relative_output_error")),
             Map.entry("Layer error across blocks, one line per layer", List.of("block", "module", "relative_output_error")),
             Map.entry("Worst layers (with the GPTQ solver loss; NaN for RTN)", List.of("block", "module",
@@ -92,6 +93,9 @@ class NotebooksTest {
                 .getOrCreate();
         a = writeStore(dir.resolve("rtn-w4"), "rtn", 4, 0, 11);
         b = writeStore(dir.resolve("gptq-w3"), "gptq", 3, 8, 12);
+        // what eval --store records (docs/eval.md); b has none: its view says "not measured"
+        Files.writeString(a.root().resolve("eval.json"), "{\"ppl\": 25.0251, \"text\": \"data-samples/corpus/kjv.test.txt\", \"windows\": 112, "
+                + "\"seqlen\": 512, \"measured_by\": \"eval --store\", \"created\": \"2026-01-01T00:00:00Z\"}");
     }
 
     @AfterAll
@@ -174,6 +178,13 @@ class NotebooksTest {
             for (String view : List.of("tensors", "layer_errors", "manifest")) spark.table(view).createOrReplaceTempView(prefix + "_" + view);
         }
         spark.read().option("multiLine", "true").json(store + "/recipe.json").createOrReplaceTempView(prefix.isEmpty() ? "recipe" : prefix + "_recipe");
+        if (!prefix.isEmpty()) return;
+        if (Files.exists(store.resolve("eval.json"))) {
+            spark.read().option("multiLine", "true").json(store + "/eval.json").createOrReplaceTempView("evaluation");
+        } else {
+            spark.sql("SELECT CAST(NULL AS DOUBLE) AS ppl, 'not measured' AS text, CAST(NULL AS BIGINT) AS windows, CAST(NULL AS BIGINT) AS seqlen, "
+                    + "CAST(NULL AS STRING) AS measured_by, CAST(NULL AS STRING) AS created").createOrReplaceTempView("evaluation");
+        }
     }
 
     static void assertScalaDoes(List<Paragraph> paragraphs, String... calls) {
@@ -186,10 +197,16 @@ class NotebooksTest {
     void storeOverviewRunsOnAStore() throws Exception {
         List<Paragraph> ps = paragraphs("store-overview.zpln");
         assertScalaDoes(ps, "BlockquantUdfs.register(spark)", "BlockquantUdfs.registerStore(spark, store)",
-                "json(store + \"/recipe.json\").createOrReplaceTempView(\"recipe\")");
+                "json(store + \"/recipe.json\").createOrReplaceTempView(\"recipe\")",
+                "json(store + \"/eval.json\").createOrReplaceTempView(\"evaluation\")", "'not measured' AS text");
+        registerLikeTheScalaParagraph("", b.root());
+        assertEquals("not measured", spark.sql("SELECT text FROM evaluation").head().getString(0));
         registerLikeTheScalaParagraph("", a.root());
         Map<String, List<Row>> r = runSql("store-overview.zpln", ps);
-        assertEquals(10, r.size(), "every %sql paragraph ran");
+        assertEquals(11, r.size(), "every %sql paragraph ran");
+        Row ppl = r.get("Perplexity (eval.json)").get(0);
+        assertEquals(25.0251, ppl.getDouble(0));
+        assertEquals("eval --store", ppl.getString(4));
 
         Row manifest = r.get("Manifest: model, method, calibration, time").get(0);
         assertEquals("tiny-llama", manifest.getString(0));
