@@ -184,7 +184,7 @@ public final class QuantizeCommand implements Callable<Integer> {
 
         SparkSession spark = SparkSessions.getOrCreate("blockquant quantize", master);
         QuantizeJob.Summary summary = QuantizeJob.run(spark,
-                new QuantizeJob.Request(model, out, settings, resume, omniParams), calibration, System.err);
+                new QuantizeJob.Request(model, out, settings, resume, omniParams, calib), calibration, System.err);
 
         System.out.printf(Locale.ROOT, "%-6s %9s %14s   %s%n", "block", "seconds", "output error", "worst layer (relative output error)");
         for (QuantizeJob.BlockSummary b : summary.blocks()) {

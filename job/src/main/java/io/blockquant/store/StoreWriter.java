@@ -5,7 +5,6 @@ import static io.blockquant.store.StoreLayout.*;
 import io.blockquant.model.ModelFormatException;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Instant;
@@ -79,6 +78,8 @@ public final class StoreWriter {
                 }
                 Path manifestPath = new Path(root, MANIFEST);
                 Path infoPath = new Path(root, STORE_INFO);
+                // a replace a crashed run left half done is finished (or undone) first; the caller holds the lease
+                for (Path p : List.of(manifestPath, infoPath, new Path(root, "recipe.json"))) FileReplace.repair(fs, p);
                 boolean hasManifest = fs.exists(manifestPath);
                 boolean hasInfo = fs.exists(infoPath);
                 for (Path p : hasManifest && hasInfo ? List.of(manifestPath, infoPath)
@@ -97,7 +98,8 @@ public final class StoreWriter {
                             + " already holds a finished model store; use --resume or another --out");
                 }
                 if (!hasManifest && !hasInfo) {
-                    FileStatus[] children = fs.listStatus(root);
+                    // the lease of the run opening it is no content
+                    FileStatus[] children = fs.listStatus(root, p -> !p.getName().equals(StoreLease.FILE));
                     if (children.length > 0) {
                         throw new ModelFormatException(root + " exists and is not a model store (no " + MANIFEST
                                 + ", no " + STORE_INFO + ", but " + children.length
@@ -190,19 +192,17 @@ public final class StoreWriter {
         checkOpen();
         checkName(name);
         Path target = new Path(new Path(root, MODEL), name);
-        Path tmp = new Path(new Path(root, TMP), UUID.randomUUID() + "-" + name);
         try {
             FileSystem srcFs = source.getFileSystem(conf);
             if (!srcFs.exists(source) || srcFs.getFileStatus(source).isDirectory()) {
                 throw new ModelFormatException(source + ": no such file to copy into " + target);
             }
-            fs.mkdirs(tmp.getParent());
-            try (InputStream in = srcFs.open(source); OutputStream out = fs.create(tmp, true)) {
-                in.transferTo(out);
+            byte[] bytes; // config and tokenizer files: kilobytes to a few MB
+            try (InputStream in = srcFs.open(source)) {
+                bytes = in.readAllBytes();
             }
-            moveInto(fs, tmp, target, true);
+            FileReplace.replace(fs, target, bytes);
         } catch (IOException e) {
-            deleteQuietly(fs, tmp);
             throw new UncheckedIOException(source + ": cannot copy into " + target + " (" + e.getMessage() + ")", e);
         }
     }
@@ -275,6 +275,7 @@ public final class StoreWriter {
 
     private void commitStaged(int block, java.util.function.Consumer<Path> writeTensors, List<LayerError> errors) {
         if (isBlockCommitted(block)) return;
+        StoreLease.checkHeldIfLeased(root);
         Path stage = new Path(new Path(root, TMP), UUID.randomUUID().toString());
         Path stagedTensors = new Path(stage, TENSORS);
         Path stagedErrors = new Path(stage, LAYER_ERRORS);
@@ -296,6 +297,7 @@ public final class StoreWriter {
         }
         synchronized (this) {
             try {
+                StoreLease.checkHeldIfLeased(root); // again: the write may have taken long
                 if (!isBlockCommitted(block)) {
                     // folders of an uncommitted block are what an interrupted commit left: replaced
                     if (errors != null) moveInto(fs, stagedErrors, blockDir(root, LAYER_ERRORS, block), true);
@@ -368,6 +370,7 @@ public final class StoreWriter {
      */
     public synchronized void commit(Map<String, Object> manifestFields) {
         checkOpen();
+        StoreLease.checkHeldIfLeased(root);
         Map<String, Object> manifest = orderedMap();
         List<Integer> blocks = committedBlocks();
         for (int i = 0; i < blocks.size(); i++) {
