@@ -92,7 +92,14 @@ public final class StoreLease implements AutoCloseable {
             fs.mkdirs(root);
             Path file = new Path(root, FILE);
             Map<String, Object> mine = newRecord();
-            if (!tryCreate(fs, file, mine)) {
+            boolean created;
+            try {
+                created = tryCreate(fs, file, mine);
+            } catch (IOException e) {
+                if (createdRoot) fs.delete(root, false); // leave no trace of a run that could not start
+                throw e;
+            }
+            if (!created) {
                 Map<String, Object> theirs = read(fs, file);
                 long age = theirs == null ? -1 : ageSeconds(theirs);
                 boolean stale = theirs != null && age > staleSeconds;
@@ -134,15 +141,19 @@ public final class StoreLease implements AutoCloseable {
 
     /** The exclusive create: false when the file exists already. */
     private static boolean tryCreate(FileSystem fs, Path file, Map<String, Object> record) throws IOException {
-        try (OutputStream out = fs.create(file, false)) {
-            out.write(JSON.writeValueAsBytes(record));
-            return true;
+        OutputStream out;
+        try {
+            out = fs.create(file, false);
         } catch (FileAlreadyExistsException | java.nio.file.FileAlreadyExistsException e) {
             return false;
+        }
+        try (out) {
+            out.write(JSON.writeValueAsBytes(record));
         } catch (IOException e) {
-            if (fs.exists(file)) return false; // some file systems say "already exists" with a plain IOException
+            fs.delete(file, false); // ours, half written (a full disk): no one else's
             throw e;
         }
+        return true;
     }
 
     /** The lease's record, or null when it vanished or cannot be parsed after a few tries (being rewritten). */
@@ -204,9 +215,12 @@ public final class StoreLease implements AutoCloseable {
             long ms = System.currentTimeMillis();
             record.put("heartbeat", Instant.ofEpochMilli(ms).toString());
             record.put("heartbeat_millis", ms);
-            try (OutputStream out = fs.create(file, true)) {
+            // a new file renamed over the lease: a failed write (a full disk) leaves the last heartbeat whole
+            Path beat = new Path(root, "." + FILE + "." + record.get("token") + ".beat");
+            try (OutputStream out = fs.create(beat, true)) {
                 out.write(JSON.writeValueAsBytes(record));
             }
+            io.blockquant.model.RenameOver.move(fs, beat, file);
         } catch (IOException | RuntimeException e) {
             // a missed beat; ten in a row make the lease stale, which the next one may fix
             System.err.println("blockquant: " + file + ": cannot renew the lease (" + e.getMessage() + ")");

@@ -102,6 +102,35 @@ class QuantizePipelineTest {
         return out;
     }
 
+    /**
+     * Runs {@code args} twice at the same moment (two threads, one Spark application, like two schedulers'
+     * drivers sharing a cluster): exactly one must succeed. Returns the refused run's error output.
+     */
+    static String twoRunsAtOnce(String[] args) throws Exception {
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(2);
+        PrintStream err = System.err;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(buf, true));
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+        try {
+            List<java.util.concurrent.Future<Integer>> codes = new ArrayList<>();
+            for (int i = 0; i < 2; i++) {
+                codes.add(pool.submit(() -> {
+                    start.await();
+                    return Main.execute(args);
+                }));
+            }
+            List<Integer> exit = new ArrayList<>();
+            for (var c : codes) exit.add(c.get());
+            exit.sort(null);
+            assertEquals(List.of(0, 2), exit, "one run succeeds, the other is refused:\n" + buf);
+        } finally {
+            pool.shutdownNow();
+            System.setErr(err);
+        }
+        return buf.toString().lines().filter(l -> l.contains("refused")).reduce("", (a, b) -> a + b + "\n");
+    }
+
     @Test
     void gptqStoreReadsBackAndBeatsRtnOnEveryBlock(@TempDir Path tmp) {
         run(quantize(tmp.resolve("gptq"), "gptq"));
@@ -142,7 +171,7 @@ class QuantizePipelineTest {
     }
 
     @Test
-    void aJobKilledBeforeItsManifestLeavesNoReadableModelAndResumeFinishesIt(@TempDir Path tmp) {
+    void aJobKilledBeforeItsManifestLeavesNoReadableModelAndResumeFinishesIt(@TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("store");
         System.setProperty("blockquant.fault.beforeCommit", "3");
         try {
@@ -163,8 +192,12 @@ class QuantizePipelineTest {
         assertEquals(8, resumed.blocks().size());
 
         // the same recipe run in one go stores the same tensors, bit for bit (RTN needs no data; the
-        // activations only feed the error metrics)
-        run(quantize(tmp.resolve("whole"), "rtn"));
+        // activations only feed the error metrics); two such runs started at once on one --out: one is refused
+        // by the other's lease, in one line naming its owner, and the store is the lone run's
+        String race = twoRunsAtOnce(quantize(tmp.resolve("whole"), "rtn"));
+        assertTrue(race.contains("is being written by " + System.getProperty("user.name") + "@"), race);
+        assertTrue(race.contains("a second writer is refused"), race);
+        assertFalse(race.contains("\tat "), "a clear error, not a stack trace:\n" + race);
         StoreReader whole = StoreReader.open(spark, tmp.resolve("whole").toString());
         for (int b = -1; b < 8; b++) {
             List<TensorRecord> x = b < 0 ? resumed.modelTensors() : resumed.tensors(b);
