@@ -23,7 +23,11 @@ public final class RenameOver {
             FileContext.getFileContext(fs.getUri(), fs.getConf()).rename(src, dst, Options.Rename.OVERWRITE);
             return;
         }
-        if (fs.rename(src, dst)) return; // absent destination, or a local disk's atomic replace
+        try {
+            if (fs.rename(src, dst)) return; // absent destination, or a local disk's atomic replace
+        } catch (org.apache.hadoop.fs.FileAlreadyExistsException e) {
+            // S3A says so instead of returning false
+        }
         if (!fs.exists(dst)) throw new IOException("cannot rename " + src + " to " + dst);
         Path aside = new Path(dst.getParent(), "." + dst.getName() + ".replaced-" + UUID.randomUUID());
         if (!fs.rename(dst, aside)) throw new IOException("cannot move " + dst + " aside to replace it");

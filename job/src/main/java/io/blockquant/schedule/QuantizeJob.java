@@ -47,11 +47,13 @@ public final class QuantizeJob {
      * @param omniParams OmniQuant: the folder of learned parameters per block ({@link OmniQuantParameterFiles}),
      *                   read where present instead of training and written where trained; null for none
      * @param calibrationFiles the calibration text files, recorded (size, SHA-256) in recipe.json ({@link RunRecipe})
+     * @param workDir    where the work area goes instead of STORE/_work (a folder per store under it; local disk or
+     *                   HDFS beside a store on S3); null for STORE/_work
      */
     public record Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume, String omniParams,
-                          List<String> calibrationFiles) implements Serializable {
+                          List<String> calibrationFiles, String workDir) implements Serializable {
         public Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume, String omniParams) {
-            this(modelDir, storePath, settings, resume, omniParams, List.of());
+            this(modelDir, storePath, settings, resume, omniParams, List.of(), null);
         }
 
         public Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume) {
@@ -128,6 +130,7 @@ public final class QuantizeJob {
     static StoreWriter openStore(SparkSession spark, Request req, ModelSpec spec, Configuration hadoop) {
         Path modelPath = new Path(req.modelDir());
         StoreWriter store = StoreWriter.create(spark, req.storePath(), ModelFingerprint.of(modelPath, hadoop), req.resume());
+        if (req.workDir() != null) store.workIn(new Path(req.workDir()));
         String recipeJson = RunRecipe.json(req, hadoop);
         if (req.resume()) RunRecipe.requireSame(store.root(), hadoop, recipeJson);
         store.writeJson("recipe.json", recipeJson);

@@ -44,6 +44,7 @@ public final class StoreWriter {
     private final String created;
     private long chunkBytes;
     private volatile boolean finished;
+    private Path workDir;
 
     private StoreWriter(SparkSession spark, FileSystem fs, Configuration conf, Path root, String fingerprint,
                         String created) {
@@ -232,9 +233,28 @@ public final class StoreWriter {
         return blocks;
     }
 
-    /** {@code STORE/_work}: scratch space of the quantize job (activations); the store itself never touches it. */
+    /**
+     * Scratch space of the quantize job (activations, Hessians): {@code STORE/_work}, or a folder of this store's
+     * own under the {@link #workIn} folder. The store itself never touches it.
+     */
     public Path workDir() {
-        return new Path(root, WORK);
+        return workDir != null ? workDir : new Path(root, WORK);
+    }
+
+    /**
+     * Puts the work area under {@code base} (a fast file system beside a store on S3, where every rename is a copy):
+     * {@code base/<store folder name>-<8 hex of the store's full path>}, so two stores never share one.
+     */
+    public StoreWriter workIn(Path base) {
+        try {
+            FileSystem wfs = base.getFileSystem(conf);
+            String id = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                    .digest(root.toString().getBytes(StandardCharsets.UTF_8))).substring(0, 8);
+            this.workDir = wfs.makeQualified(new Path(base, root.getName() + "-" + id));
+            return this;
+        } catch (IOException | java.security.NoSuchAlgorithmException e) {
+            throw new IllegalArgumentException("--work-dir " + base + ": cannot use (" + e.getMessage() + ")", e);
+        }
     }
 
     /**
