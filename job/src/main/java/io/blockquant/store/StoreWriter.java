@@ -289,17 +289,22 @@ public final class StoreWriter {
     public void commitRows(int block, JavaRDD<Row> rows, List<LayerError> errors) {
         checkOpen();
         validate(block, List.of(), errors);
-        commitStaged(block, staged -> spark.createDataFrame(rows, TENSORS_FILE_SCHEMA).write().mode(SaveMode.ErrorIfExists)
+        commitStaged(block, staged -> parquetWriter(spark.createDataFrame(rows, TENSORS_FILE_SCHEMA)).mode(SaveMode.ErrorIfExists)
                 .parquet(staged.toString()), errors);
     }
 
     private void commitStaged(int block, java.util.function.Consumer<Path> writeTensors, List<LayerError> errors) {
         if (isBlockCommitted(block)) return;
         StoreLease.checkHeldIfLeased(root);
+        boolean inPlace = writesInPlace();
         Path stage = new Path(new Path(root, TMP), UUID.randomUUID().toString());
-        Path stagedTensors = new Path(stage, TENSORS);
-        Path stagedErrors = new Path(stage, LAYER_ERRORS);
+        Path stagedTensors = inPlace ? blockDir(root, TENSORS, block) : new Path(stage, TENSORS);
+        Path stagedErrors = inPlace ? blockDir(root, LAYER_ERRORS, block) : new Path(stage, LAYER_ERRORS);
         try {
+            if (inPlace) { // what an interrupted commit of this (uncommitted) block left
+                fs.delete(stagedTensors, true);
+                fs.delete(stagedErrors, true);
+            }
             writeTensors.accept(stagedTensors);
             if (errors != null) {
                 List<Row> rows = new ArrayList<>(errors.size());
@@ -309,19 +314,25 @@ public final class StoreWriter {
         } catch (Exception e) { // SparkException is checked, but Scala throws it undeclared
             // a full disk or a lost file system: nothing of this block is committed, and its staging goes
             deleteQuietly(fs, stage);
+            if (inPlace) {
+                deleteQuietly(fs, stagedTensors);
+                deleteQuietly(fs, stagedErrors);
+            }
             String reason = reasonOf(e);
             throw new UncheckedIOException(root + ": cannot write "
-                    + (block < 0 ? "the model tensors (block -1)" : "block " + block) + " under " + stage + " ("
+                    + (block < 0 ? "the model tensors (block -1)" : "block " + block) + " under " + (inPlace ? stagedTensors : stage) + " ("
                     + reason + "); nothing of it is committed",
                     new IOException(reason, e));
         }
         synchronized (this) {
             try {
                 StoreLease.checkHeldIfLeased(root); // again: the write may have taken long
-                if (!isBlockCommitted(block)) {
+                if (!isBlockCommitted(block) && !inPlace) {
                     // folders of an uncommitted block are what an interrupted commit left: replaced
                     if (errors != null) moveInto(fs, stagedErrors, blockDir(root, LAYER_ERRORS, block), true);
                     moveInto(fs, stagedTensors, blockDir(root, TENSORS, block), true);
+                }
+                if (!isBlockCommitted(block)) {
                     Path marker = blockDir(root, COMMITTED, block);
                     fs.mkdirs(marker.getParent());
                     fs.create(marker, true).close();
@@ -353,7 +364,31 @@ public final class StoreWriter {
     }
 
     private void writeParquet(List<Row> rows, StructType schema, Path target, SaveMode mode) {
-        spark.createDataFrame(rows, schema).coalesce(1).write().mode(mode).parquet(target.toString());
+        parquetWriter(spark.createDataFrame(rows, schema).coalesce(1)).mode(mode).parquet(target.toString());
+    }
+
+    /** Object stores whose rename is a copy: the store writes a block's Parquet in place ({@link #writesInPlace}). */
+    static final java.util.Set<String> COPY_RENAME_SCHEMES = java.util.Set.of("s3a", "s3", "gs", "abfs", "abfss", "oss", "wasb", "wasbs");
+    /** Hadoop configuration key: write blocks in place (true) or stage and rename them (false); default by scheme. */
+    public static final String WRITE_IN_PLACE = "blockquant.store.write-in-place";
+
+    /**
+     * Whether blocks are written straight into {@code tensors/block=<i>/} instead of staged and renamed: on an
+     * object store, where a rename copies every byte. Safe because the marker {@code _committed/block=<i>}, not
+     * the folder, is the commit point: an interrupted write leaves an uncommitted folder that is deleted before
+     * the block is written again and before the manifest.
+     */
+    boolean writesInPlace() {
+        return conf.getBoolean(WRITE_IN_PLACE, COPY_RENAME_SCHEMES.contains(fs.getScheme()));
+    }
+
+    /**
+     * In place, the output committer's algorithm 2: a task's files are renamed into the folder when the task
+     * commits (one copy on S3) rather than again at job commit; the block's marker makes it atomic anyway.
+     */
+    private org.apache.spark.sql.DataFrameWriter<Row> parquetWriter(org.apache.spark.sql.Dataset<Row> df) {
+        org.apache.spark.sql.DataFrameWriter<Row> w = df.write();
+        return writesInPlace() ? w.option("mapreduce.fileoutputcommitter.algorithm.version", "2") : w;
     }
 
     private void validate(int block, List<TensorRecord> tensors, List<LayerError> errors) {

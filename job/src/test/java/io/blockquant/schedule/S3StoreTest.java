@@ -22,7 +22,8 @@ import org.jclouds.ContextBuilder;
 import org.jclouds.blobstore.BlobStoreContext;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -36,6 +37,7 @@ import org.junit.jupiter.api.io.TempDir;
 @EnabledIfSystemProperty(named = "blockquant.s3test", matches = "true")
 class S3StoreTest {
 
+    static final java.util.Map<Boolean, Long> COPIES = new java.util.concurrent.ConcurrentHashMap<>();
     static BlobStoreContext blobs;
     static S3Proxy proxy;
     static SparkSession spark;
@@ -73,6 +75,14 @@ class S3StoreTest {
         if (blobs != null) blobs.close();
     }
 
+    /** Parquet files of the store (tensors and layer errors). */
+    static long parquetFiles(FileSystem s3, String store) throws java.io.IOException {
+        long n = 0;
+        var it = s3.listFiles(new org.apache.hadoop.fs.Path(store), true);
+        while (it.hasNext()) if (it.next().getPath().getName().endsWith(".parquet")) n++;
+        return n;
+    }
+
     static String[] quantize(String out, Path work, String... more) {
         List<String> args = new ArrayList<>(List.of("quantize", "--model", Fixtures.model("tiny-llama").toString(),
                 "--method", "rtn", "--wbits", "3", "--group", "64", "--nsamples", "8", "--seqlen", "64",
@@ -81,9 +91,19 @@ class S3StoreTest {
         return args.toArray(new String[0]);
     }
 
-    @Test
-    void aStoreOnS3IsCommittedKilledAndResumed(@TempDir Path tmp) throws Exception {
-        String store = "s3a://models/tiny-llama/rtn-w3g64";
+    /** S3A's count of {@code key} (object_copy_requests, object_put_requests, ...) in this JVM's s3a file system. */
+    static long s3Count(FileSystem s3, String key) {
+        Long v = s3.getStorageStatistics().getLong(key);
+        return v == null ? -1 : v;
+    }
+
+    @ParameterizedTest(name = "blocks written in place: {0}")
+    @ValueSource(booleans = {true, false})
+    void aStoreOnS3IsCommittedKilledAndResumed(boolean inPlace, @TempDir Path tmp) throws Exception {
+        spark.sparkContext().hadoopConfiguration().setBoolean(io.blockquant.store.StoreWriter.WRITE_IN_PLACE, inPlace);
+        String store = "s3a://models/tiny-llama/rtn-w3g64-" + (inPlace ? "in-place" : "staged");
+        FileSystem fs0 = new org.apache.hadoop.fs.Path(store).getFileSystem(spark.sparkContext().hadoopConfiguration());
+        long copies0 = s3Count(fs0, "object_copy_requests");
         Path work = tmp.resolve("work");
         long t0 = System.nanoTime();
         System.setProperty("blockquant.fault.beforeCommit", "3");
@@ -114,6 +134,12 @@ class S3StoreTest {
         try (var s = Files.list(work)) {
             assertEquals(0, s.count(), "the work area is removed with the finished store");
         }
-        System.err.printf("S3StoreTest: killed run + resume through s3a in %.1f s%n", (System.nanoTime() - t0) / 1e9);
+        System.err.printf("S3StoreTest: in place %s: killed run + resume through s3a in %.1f s, %d object copies, "
+                + "%d Parquet files%n", inPlace, (System.nanoTime() - t0) / 1e9, s3Count(s3, "object_copy_requests") - copies0,
+                parquetFiles(s3, store));
+        COPIES.put(inPlace, s3Count(s3, "object_copy_requests") - copies0);
+        if (COPIES.size() == 2) {
+            assertTrue(COPIES.get(true) < COPIES.get(false), "writing in place copies fewer objects: " + COPIES);
+        }
     }
 }

@@ -126,6 +126,33 @@ class StoreSafetyTest {
         }
     }
 
+    // ---- blocks written in place (object stores) ----
+
+    @Test
+    void blocksWrittenInPlaceReplaceWhatAnInterruptedWriteLeftAndReadBack() throws Exception {
+        org.apache.hadoop.conf.Configuration h = spark.sparkContext().hadoopConfiguration();
+        h.setBoolean(StoreWriter.WRITE_IN_PLACE, true);
+        try {
+            String store = path("s").toString();
+            StoreWriter w = StoreWriter.create(spark, store, "fp-A", false);
+            assertTrue(w.writesInPlace());
+            // an earlier run died while writing block 1 in place: a stray file in its (uncommitted) folder
+            Path stray = new Path(path("s"), "tensors/block=1/part-stray.parquet");
+            try (OutputStream out = fs().create(stray)) {
+                out.write(new byte[] {1, 2, 3});
+            }
+            w.commitBlock(0, StoreSamples.block(0, 4, 1), StoreSamples.errors(0, 2));
+            w.commitBlock(1, StoreSamples.block(1, 4, 3), StoreSamples.errors(1, 4));
+            assertFalse(fs().exists(stray), "the uncommitted folder was cleared before the block was written");
+            w.commit(Map.of());
+            StoreReader r = StoreReader.open(spark, store);
+            assertEquals(List.of(0, 1), r.blocks());
+            assertEquals(StoreSamples.sorted(StoreSamples.block(1, 4, 3)), StoreSamples.sorted(r.tensors(1)));
+        } finally {
+            h.unset(StoreWriter.WRITE_IN_PLACE);
+        }
+    }
+
     // ---- replace ----
 
     /** A finished store with one block, then a --resume writer that replaces its manifest, crashing after {@code step}. */
