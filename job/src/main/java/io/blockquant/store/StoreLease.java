@@ -215,12 +215,14 @@ public final class StoreLease implements AutoCloseable {
             long ms = System.currentTimeMillis();
             record.put("heartbeat", Instant.ofEpochMilli(ms).toString());
             record.put("heartbeat_millis", ms);
-            // a new file renamed over the lease: a failed write (a full disk) leaves the last heartbeat whole
-            Path beat = new Path(root, "." + FILE + "." + record.get("token") + ".beat");
+            // a new file renamed over the lease: a failed write (a full disk) leaves the last heartbeat whole; on an
+            // object store the new object replaces the old one whole when the stream closes
+            boolean direct = io.blockquant.model.RenameOver.copies(fs);
+            Path beat = direct ? file : new Path(root, "." + FILE + "." + record.get("token") + ".beat");
             try (OutputStream out = fs.create(beat, true)) {
                 out.write(JSON.writeValueAsBytes(record));
             }
-            io.blockquant.model.RenameOver.move(fs, beat, file);
+            if (!direct) io.blockquant.model.RenameOver.move(fs, beat, file);
         } catch (IOException | RuntimeException e) {
             // a missed beat; ten in a row make the lease stale, which the next one may fix
             System.err.println("blockquant: " + file + ": cannot renew the lease (" + e.getMessage() + ")");

@@ -367,8 +367,6 @@ public final class StoreWriter {
         parquetWriter(spark.createDataFrame(rows, schema).coalesce(1)).mode(mode).parquet(target.toString());
     }
 
-    /** Object stores whose rename is a copy: the store writes a block's Parquet in place ({@link #writesInPlace}). */
-    static final java.util.Set<String> COPY_RENAME_SCHEMES = java.util.Set.of("s3a", "s3", "gs", "abfs", "abfss", "oss", "wasb", "wasbs");
     /** Hadoop configuration key: write blocks in place (true) or stage and rename them (false); default by scheme. */
     public static final String WRITE_IN_PLACE = "blockquant.store.write-in-place";
 
@@ -379,7 +377,7 @@ public final class StoreWriter {
      * the block is written again and before the manifest.
      */
     boolean writesInPlace() {
-        return conf.getBoolean(WRITE_IN_PLACE, COPY_RENAME_SCHEMES.contains(fs.getScheme()));
+        return conf.getBoolean(WRITE_IN_PLACE, io.blockquant.model.RenameOver.copies(fs));
     }
 
     /**
