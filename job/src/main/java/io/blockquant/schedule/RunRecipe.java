@@ -134,8 +134,11 @@ public final class RunRecipe {
             FileSystem fs = file.getFileSystem(hadoop);
             Path readable = FileReplace.readable(fs, file);
             if (readable == null) {
+                // a new store (the Airflow DAG always passes --resume) or one that died before its first block: nothing to keep
+                Path committed = new Path(root, io.blockquant.store.StoreLayout.COMMITTED);
+                if (!fs.exists(committed) || fs.listStatus(committed).length == 0) return;
                 throw new ModelFormatException(file + ": missing, so --resume cannot check that this run's recipe is the one the "
-                        + "store was started with; delete the store and start again");
+                        + "committed blocks were quantized with; delete the store and start again");
             }
             try (InputStream in = fs.open(readable)) {
                 theirs = parse(new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8), file.toString());
