@@ -162,8 +162,11 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
         }
         FileReplace.replace(fs, marker, new ObjectMapper().writeValueAsBytes(files));
         if (files.isEmpty()) return;
+        // the losing attempts' files of the partitions recorded here; a partition this run did not write keeps its file
         for (FileStatus st : fs.listStatus(blockDir(block), f -> f.getName().startsWith("part-"))) {
-            if (!files.containsValue(st.getPath().getName())) fs.delete(st.getPath(), false);
+            String name = st.getPath().getName();
+            String partition = Integer.toString(Integer.parseInt(name.substring(5, name.indexOf('.'))));
+            if (files.containsKey(partition) && !files.get(partition).equals(name)) fs.delete(st.getPath(), false);
         }
     }
 
