@@ -747,9 +747,9 @@ class BadInputTest {
         }
 
         @Test
-        @DisplayName("while writing the store's first file: says which file, leaves no store")
+        @DisplayName("while writing the store's first file (its lease): says which file, leaves no store")
         void whileWritingMetadata() throws IOException {
-            assertOneError(quantizeOnFullDisk(64), "quantize", "_store.json: cannot write (No space left on device)");
+            assertOneError(quantizeOnFullDisk(64), "quantize", "cannot take the store's lease _lease.json (No space left on device)");
             assertNoStore(out());
         }
 

@@ -15,8 +15,9 @@ import org.apache.hadoop.fs.Path;
 
 /**
  * A Hugging Face checkpoint folder: {@code config.json} and either one {@code model.safetensors} or shards
- * listed by {@code model.safetensors.index.json}. Every shard named by the index is opened (and its header
- * checked) up front, so a missing or broken shard is found before any work starts; tensor data is read
+ * listed by {@code model.safetensors.index.json}. Opening checks that every shard the index names exists; a
+ * shard's header (up to 100 MB in a real checkpoint) is read and checked only when one of its tensors is first
+ * asked for, so a JVM that needs one block's weights parses only the shards that hold them. Tensor data is read
  * only when asked for.
  */
 public final class Checkpoint implements WeightSource, Closeable {
@@ -26,15 +27,18 @@ public final class Checkpoint implements WeightSource, Closeable {
 
     private final Path dir;
     private final FileSystem fs;
-    private final Map<String, SafetensorsFile> tensorToFile;
+    /** Tensor name → shard file name, from the index (or the single file's header). */
+    private final Map<String, String> tensorToShard;
+    /** Shards opened so far, by file name: a shard's header is parsed on first use ({@link #shard}). */
     private final Map<String, SafetensorsFile> shards;
+    private final Path index;
 
-    private Checkpoint(Path dir, FileSystem fs, Map<String, SafetensorsFile> tensorToFile,
-                       Map<String, SafetensorsFile> shards) {
+    private Checkpoint(Path dir, FileSystem fs, Map<String, String> tensorToShard, Map<String, SafetensorsFile> shards, Path index) {
         this.dir = dir;
         this.fs = fs;
-        this.tensorToFile = tensorToFile;
+        this.tensorToShard = tensorToShard;
         this.shards = shards;
+        this.index = index;
     }
 
     public static Checkpoint open(String dir) {
@@ -51,9 +55,11 @@ public final class Checkpoint implements WeightSource, Closeable {
             Path single = new Path(dir, SINGLE);
             if (fs.exists(single)) {
                 SafetensorsFile file = SafetensorsFile.open(fs, single);
-                Map<String, SafetensorsFile> byTensor = new LinkedHashMap<>();
-                file.entries().keySet().forEach(name -> byTensor.put(name, file));
-                return new Checkpoint(dir, fs, byTensor, Map.of(SINGLE, file));
+                Map<String, String> byTensor = new LinkedHashMap<>();
+                file.entries().keySet().forEach(name -> byTensor.put(name, SINGLE));
+                Map<String, SafetensorsFile> shards = new TreeMap<>();
+                shards.put(SINGLE, file);
+                return new Checkpoint(dir, fs, byTensor, shards, null);
             }
         } catch (IOException e) {
             throw new ModelFormatException(dir + ": cannot list the model folder (" + e.getMessage() + ")", e);
@@ -72,42 +78,50 @@ public final class Checkpoint implements WeightSource, Closeable {
         if (weightMap == null || !weightMap.isObject()) {
             throw new ModelFormatException(index + ": missing the 'weight_map' object");
         }
-        Map<String, SafetensorsFile> shards = new TreeMap<>();
-        Map<String, SafetensorsFile> byTensor = new LinkedHashMap<>();
-        try {
-            for (var it = weightMap.fields(); it.hasNext(); ) {
-                var e = it.next();
-                if (!e.getValue().isTextual()) {
-                    throw new ModelFormatException(index + ": weight_map entry for tensor '" + e.getKey() + "' is "
-                            + e.getValue() + ", expected a shard file name");
-                }
-                String shardName = e.getValue().asText();
-                String problem = PathSegment.problem(shardName);
-                if (problem != null) {
-                    throw new ModelFormatException(index + ": shard name '" + shardName + "' for tensor '"
-                            + e.getKey() + "' " + problem + "; it must be a file name inside the model folder");
-                }
-                SafetensorsFile shard = shards.get(shardName);
-                if (shard == null) {
-                    Path shardPath = new Path(dir, shardName);
-                    if (!fs.exists(shardPath)) {
-                        throw new ModelFormatException(index + ": names shard '" + shardName + "' (for tensor '"
-                                + e.getKey() + "'), which is missing from " + dir);
-                    }
-                    shard = SafetensorsFile.open(fs, shardPath);
-                    shards.put(shardName, shard);
-                }
-                if (!shard.entries().containsKey(e.getKey())) {
-                    throw new ModelFormatException(index + ": places tensor '" + e.getKey() + "' in " + shardName
-                            + ", but that shard does not hold it");
-                }
-                byTensor.put(e.getKey(), shard);
+        Map<String, String> byTensor = new LinkedHashMap<>();
+        java.util.Set<String> checked = new java.util.HashSet<>();
+        for (var it = weightMap.fields(); it.hasNext(); ) {
+            var e = it.next();
+            if (!e.getValue().isTextual()) {
+                throw new ModelFormatException(index + ": weight_map entry for tensor '" + e.getKey() + "' is "
+                        + e.getValue() + ", expected a shard file name");
             }
-        } catch (RuntimeException | IOException e) {
-            closeAll(shards);
-            throw e;
+            String shardName = e.getValue().asText();
+            String problem = PathSegment.problem(shardName);
+            if (problem != null) {
+                throw new ModelFormatException(index + ": shard name '" + shardName + "' for tensor '"
+                        + e.getKey() + "' " + problem + "; it must be a file name inside the model folder");
+            }
+            if (checked.add(shardName) && !fs.exists(new Path(dir, shardName))) {
+                throw new ModelFormatException(index + ": names shard '" + shardName + "' (for tensor '"
+                        + e.getKey() + "'), which is missing from " + dir);
+            }
+            byTensor.put(e.getKey(), shardName);
         }
-        return new Checkpoint(dir, fs, byTensor, shards);
+        return new Checkpoint(dir, fs, byTensor, new TreeMap<>(), index);
+    }
+
+    /**
+     * The shard {@code name}, its header read and checked on first use: every tensor the index places in it must
+     * be there.
+     */
+    private synchronized SafetensorsFile shard(String name) {
+        SafetensorsFile shard = shards.get(name);
+        if (shard != null) return shard;
+        shard = SafetensorsFile.open(fs, new Path(dir, name));
+        for (Map.Entry<String, String> e : tensorToShard.entrySet()) {
+            if (e.getValue().equals(name) && !shard.entries().containsKey(e.getKey())) {
+                try {
+                    shard.close();
+                } catch (IOException ignored) {
+                    // the index error below is the one to report
+                }
+                throw new ModelFormatException(index + ": places tensor '" + e.getKey() + "' in " + name
+                        + ", but that shard does not hold it");
+            }
+        }
+        shards.put(name, shard);
+        return shard;
     }
 
     private static void closeAll(Map<String, SafetensorsFile> shards) {
@@ -130,12 +144,12 @@ public final class Checkpoint implements WeightSource, Closeable {
 
     @Override
     public boolean has(String tensor) {
-        return tensorToFile.containsKey(tensor);
+        return tensorToShard.containsKey(tensor);
     }
 
     @Override
     public java.util.Set<String> tensorNames() {
-        return tensorToFile.keySet();
+        return tensorToShard.keySet();
     }
 
     public SafetensorsFile.Entry entry(String tensor) {
@@ -220,16 +234,16 @@ public final class Checkpoint implements WeightSource, Closeable {
     }
 
     private SafetensorsFile fileOf(String tensor) {
-        SafetensorsFile f = tensorToFile.get(tensor);
-        if (f == null) {
+        String name = tensorToShard.get(tensor);
+        if (name == null) {
             throw new ModelFormatException(dir + ": tensor '" + tensor + "' is missing from the checkpoint ("
-                    + (shards.containsKey(SINGLE) && shards.size() == 1 ? SINGLE : INDEX) + ")");
+                    + (index == null ? SINGLE : INDEX) + ")");
         }
-        return f;
+        return shard(name);
     }
 
     @Override
-    public void close() {
+    public synchronized void close() {
         closeAll(shards);
     }
 }

@@ -49,7 +49,9 @@ public final class ModelSpecReader {
         String arch = config.path("architectures").path(0).asText("");
         Family family = Family.reading(type).orElseThrow(() -> error("unsupported architecture (model_type '" + type
                 + "', architectures ['" + arch + "']); supported: " + Family.supportedModelTypes()));
-        return family.descriptor().spec(this, type);
+        ModelSpec spec = family.descriptor().spec(this, type);
+        ModelSpecBounds.checkSpec(this, spec);
+        return spec;
     }
 
     /** A {@link ModelFormatException} naming this config file. */
@@ -89,7 +91,7 @@ public final class ModelSpecReader {
         double theta = config.hasNonNull("rope_theta") ? config.get("rope_theta").asDouble()
                 : params.path("rope_theta").asDouble(10000.0);
         String ropeType = params.path("rope_type").asText(params.path("type").asText("default"));
-        double partial = config.path("partial_rotary_factor").asDouble(1.0);
+        double partial = ModelSpecBounds.rotaryFraction(this, config.path("partial_rotary_factor"));
         int rotaryDim = (int) (headDim * partial);
         float[] inv = new float[rotaryDim / 2];
         for (int i = 0; i < inv.length; i++) {
@@ -138,11 +140,13 @@ public final class ModelSpecReader {
     /** A positive integer under {@code key} or the first alias present. */
     public int integer(String key, String... aliases) {
         JsonNode n = config.get(key);
-        for (int i = 0; (n == null || n.isNull()) && i < aliases.length; i++) n = config.get(aliases[i]);
+        String found = key;
+        for (int i = 0; (n == null || n.isNull()) && i < aliases.length; i++) n = config.get(found = aliases[i]);
         if (n == null || n.isNull()) throw error("missing key '" + key + "'");
         if (!n.canConvertToInt() || n.asInt() <= 0) {
-            throw error("key '" + key + "' is " + n + ", expected a positive integer");
+            throw error("key '" + found + "' is " + n + ", expected a positive integer");
         }
+        ModelSpecBounds.check(this, found, n.asInt());
         return n.asInt();
     }
 

@@ -250,8 +250,7 @@ public final class SafetensorsWriter {
             try {
                 out.close();
                 finished = true;
-                fs.delete(path, false);
-                if (!fs.rename(tmp, path)) throw new IOException("cannot rename " + tmp + " to " + path);
+                RenameOver.move(fs, tmp, path); // never delete-then-rename: the old file stays until the new one is in
             } catch (IOException e) {
                 deleteTmp();
                 throw new UncheckedIOException(path + ": cannot write the safetensors file (" + e.getMessage() + ")", e);

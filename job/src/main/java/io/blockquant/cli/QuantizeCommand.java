@@ -47,6 +47,10 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--resume", description = "continue an unfinished store at --out, skipping its committed blocks")
     boolean resume;
 
+    @Option(names = "--work-dir", paramLabel = "DIR", description = "scratch space for activations and Hessians "
+            + "(default STORE/_work); a local disk (local mode) or HDFS path when the store is on S3")
+    String workDir;
+
     @Option(names = "--recipe", paramLabel = "FILE", description = "recipe file (e.g. conf/gptq-w4a16-g64.conf)")
     String recipe;
 
@@ -186,7 +190,7 @@ public final class QuantizeCommand implements Callable<Integer> {
 
         SparkSession spark = SparkSessions.getOrCreate("blockquant quantize", master);
         QuantizeJob.Summary summary = QuantizeJob.run(spark,
-                new QuantizeJob.Request(model, out, settings, resume, omniParams), spec, calibration, System.err);
+                new QuantizeJob.Request(model, out, settings, resume, omniParams, calib, workDir), spec, calibration, System.err);
 
         System.out.printf(Locale.ROOT, "%-6s %9s %14s   %s%n", "block", "seconds", "output error", "worst layer (relative output error)");
         for (QuantizeJob.BlockSummary b : summary.blocks()) {

@@ -3,28 +3,83 @@ package io.blockquant.schedule;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.UUID;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.blockquant.store.FileReplace;
+import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.TaskContext;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.util.CollectionAccumulator;
 
 /**
- * Block activations between stages, one file per (block, partition) in the store's work area:
- * {@code _work/acts/block-0003/part-00007.f32}, a little-endian header (rows, cols) then row-major float32.
- * Executors write and read them directly; the driver never holds activations.
+ * Block activations between stages, one file per (block, partition, task attempt) in the store's work area:
+ * {@code _work/acts/block-0003/part-00007.a<attempt>.f32}, a little-endian header (rows, cols) then row-major
+ * float32. Executors write and read them directly; the driver never holds activations.
+ *
+ * <p>Each task attempt writes its own file (its Spark task attempt id in the name, under a temporary name of its
+ * own first) and never deletes or replaces another's, so an attempt that Spark gave up on (its executor declared
+ * lost) but that still runs cannot touch the file of the attempt Spark accepted. Which attempt that was, the
+ * driver learns from {@link #accepted}, an accumulator that Spark merges only from the one successful attempt of
+ * each partition of an action; {@link #markComplete} writes that choice into {@code _COMPLETE}, and readers
+ * read the files it names. Without a marker (a work area that an {@code eval} run fills), a reader takes the
+ * newest file of the partition.
  */
-public record ActivationFiles(String workDir) implements Serializable {
+public record ActivationFiles(String workDir, CollectionAccumulator<String> accepted) implements Serializable {
 
+    /** Files under {@code workDir}, their accepted attempts recorded in the active Spark session (if one is). */
+    public ActivationFiles(String workDir) {
+        this(workDir, acceptedAttempts(workDir));
+    }
+
+    private static CollectionAccumulator<String> acceptedAttempts(String workDir) {
+        scala.Option<SparkSession> s = SparkSession.getActiveSession();
+        if (s.isEmpty()) s = SparkSession.getDefaultSession();
+        return s.isEmpty() ? null : s.get().sparkContext().collectionAccumulator("activation attempts " + workDir);
+    }
+
+    /** The file that partition {@code partition} of {@code block} gets from the task attempt writing it now. */
     public Path path(int block, int partition) {
-        return new Path(workDir, String.format("acts/block-%04d/part-%05d.f32", block, partition));
+        return path(block, partition, attemptName());
+    }
+
+    Path path(int block, int partition, String attempt) {
+        return new Path(blockDir(block), String.format("part-%05d.%s.f32", partition, attempt));
+    }
+
+    private Path blockDir(int block) {
+        return new Path(workDir, String.format("acts/block-%04d", block));
+    }
+
+    private Path marker(int block) {
+        return new Path(blockDir(block), "_COMPLETE");
+    }
+
+    /** {@code a<task attempt id>} inside a Spark task (unique in the application), else {@code d<uuid>} (the driver, tests). */
+    static String attemptName() {
+        TaskContext tc = TaskContext.get();
+        return tc != null ? "a" + tc.taskAttemptId() : "d" + UUID.randomUUID().toString().substring(0, 8);
     }
 
     public void write(Configuration conf, int block, int partition, float[] values, int rows, int cols) throws IOException {
-        Path p = path(block, partition);
+        String attempt = attemptName();
+        write(conf, block, partition, values, rows, cols, attempt);
+        if (accepted != null && TaskContext.get() != null) accepted.add(block + ":" + partition + ":" + attempt);
+    }
+
+    /** Writes the file of {@code attempt}: under a temporary name of its own, then renamed; never deletes another's. */
+    void write(Configuration conf, int block, int partition, float[] values, int rows, int cols, String attempt) throws IOException {
+        Path p = path(block, partition, attempt);
         Path tmp = new Path(p.getParent(), "." + p.getName() + ".tmp");
         FileSystem fs = p.getFileSystem(conf);
         ByteBuffer buf = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
@@ -36,12 +91,11 @@ public record ActivationFiles(String workDir) implements Serializable {
                 d.writeInt(cols);
                 d.write(buf.array());
             }
-            fs.delete(p, false);
             if (!fs.rename(tmp, p)) throw new IOException("cannot rename " + tmp + " to " + p);
         } catch (IOException e) {
             // inside a task: the message is all the driver will see of where the write failed
             try {
-                fs.delete(tmp, false);
+                fs.delete(tmp, false); // this attempt's own temporary file, no one else's
             } catch (IOException ignored) {
                 // the write error below is the one to report
             }
@@ -49,9 +103,35 @@ public record ActivationFiles(String workDir) implements Serializable {
         }
     }
 
+    /** The file a reader of {@code block}'s partition takes: the accepted attempt's, else the newest. */
+    Path resolve(Configuration conf, int block, int partition) throws IOException {
+        FileSystem fs = blockDir(block).getFileSystem(conf);
+        Path marker = marker(block);
+        if (fs.exists(marker)) {
+            Map<String, String> files = readMarker(fs, marker);
+            String name = files.get(Integer.toString(partition));
+            if (name != null) return new Path(blockDir(block), name);
+        }
+        String prefix = String.format("part-%05d.", partition);
+        FileStatus newest = null;
+        for (FileStatus st : fs.listStatus(blockDir(block), f -> f.getName().startsWith(prefix) && f.getName().endsWith(".f32"))) {
+            if (newest == null || st.getModificationTime() > newest.getModificationTime()) newest = st;
+        }
+        if (newest == null) throw new java.io.FileNotFoundException(blockDir(block) + ": no activations of partition " + partition);
+        return newest.getPath();
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Map<String, String> readMarker(FileSystem fs, Path marker) throws IOException {
+        try (InputStream in = fs.open(marker)) {
+            byte[] bytes = in.readAllBytes();
+            return bytes.length == 0 ? Map.of() : new ObjectMapper().readValue(bytes, Map.class);
+        }
+    }
+
     /** {rows, cols} in {@code shape}, the values returned. */
     public float[] read(Configuration conf, int block, int partition, int[] shape) throws IOException {
-        Path p = path(block, partition);
+        Path p = resolve(conf, block, partition);
         FileSystem fs = p.getFileSystem(conf);
         try (FSDataInputStream in = fs.open(p)) {
             DataInputStream d = new DataInputStream(in);
@@ -65,15 +145,34 @@ public record ActivationFiles(String workDir) implements Serializable {
         }
     }
 
-    /** Marks block {@code block}'s inputs as whole: every partition written (the driver does this after the job). */
+    /**
+     * Marks block {@code block}'s inputs as whole, every partition written (the driver does this after the job),
+     * naming the file of each partition's accepted attempt; files of other attempts are deleted.
+     */
     public void markComplete(Configuration conf, int block) throws IOException {
-        Path marker = new Path(workDir, String.format("acts/block-%04d/_COMPLETE", block));
-        marker.getFileSystem(conf).create(marker, true).close();
+        Path marker = marker(block);
+        FileSystem fs = marker.getFileSystem(conf);
+        Map<String, String> files = new TreeMap<>();
+        if (accepted != null) {
+            // merged in the order the attempts finished: a later job's attempt for a partition replaces an earlier one
+            for (String e : accepted.value()) {
+                String[] f = e.split(":");
+                if (Integer.parseInt(f[0]) == block) files.put(f[1], path(block, Integer.parseInt(f[1]), f[2]).getName());
+            }
+        }
+        FileReplace.replace(fs, marker, new ObjectMapper().writeValueAsBytes(files));
+        if (files.isEmpty()) return;
+        // the losing attempts' files of the partitions recorded here; a partition this run did not write keeps its file
+        for (FileStatus st : fs.listStatus(blockDir(block), f -> f.getName().startsWith("part-"))) {
+            String name = st.getPath().getName();
+            String partition = Integer.toString(Integer.parseInt(name.substring(5, name.indexOf('.'))));
+            if (files.containsKey(partition) && !files.get(partition).equals(name)) fs.delete(st.getPath(), false);
+        }
     }
 
     /** True when block {@code block}'s inputs were all written by a job that finished. */
     public boolean isComplete(Configuration conf, int block) throws IOException {
-        Path marker = new Path(workDir, String.format("acts/block-%04d/_COMPLETE", block));
+        Path marker = marker(block);
         return marker.getFileSystem(conf).exists(marker);
     }
 
@@ -93,7 +192,7 @@ public record ActivationFiles(String workDir) implements Serializable {
     }
 
     public void deleteBlock(Configuration conf, int block) throws IOException {
-        Path dir = new Path(workDir, String.format("acts/block-%04d", block));
+        Path dir = blockDir(block);
         dir.getFileSystem(conf).delete(dir, true);
     }
 }

@@ -95,14 +95,13 @@ public record BlockFiles(String workDir) implements Serializable {
     /** Written under a name of this attempt's own, then renamed: a reader sees a whole file or none. */
     private static void write(Configuration conf, Path p, Object value) throws IOException {
         FileSystem fs = p.getFileSystem(conf);
-        Path tmp = new Path(p.getParent(), "." + p.getName() + "." + UUID.randomUUID() + ".tmp");
+        Path tmp = new Path(p.getParent(), "." + p.getName() + "." + ActivationFiles.attemptName() + "-" + UUID.randomUUID() + ".tmp");
         try {
             fs.mkdirs(p.getParent()); // before the create: tasks writing into one new folder at once race on it otherwise
             try (ObjectOutputStream out = new ObjectOutputStream(new BufferedOutputStream(fs.create(tmp, true), 1 << 20))) {
                 out.writeObject(value);
             }
-            fs.delete(p, false);
-            if (!fs.rename(tmp, p)) throw new IOException("cannot rename " + tmp + " to " + p);
+            io.blockquant.model.RenameOver.move(fs, tmp, p);
         } catch (IOException e) {
             try {
                 fs.delete(tmp, false);

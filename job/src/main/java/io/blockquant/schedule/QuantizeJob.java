@@ -1,6 +1,5 @@
 package io.blockquant.schedule;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.Checkpoint;
@@ -10,6 +9,7 @@ import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.spark.HadoopConf;
+import io.blockquant.store.StoreLease;
 import io.blockquant.store.StoreWriter;
 import io.blockquant.store.TensorRecord;
 import io.blockquant.tensor.Backends;
@@ -43,9 +43,16 @@ public final class QuantizeJob {
      *
      * @param omniParams OmniQuant: the folder of learned parameters per block ({@link OmniQuantParameterFiles}),
      *                   read where present instead of training and written where trained; null for none
+     * @param calibrationFiles the calibration text files, recorded (size, SHA-256) in recipe.json ({@link RunRecipe})
+     * @param workDir    where the work area goes instead of STORE/_work (a folder per store under it; local disk or
+     *                   HDFS beside a store on S3); null for STORE/_work
      */
-    public record Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume, String omniParams)
-            implements Serializable {
+    public record Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume, String omniParams,
+                          List<String> calibrationFiles, String workDir) implements Serializable {
+        public Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume, String omniParams) {
+            this(modelDir, storePath, settings, resume, omniParams, List.of(), null);
+        }
+
         public Request(String modelDir, String storePath, QuantizeSettings settings, boolean resume) {
             this(modelDir, storePath, settings, resume, null);
         }
@@ -83,6 +90,8 @@ public final class QuantizeJob {
     static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, BlockExecutor executor, PrintStream log) {
         if (req.omniParams() != null) checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req, spec);
         boolean fresh = !StoreWriter.exists(spark, req.storePath());
+        // one writer per store: a second run is refused here, before it can touch anything of the first's
+        StoreLease lease = StoreLease.acquire(spark.sparkContext().hadoopConfiguration(), req.storePath(), req.resume());
         try {
             Run run = begin(spark, req, spec, calib, executor, log);
             return req.settings().isParallel() ? ParallelQuantizeJob.run(run) : SequentialQuantizeJob.run(run);
@@ -92,6 +101,8 @@ public final class QuantizeJob {
                 log.println("removed " + req.storePath() + ": this run created it and committed no block");
             }
             throw e;
+        } finally {
+            lease.close();
         }
     }
 
@@ -182,8 +193,9 @@ public final class QuantizeJob {
     static StoreWriter openStore(SparkSession spark, Request req, ModelSpec spec, Configuration hadoop) {
         Path modelPath = new Path(req.modelDir());
         StoreWriter store = StoreWriter.create(spark, req.storePath(), ModelFingerprint.of(modelPath, hadoop), req.resume());
-        String recipeJson = req.settings().toJson();
-        if (req.resume()) checkSameRecipe(store.root(), hadoop, recipeJson);
+        if (req.workDir() != null) store.workIn(new Path(req.workDir()));
+        String recipeJson = RunRecipe.json(req, hadoop);
+        if (req.resume()) RunRecipe.requireSame(store.root(), hadoop, recipeJson);
         store.writeJson("recipe.json", recipeJson);
         for (String f : List.of("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")) {
             try {
@@ -194,29 +206,6 @@ public final class QuantizeJob {
         }
         if (!store.isBlockCommitted(TensorRecord.MODEL_BLOCK)) commitModelTensors(spark, store, req.modelDir(), spec, hadoop);
         return store;
-    }
-
-    /** A resumed store keeps its recipe: blocks calibrated two ways (or in two modes) would make no model. */
-    private static void checkSameRecipe(Path root, Configuration hadoop, String recipeJson) {
-        Path file = new Path(root, "recipe.json");
-        try {
-            if (!file.getFileSystem(hadoop).exists(file)) return;
-            ObjectMapper json = new ObjectMapper();
-            Map<?, ?> theirs, ours = json.readValue(recipeJson, Map.class);
-            try (java.io.InputStream in = file.getFileSystem(hadoop).open(file)) {
-                theirs = json.readValue(in, Map.class);
-            }
-            for (Object key : new TreeSet<Object>(ours.keySet())) {
-                // a key the store's recipe lacks was added to recipes after the store was started
-                if (theirs.containsKey(key) && !java.util.Objects.equals(ours.get(key), theirs.get(key))) {
-                    throw new IllegalArgumentException(file + ": --resume continues a store started with " + key + " = "
-                            + theirs.get(key) + ", this run has " + key + " = " + ours.get(key)
-                            + "; resume with the store's recipe or write another --out");
-                }
-            }
-        } catch (IOException e) {
-            throw new ModelFormatException(file + ": cannot read the store's recipe (" + e.getMessage() + ")", e);
-        }
     }
 
     /** Partition numbers of the calibration windows, {@code windowsPerTask} windows each. */

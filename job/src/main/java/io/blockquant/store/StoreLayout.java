@@ -11,7 +11,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -239,21 +238,11 @@ public final class StoreLayout {
     }
 
     /**
-     * Writes {@code bytes} to {@code target}: first to a file under {@code staging}, then renamed into place,
-     * so a reader sees either the old file or the whole new one.
+     * Writes {@code bytes} to {@code target}, replacing an earlier version so that a reader sees the old file or
+     * the whole new one, never neither ({@link FileReplace}); {@code staging} is unused since version 2's replace.
      */
     static void writeAtomically(FileSystem fs, Path staging, Path target, byte[] bytes) {
-        Path tmp = new Path(staging, UUID.randomUUID() + "-" + target.getName());
-        try {
-            fs.mkdirs(staging);
-            try (OutputStream out = fs.create(tmp, true)) {
-                out.write(bytes);
-            }
-            moveInto(fs, tmp, target, true);
-        } catch (IOException e) {
-            deleteQuietly(fs, tmp);
-            throw new UncheckedIOException(target + ": cannot write (" + e.getMessage() + ")", e);
-        }
+        FileReplace.replace(fs, target, bytes);
     }
 
     /** Best-effort removal of what a failed write left; the error being thrown says more than this one would. */
@@ -279,7 +268,10 @@ public final class StoreLayout {
         return nl < 0 ? reason : reason.substring(0, nl);
     }
 
-    /** Renames {@code src} to {@code dst} (creating dst's parent); replaces an existing dst only if asked to. */
+    /**
+     * Renames the folder {@code src} to {@code dst} (creating dst's parent); replaces an existing dst only if asked
+     * to, which callers do only for folders of an uncommitted block (files go through {@link FileReplace}).
+     */
     static void moveInto(FileSystem fs, Path src, Path dst, boolean replace) throws IOException {
         if (fs.exists(dst)) {
             if (!replace) throw new IOException(dst + " already exists");

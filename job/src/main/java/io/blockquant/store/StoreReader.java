@@ -41,8 +41,9 @@ public final class StoreReader {
             FileSystem fs = given.getFileSystem(spark.sparkContext().hadoopConfiguration());
             Path root = fs.makeQualified(given);
             if (!fs.exists(root)) throw new ModelFormatException(root + ": no such model store");
-            Path manifestPath = new Path(root, MANIFEST);
-            if (!fs.exists(manifestPath)) {
+            // mid-replace (a crash between renames), the whole new manifest is read from beside it
+            Path manifestPath = FileReplace.readable(fs, new Path(root, MANIFEST));
+            if (manifestPath == null) {
                 if (!fs.getFileStatus(root).isDirectory() || !fs.exists(new Path(root, STORE_INFO))) {
                     throw new ModelFormatException(root + " is not a model store (no " + MANIFEST + ", no "
                             + STORE_INFO + "): expected the folder written by quantize --out");
@@ -147,7 +148,8 @@ public final class StoreReader {
             throw new IllegalArgumentException(root + ": file name '" + name + "' " + problem
                     + "; a store file is read only from inside the store (expected a plain name such as recipe.json)");
         }
-        return readText(fs, new Path(root, name));
+        Path file = FileReplace.readable(fs, new Path(root, name));
+        return readText(fs, file == null ? new Path(root, name) : file);
     }
 
     /** Every tensor of the store with its {@code block} column, for Spark SQL ({@link StoreLayout#TENSORS_SCHEMA}). */

@@ -5,7 +5,6 @@ import static io.blockquant.store.StoreLayout.*;
 import io.blockquant.model.ModelFormatException;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Instant;
@@ -45,6 +44,7 @@ public final class StoreWriter {
     private final String created;
     private long chunkBytes;
     private volatile boolean finished;
+    private Path workDir;
 
     private StoreWriter(SparkSession spark, FileSystem fs, Configuration conf, Path root, String fingerprint,
                         String created) {
@@ -79,6 +79,8 @@ public final class StoreWriter {
                 }
                 Path manifestPath = new Path(root, MANIFEST);
                 Path infoPath = new Path(root, STORE_INFO);
+                // a replace a crashed run left half done is finished (or undone) first; the caller holds the lease
+                for (Path p : List.of(manifestPath, infoPath, new Path(root, "recipe.json"))) FileReplace.repair(fs, p);
                 boolean hasManifest = fs.exists(manifestPath);
                 boolean hasInfo = fs.exists(infoPath);
                 for (Path p : hasManifest && hasInfo ? List.of(manifestPath, infoPath)
@@ -97,7 +99,8 @@ public final class StoreWriter {
                             + " already holds a finished model store; use --resume or another --out");
                 }
                 if (!hasManifest && !hasInfo) {
-                    FileStatus[] children = fs.listStatus(root);
+                    // the lease of the run opening it is no content
+                    FileStatus[] children = fs.listStatus(root, p -> !p.getName().equals(StoreLease.FILE));
                     if (children.length > 0) {
                         throw new ModelFormatException(root + " exists and is not a model store (no " + MANIFEST
                                 + ", no " + STORE_INFO + ", but " + children.length
@@ -190,19 +193,17 @@ public final class StoreWriter {
         checkOpen();
         checkName(name);
         Path target = new Path(new Path(root, MODEL), name);
-        Path tmp = new Path(new Path(root, TMP), UUID.randomUUID() + "-" + name);
         try {
             FileSystem srcFs = source.getFileSystem(conf);
             if (!srcFs.exists(source) || srcFs.getFileStatus(source).isDirectory()) {
                 throw new ModelFormatException(source + ": no such file to copy into " + target);
             }
-            fs.mkdirs(tmp.getParent());
-            try (InputStream in = srcFs.open(source); OutputStream out = fs.create(tmp, true)) {
-                in.transferTo(out);
+            byte[] bytes; // config and tokenizer files: kilobytes to a few MB
+            try (InputStream in = srcFs.open(source)) {
+                bytes = in.readAllBytes();
             }
-            moveInto(fs, tmp, target, true);
+            FileReplace.replace(fs, target, bytes);
         } catch (IOException e) {
-            deleteQuietly(fs, tmp);
             throw new UncheckedIOException(source + ": cannot copy into " + target + " (" + e.getMessage() + ")", e);
         }
     }
@@ -232,9 +233,28 @@ public final class StoreWriter {
         return blocks;
     }
 
-    /** {@code STORE/_work}: scratch space of the quantize job (activations); the store itself never touches it. */
+    /**
+     * Scratch space of the quantize job (activations, Hessians): {@code STORE/_work}, or a folder of this store's
+     * own under the {@link #workIn} folder. The store itself never touches it.
+     */
     public Path workDir() {
-        return new Path(root, WORK);
+        return workDir != null ? workDir : new Path(root, WORK);
+    }
+
+    /**
+     * Puts the work area under {@code base} (a fast file system beside a store on S3, where every rename is a copy):
+     * {@code base/<store folder name>-<8 hex of the store's full path>}, so two stores never share one.
+     */
+    public StoreWriter workIn(Path base) {
+        try {
+            FileSystem wfs = base.getFileSystem(conf);
+            String id = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                    .digest(root.toString().getBytes(StandardCharsets.UTF_8))).substring(0, 8);
+            this.workDir = wfs.makeQualified(new Path(base, root.getName() + "-" + id));
+            return this;
+        } catch (IOException | java.security.NoSuchAlgorithmException e) {
+            throw new IllegalArgumentException("--work-dir " + base + ": cannot use (" + e.getMessage() + ")", e);
+        }
     }
 
     /**
@@ -269,16 +289,22 @@ public final class StoreWriter {
     public void commitRows(int block, JavaRDD<Row> rows, List<LayerError> errors) {
         checkOpen();
         validate(block, List.of(), errors);
-        commitStaged(block, staged -> spark.createDataFrame(rows, TENSORS_FILE_SCHEMA).write().mode(SaveMode.ErrorIfExists)
+        commitStaged(block, staged -> parquetWriter(spark.createDataFrame(rows, TENSORS_FILE_SCHEMA)).mode(SaveMode.ErrorIfExists)
                 .parquet(staged.toString()), errors);
     }
 
     private void commitStaged(int block, java.util.function.Consumer<Path> writeTensors, List<LayerError> errors) {
         if (isBlockCommitted(block)) return;
+        StoreLease.checkHeldIfLeased(root);
+        boolean inPlace = writesInPlace();
         Path stage = new Path(new Path(root, TMP), UUID.randomUUID().toString());
-        Path stagedTensors = new Path(stage, TENSORS);
-        Path stagedErrors = new Path(stage, LAYER_ERRORS);
+        Path stagedTensors = inPlace ? blockDir(root, TENSORS, block) : new Path(stage, TENSORS);
+        Path stagedErrors = inPlace ? blockDir(root, LAYER_ERRORS, block) : new Path(stage, LAYER_ERRORS);
         try {
+            if (inPlace) { // what an interrupted commit of this (uncommitted) block left
+                fs.delete(stagedTensors, true);
+                fs.delete(stagedErrors, true);
+            }
             writeTensors.accept(stagedTensors);
             if (errors != null) {
                 List<Row> rows = new ArrayList<>(errors.size());
@@ -288,18 +314,25 @@ public final class StoreWriter {
         } catch (Exception e) { // SparkException is checked, but Scala throws it undeclared
             // a full disk or a lost file system: nothing of this block is committed, and its staging goes
             deleteQuietly(fs, stage);
+            if (inPlace) {
+                deleteQuietly(fs, stagedTensors);
+                deleteQuietly(fs, stagedErrors);
+            }
             String reason = reasonOf(e);
             throw new UncheckedIOException(root + ": cannot write "
-                    + (block < 0 ? "the model tensors (block -1)" : "block " + block) + " under " + stage + " ("
+                    + (block < 0 ? "the model tensors (block -1)" : "block " + block) + " under " + (inPlace ? stagedTensors : stage) + " ("
                     + reason + "); nothing of it is committed",
                     new IOException(reason, e));
         }
         synchronized (this) {
             try {
-                if (!isBlockCommitted(block)) {
+                StoreLease.checkHeldIfLeased(root); // again: the write may have taken long
+                if (!isBlockCommitted(block) && !inPlace) {
                     // folders of an uncommitted block are what an interrupted commit left: replaced
                     if (errors != null) moveInto(fs, stagedErrors, blockDir(root, LAYER_ERRORS, block), true);
                     moveInto(fs, stagedTensors, blockDir(root, TENSORS, block), true);
+                }
+                if (!isBlockCommitted(block)) {
                     Path marker = blockDir(root, COMMITTED, block);
                     fs.mkdirs(marker.getParent());
                     fs.create(marker, true).close();
@@ -331,7 +364,29 @@ public final class StoreWriter {
     }
 
     private void writeParquet(List<Row> rows, StructType schema, Path target, SaveMode mode) {
-        spark.createDataFrame(rows, schema).coalesce(1).write().mode(mode).parquet(target.toString());
+        parquetWriter(spark.createDataFrame(rows, schema).coalesce(1)).mode(mode).parquet(target.toString());
+    }
+
+    /** Hadoop configuration key: write blocks in place (true) or stage and rename them (false); default by scheme. */
+    public static final String WRITE_IN_PLACE = "blockquant.store.write-in-place";
+
+    /**
+     * Whether blocks are written straight into {@code tensors/block=<i>/} instead of staged and renamed: on an
+     * object store, where a rename copies every byte. Safe because the marker {@code _committed/block=<i>}, not
+     * the folder, is the commit point: an interrupted write leaves an uncommitted folder that is deleted before
+     * the block is written again and before the manifest.
+     */
+    boolean writesInPlace() {
+        return conf.getBoolean(WRITE_IN_PLACE, io.blockquant.model.RenameOver.copies(fs));
+    }
+
+    /**
+     * In place, the output committer's algorithm 2: a task's files are renamed into the folder when the task
+     * commits (one copy on S3) rather than again at job commit; the block's marker makes it atomic anyway.
+     */
+    private org.apache.spark.sql.DataFrameWriter<Row> parquetWriter(org.apache.spark.sql.Dataset<Row> df) {
+        org.apache.spark.sql.DataFrameWriter<Row> w = df.write();
+        return writesInPlace() ? w.option("mapreduce.fileoutputcommitter.algorithm.version", "2") : w;
     }
 
     private void validate(int block, List<TensorRecord> tensors, List<LayerError> errors) {
@@ -368,6 +423,7 @@ public final class StoreWriter {
      */
     public synchronized void commit(Map<String, Object> manifestFields) {
         checkOpen();
+        StoreLease.checkHeldIfLeased(root);
         Map<String, Object> manifest = orderedMap();
         List<Integer> blocks = committedBlocks();
         for (int i = 0; i < blocks.size(); i++) {

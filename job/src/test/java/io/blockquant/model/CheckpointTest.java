@@ -15,6 +15,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.stream.Stream;
@@ -115,8 +116,28 @@ class CheckpointTest {
         assertFalse(actual.equals(wrong));
         ((ObjectNode) root.get("weight_map")).put(EMBED, wrong);
         JSON.writeValue(dir.resolve(Checkpoint.INDEX).toFile(), root);
-        ModelFormatException e = assertThrows(ModelFormatException.class, () -> open(dir).close());
-        assertMentions(e, Checkpoint.INDEX, "'" + EMBED + "'", wrong, "does not hold it");
+        // found when the shard is first used (headers are read lazily), before any of its data is
+        try (Checkpoint ck = open(dir)) {
+            ModelFormatException e = assertThrows(ModelFormatException.class, () -> ck.readFloats(EMBED));
+            assertMentions(e, Checkpoint.INDEX, "'" + EMBED + "'", wrong, "does not hold it");
+        }
+    }
+
+    @Test
+    void aShardsHeaderIsReadOnlyWhenOneOfItsTensorsIsNeeded() throws IOException {
+        java.nio.file.Path dir = copyOf("tiny-llama");
+        Map<String, String> where = new java.util.TreeMap<>();
+        weightMap(dir).fields().forEachRemaining(e -> where.put(e.getKey(), e.getValue().asText()));
+        String broken = "model-00003-of-00003.safetensors";
+        Files.write(dir.resolve(broken), new byte[] {(byte) 0xff, (byte) 0xff, (byte) 0xff, (byte) 0xff, 0, 0, 0, 0, '{'});
+        String fine = where.entrySet().stream().filter(e -> !e.getValue().equals(broken)).findFirst().orElseThrow().getKey();
+        String inBroken = where.entrySet().stream().filter(e -> e.getValue().equals(broken)).findFirst().orElseThrow().getKey();
+        try (Checkpoint ck = open(dir)) { // no shard header parsed yet: the broken one does not stop the open
+            assertEquals(where.keySet(), new java.util.TreeSet<>(ck.tensorNames()));
+            assertTrue(ck.readFloats(fine).length > 0);
+            ModelFormatException e = assertThrows(ModelFormatException.class, () -> ck.readFloats(inBroken));
+            assertMentions(e, broken);
+        }
     }
 
     @Test

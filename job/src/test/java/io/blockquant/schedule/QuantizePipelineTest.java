@@ -102,6 +102,33 @@ class QuantizePipelineTest {
         return out;
     }
 
+    /**
+     * Runs {@code args} twice at the same moment (two threads, one Spark application, like two schedulers'
+     * drivers sharing a cluster); both end with exit code 2 here (one refused, one killed by fault injection).
+     * Returns the error lines of both.
+     */
+    static String twoRunsAtOnce(String[] args) throws Exception {
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(2);
+        PrintStream err = System.err;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(buf, true));
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+        try {
+            List<java.util.concurrent.Future<Integer>> codes = new ArrayList<>();
+            for (int i = 0; i < 2; i++) {
+                codes.add(pool.submit(() -> {
+                    start.await();
+                    return Main.execute(args);
+                }));
+            }
+            for (var c : codes) assertEquals(2, c.get(), "exit code:\n" + buf);
+        } finally {
+            pool.shutdownNow();
+            System.setErr(err);
+        }
+        return buf.toString().lines().filter(l -> l.contains("error:")).reduce("", (a, b) -> a + b + "\n");
+    }
+
     @Test
     void gptqStoreReadsBackAndBeatsRtnOnEveryBlock(@TempDir Path tmp) {
         run(quantize(tmp.resolve("gptq"), "gptq"));
@@ -142,14 +169,21 @@ class QuantizePipelineTest {
     }
 
     @Test
-    void aJobKilledBeforeItsManifestLeavesNoReadableModelAndResumeFinishesIt(@TempDir Path tmp) {
+    void aJobKilledBeforeItsManifestLeavesNoReadableModelAndResumeFinishesIt(@TempDir Path tmp) throws Exception {
         Path out = tmp.resolve("store");
+        // two runs started at once on one --out (an Airflow retry racing a slow first try): one is refused by the
+        // other's lease, in one line naming its owner; the other runs until the injected kill before block 3
         System.setProperty("blockquant.fault.beforeCommit", "3");
+        String race;
         try {
-            assertEquals(2, Main.execute(quantize(out, "rtn")));
+            race = twoRunsAtOnce(quantize(out, "rtn"));
         } finally {
             System.clearProperty("blockquant.fault.beforeCommit");
         }
+        assertEquals(1, race.lines().filter(l -> l.contains("is being written by " + System.getProperty("user.name") + "@")
+                && l.contains("a second writer is refused")).count(), race);
+        assertEquals(1, race.lines().filter(l -> l.contains("fault injected before committing block 3")).count(), race);
+        assertEquals(2, race.lines().count(), "one error line per run:\n" + race);
         ModelFormatException e = assertThrows(ModelFormatException.class, () -> StoreReader.open(spark, out.toString()));
         assertTrue(e.getMessage().contains("not a finished model store"), e.getMessage());
         Map<Path, String> committed = committedFiles(out, 3);
@@ -162,8 +196,8 @@ class QuantizePipelineTest {
         StoreReader resumed = StoreReader.open(spark, out.toString());
         assertEquals(8, resumed.blocks().size());
 
-        // the same recipe run in one go stores the same tensors, bit for bit (RTN needs no data; the
-        // activations only feed the error metrics)
+        // the same recipe run alone in one go stores the same tensors, bit for bit (RTN needs no data; the
+        // activations only feed the error metrics): the refused run changed nothing of the winner's store
         run(quantize(tmp.resolve("whole"), "rtn"));
         StoreReader whole = StoreReader.open(spark, tmp.resolve("whole").toString());
         for (int b = -1; b < 8; b++) {
