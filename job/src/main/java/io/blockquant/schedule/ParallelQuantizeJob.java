@@ -72,7 +72,8 @@ public final class ParallelQuantizeJob {
         QuantizeSettings s = req.settings();
         BlockPlan plan = BlockPlan.of(spec);
         // every weight read and checked before the store exists: bad input leaves nothing behind
-        CheckpointScan.check(sc, req.modelDir(), spec, new HadoopConf(hadoop));
+        TaskDevices devices = TaskDevices.of(sc);
+        CheckpointScan.check(sc, devices, req.modelDir(), spec, new HadoopConf(hadoop));
         StoreWriter store = QuantizeJob.openStore(spark, req, spec, hadoop);
 
         List<Integer> parts = QuantizeJob.partitions(calib, s);
@@ -105,7 +106,7 @@ public final class ParallelQuantizeJob {
             summaries = BlockLoop.run(todo, atOnce, plan, blocks, (long) calib.size() * seq, s.method().toUpperCase(Locale.ROOT),
                     step, (o, errors) -> {
                         FaultInjection.beforeCommit(o.block());
-                        store.commitRows(o.block(), QuantizeJob.blockRows(sc, model, o.block(), true, files, new HadoopConf(hadoop),
+                        store.commitRows(o.block(), QuantizeJob.blockRows(sc, devices, model, o.block(), true, files, new HadoopConf(hadoop),
                                 plan.allLinears()), errors);
                         files.deleteBlock(hadoop, o.block());
                     }, executor::cancelAll, log);

@@ -13,7 +13,6 @@ import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.LayerError;
 import io.blockquant.store.StoreWriter;
 import io.blockquant.store.TensorRecord;
-import io.blockquant.tensor.Backends;
 import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -79,7 +78,10 @@ public final class QuantizeJob {
      * once, to check the recipe's fit before Spark starts); executor tasks receive it in a {@link ModelRef}.
      */
     public static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, PrintStream log) {
-        if (req.omniParams() != null) checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req, spec);
+        if (req.omniParams() != null) {
+            TensorBackend be = TaskDevices.of(JavaSparkContext.fromSparkContext(spark.sparkContext())).driverBackend();
+            checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req, spec, be);
+        }
         boolean fresh = !StoreWriter.exists(spark, req.storePath());
         try {
             return req.settings().isParallel() ? ParallelQuantizeJob.run(spark, req, spec, calib, log)
@@ -98,16 +100,16 @@ public final class QuantizeJob {
      * that does not fit the recipe or the model (a missing vector, a wrong length, a NaN) stops the run before
      * a block is committed, naming the file.
      */
-    static void checkLearnedParameters(Configuration hadoop, Request req, ModelSpec spec) {
+    static void checkLearnedParameters(Configuration hadoop, Request req, ModelSpec spec, TensorBackend be) {
         Path dir = new Path(req.modelDir());
         BlockCalibrator.OnBlockTargets calibrator = (BlockCalibrator.OnBlockTargets) req.settings().calibrator();
         try (Checkpoint ckpt = Checkpoint.open(dir, hadoop)) {
-            ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
+            ModelLoader loader = new ModelLoader(ckpt, spec, be);
             for (int b = 0; b < spec.numLayers(); b++) {
                 Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), b);
                 if (learned == null) continue; // trained by this run
                 int block = b;
-                Backends.cpu().scratchValue(() -> {
+                be.scratchValue(() -> {
                     calibrator.check(loader.block(block), learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString());
                     return null;
                 });
@@ -252,15 +254,15 @@ public final class QuantizeJob {
      * beside the block's full-precision norms and biases (or OmniQuant's folded rows), so the block's tensors
      * go from executor to Parquet without passing through the driver.
      */
-    static org.apache.spark.api.java.JavaRDD<org.apache.spark.sql.Row> blockRows(JavaSparkContext sc, ModelRef model, int block,
+    static org.apache.spark.api.java.JavaRDD<org.apache.spark.sql.Row> blockRows(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block,
                                                                               boolean omni, BlockFiles files, HadoopConf conf,
                                                                               List<String> linears) {
-        return sc.parallelize(List.of(block), 1).flatMap(b -> {
+        return devices.tasks(sc.parallelize(List.of(block), 1)).flatMap(b -> {
             List<TensorRecord> rows;
             if (omni) {
                 rows = files.readRows(conf.get(), b);
             } else {
-                DecoderBlock fp = ExecutorBlocks.block(model, b, Backends.cpu(), conf.get());
+                DecoderBlock fp = ExecutorBlocks.block(model, b, devices.backend(), conf.get());
                 Map<String, io.blockquant.algo.StoredWeight> layers = files.readLayers(conf.get(), b, linears);
                 rows = io.blockquant.store.BlockRecords.of(b,
                         new io.blockquant.algo.CalibratedBlock(BlockWork.withWeights(fp, BlockWork.dequantized(layers)), layers));
@@ -282,7 +284,7 @@ public final class QuantizeJob {
     static void commitModelTensors(SparkSession spark, StoreWriter store, String model, ModelSpec spec, Configuration hadoop) {
         List<ModelPart> parts = new ArrayList<>();
         try (Checkpoint ckpt = Checkpoint.open(new Path(model), hadoop)) {
-            ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
+            ModelLoader loader = ModelLoader.forNames(ckpt, spec);
             for (String name : new TreeSet<>(ckpt.tensorNames())) {
                 if (loader.isBlockTensor(name)) continue;
                 var e = ckpt.entry(name);

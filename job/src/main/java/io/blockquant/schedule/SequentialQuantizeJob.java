@@ -65,7 +65,8 @@ public final class SequentialQuantizeJob {
         QuantizeSettings s = req.settings();
         BlockPlan plan = BlockPlan.of(spec);
         // every weight read and checked before the store exists: bad input leaves nothing behind
-        CheckpointScan.check(sc, req.modelDir(), spec, new HadoopConf(hadoop));
+        TaskDevices devices = TaskDevices.of(sc);
+        CheckpointScan.check(sc, devices, req.modelDir(), spec, new HadoopConf(hadoop));
         StoreWriter store = QuantizeJob.openStore(spark, req, spec, hadoop);
 
         List<Integer> parts = QuantizeJob.partitions(calib, s);
@@ -98,7 +99,7 @@ public final class SequentialQuantizeJob {
             summaries = BlockLoop.run(todo, 1, plan, spec.numLayers(), (long) calib.size() * calib.seqlen(),
                     s.method().toUpperCase(Locale.ROOT), steps::calibrate, (o, errors) -> {
                         FaultInjection.beforeCommit(o.block());
-                        store.commitRows(o.block(), QuantizeJob.blockRows(sc, model, o.block(), omni, files, new HadoopConf(hadoop),
+                        store.commitRows(o.block(), QuantizeJob.blockRows(sc, devices, model, o.block(), omni, files, new HadoopConf(hadoop),
                                 plan.allLinears()), errors);
                         acts.deleteBlock(hadoop, o.block());
                         files.deleteBlock(hadoop, o.block());
