@@ -21,8 +21,9 @@ import java.util.function.Supplier;
  *
  * <p>Tensors own device memory: {@link Tensor#close()} frees it at once, a {@link #scratch} scope frees what
  * was made inside it when it ends, and a tensor dropped without either is freed after garbage collection.
- * Each thread works on its own stream and library handles; the first operation a thread runs on this
- * backend makes this backend's device current on that thread ({@code cudaSetDevice}).
+ * Each thread works on its own stream and library handles (taken from a per-device pool of those threads
+ * gave back at the end of a task, {@link #endTask}); the first operation a thread runs on this backend makes
+ * this backend's device current on that thread ({@code cudaSetDevice}).
  */
 public final class CudaBackend implements TensorBackend {
 
@@ -96,6 +97,18 @@ public final class CudaBackend implements TensorBackend {
     public long[] memoryInfo() {
         bound();
         return CudaNative.memoryInfo();
+    }
+
+    /**
+     * At the end of a Spark task: this thread's stream and handles go back to a per-device pool, so an executor
+     * keeps one set per GPU task running at once instead of one per thread Spark ever ran a task on.
+     */
+    @Override
+    public void endTask() {
+        int[] b = BOUND.get();
+        if (b[0] < 0 || !SCOPES.get().isEmpty()) return; // nothing bound, or still inside a scratch scope
+        CudaNative.releaseThread();
+        b[0] = -1;
     }
 
     private void bound() {
