@@ -19,6 +19,11 @@ NO_GPU = re.compile(r'/(org/nd4j|org/bytedeco)/')  # ND4J, JavaCPP, OpenBLAS: CP
 NATIVE = re.compile(r'\.(so|so\.\d+|dll|dylib|jnilib|a|lib|exe)$')
 SIGNATURE = re.compile(r'^META-INF/[^/]+\.(SF|RSA|DSA|EC)$')
 LINE = re.compile(r'\[class,load\] (\S+) source: (.*)$')
+BUILD_INFO = re.compile(r'^META-INF/maven/')  # pom.xml and pom.properties of the jar's own build
+# ICU (Spark SQL's collations) reads its data lazily: the job, which sorts no strings by locale, reads the
+# index, root and normalization data; per-locale names, currencies, units and zones stay behind (27 of 28 MB)
+ICU_DATA = re.compile(r'^com/ibm/icu/impl/data/icudata[^/]*/')
+ICU_KEEP = re.compile(r'^com/ibm/icu/impl/data/icudata[^/]*/((coll/)?(res_index|root|pool)\.res|[^/]+\.(icu|nrm|cfu|spp)|coll/[^/]+\.icu)$')
 
 
 def loaded(log_dir):
@@ -60,7 +65,9 @@ def main():
             whole = os.path.getsize(jar) < SMALL_JAR
             def wanted(e):
                 n = e.filename
-                if n.endswith('/') or SIGNATURE.match(n):
+                if n.endswith('/') or SIGNATURE.match(n) or BUILD_INFO.match(n):
+                    return False
+                if ICU_DATA.match(n) and not ICU_KEEP.match(n):
                     return False
                 if n.endswith('.class'):
                     if whole:
@@ -75,7 +82,11 @@ def main():
             rel = jar[len(m2):] if jar.startswith(m2) else os.path.basename(jar)
             dst = os.path.join(out, 'lib', rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
+            # folders too: a resource folder is looked up by name (Spark's web UI: org/apache/spark/ui/static)
+            folders = sorted({n[:i + 1] for n in (e.filename for e in chosen) for i in range(len(n)) if n[i] == '/'})
             with zipfile.ZipFile(dst, 'w', zipfile.ZIP_STORED) as o:
+                for d in folders:
+                    o.writestr(zipfile.ZipInfo(d), b'')
                 for e in chosen:
                     data = z.read(e)
                     info = zipfile.ZipInfo(e.filename, e.date_time)

@@ -35,10 +35,14 @@ mkdir -p "$p/blockquant" "$p/native/include/linux"
 python3 "$repo/cluster/gpu/slim-jars.py" "$repo/job/target/runtime-classpath.txt" "$trace/logs" "$p" | tee "$work/slim.txt"
 cp "$job_jar" "$core_jar" "$p/blockquant/"
 
-# the JDK modules the traces loaded (jlink adds what they require)
-modules=$(cat "$p/modules.txt")
+# the JDK modules the traces loaded (jlink adds what they require), but jdk.localedata: one class of it is
+# loaded (the CLDR provider's index), 10 MB of other locales' data that the job never formats in; and none
+# of java.desktop's native libraries (AWT, fonts, images, sound): only java.beans of it is used
+modules=$(tr ',' '\n' < "$p/modules.txt" | grep -vx 'jdk.localedata' | paste -sd,)
 "$java_home/bin/jlink" --add-modules "$modules" --strip-debug --no-header-files --no-man-pages \
-  --strip-native-debug-symbols=objcopy="$(command -v objcopy)" --output "$p/jre"
+  --strip-native-debug-symbols=objcopy="$(command -v objcopy)" \
+  --exclude-files='**/libawt*.so,**/libfontmanager.so,**/libjavajpeg.so,**/liblcms.so,**/libmlib_image.so,**/libsplashscreen.so,**/libjsound.so,**/psfont*' \
+  --output "$p/jre"
 rm -f "$p/jre/lib/src.zip"
 
 # what nvcc needs on the device: the CUDA sources, the JNI header of CudaNative, the JDK's jni.h
@@ -50,7 +54,9 @@ cp "$repo/cluster/gpu/build-native.sh" "$p/native/"
 git -C "$repo" rev-parse HEAD > "$p/commit.txt" 2>/dev/null || true
 
 rm -f "$out/job.tar.xz"
-tar -C "$p" -cf - . | xz -9e -T2 > "$out/job.tar.xz"
+# one solid stream, a dictionary as large as a jar set: Scala's and Spark's classes repeat one another.
+# BQ_XZ overrides (e.g. "-1 -T0" for a quick check)
+tar -C "$p" -cf - . | xz ${BQ_XZ:---lzma2=preset=9e,dict=192MiB -T1} > "$out/job.tar.xz"
 classes=$(find "$p/lib" "$p/blockquant" -name '*.jar' -print0 | xargs -0 python3 -c '
 import sys, zipfile
 print(sum(n.endswith(".class") for j in sys.argv[1:] for n in zipfile.ZipFile(j).namelist()))')

@@ -16,6 +16,7 @@ work=${1:?usage: start-cluster.sh WORK_DIR}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 export SPARK_HOME=${SPARK_HOME:-$repo/job/target/spark-home}
+export SPARK_SCALA_VERSION=${SPARK_SCALA_VERSION:-2.13} # workers build executor commands with Spark's launcher
 if [ ! -d "$SPARK_HOME/jars" ]; then
   echo "start-cluster: no Spark jars in $SPARK_HOME/jars (build the job, or run cluster/gpu/unstage-job.sh)" >&2
   exit 1

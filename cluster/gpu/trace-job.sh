@@ -15,7 +15,9 @@ bq=$repo/cluster/bin/blockquant
 model=$repo/data-samples/models/tiny-llama
 corpus=$repo/data-samples/corpus
 small=(--nsamples 4 --seqlen 64 --calib "$corpus/kjv.train.txt" --backend cpu)
-: > "$trace/results.txt"
+# BQ_TRACE_CLUSTER_ONLY=1: only the standalone cluster's commands (the local ones' logs kept)
+only_cluster=${BQ_TRACE_CLUSTER_ONLY:-0}
+[ "$only_cluster" = 1 ] || : > "$trace/results.txt"
 
 # the launcher builds the job first if it must; do that before any trace
 "$bq" --help > /dev/null 2>&1 || true
@@ -28,6 +30,7 @@ run() { # NAME ARGS...: one traced command, its result line in results.txt
   echo "$name rc=$rc $((SECONDS - t0))s: $*" | tee -a "$trace/results.txt"
 }
 
+if [ "$only_cluster" != 1 ]; then
 run q-rtn quantize --method rtn --wbits 4 --group 64 "${small[@]}" --no-eval --out "$out/rtn"
 run q-gptq quantize --method gptq --wbits 4 --group 64 "${small[@]}" --eval-text "$corpus/kjv.test.txt" --eval-seqlen 128 --out "$out/gptq"
 run q-omni quantize --method omniquant --wbits 4 --group 64 --epochs 1 "${small[@]}" --no-eval --out "$out/omni"
@@ -38,6 +41,7 @@ run eval-model eval --model "$model" --text "$corpus/kjv.test.txt" --seqlen 64 -
 run export-gptq export --store "$out/gptq" --format gptq --out "$out/ckpt-gptq"
 run export-fp8 export --store "$out/fp8" --format fp8 --out "$out/ckpt-fp8"
 run report report --store "$out/rtn" --compare "$out/gptq" --out "$out/report.html"
+fi
 
 # a standalone cluster: master and one worker with one (fake) GPU, from a SPARK_HOME of the build's jars
 sh=$trace/spark-home
