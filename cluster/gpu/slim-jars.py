@@ -7,19 +7,20 @@ LOG_DIR holds -Xlog:class+load logs (trace-job.sh). For every jar of CLASSPATH_F
 supplied a loaded class, OUT_DIR/lib/<its path under the Maven repository> gets a jar with those classes and
 the jar's resources (service files, default properties, web UI files, ...), stored uncompressed so that the
 payload's xz sees the raw bytes. Left out: ND4J and JavaCPP/OpenBLAS (the GPU runtime computes on CUDA),
-jar signatures (a repacked jar's no longer match), and native libraries but DJL's linux-x86_64 tokenizers.
+jar signatures (a repacked jar's no longer match), and native libraries of other platforms than linux-x86_64.
 Small jars (under SMALL_JAR bytes) travel whole: insurance for classes loaded only on paths the traces missed.
 Writes OUT_DIR/classpath.txt (the slim jars, in classpath order, relative to OUT_DIR), OUT_DIR/modules.txt
 (the JDK modules whose classes were loaded) and prints a summary.
 """
 import os, re, sys, zipfile
 
-SMALL_JAR = 256 * 1024
+SMALL_JAR = 32 * 1024
 NO_GPU = re.compile(r'/(org/nd4j|org/bytedeco)/')  # ND4J, JavaCPP, OpenBLAS: CPU backend only
 NATIVE = re.compile(r'\.(so|so\.\d+|dll|dylib|jnilib|a|lib|exe)$')
 SIGNATURE = re.compile(r'^META-INF/[^/]+\.(SF|RSA|DSA|EC)$')
 LINE = re.compile(r'\[class,load\] (\S+) source: (.*)$')
-BUILD_INFO = re.compile(r'^META-INF/maven/')  # pom.xml and pom.properties of the jar's own build
+# pom.xml and pom.properties of the jar's own build; a jar index (INDEX.LIST), which would name what is gone
+BUILD_INFO = re.compile(r'^META-INF/(maven/|INDEX.LIST$)')
 # ICU (Spark SQL's collations) reads its data lazily: the job, which sorts no strings by locale, reads the
 # index, root and normalization data; per-locale names, currencies, units and zones stay behind (27 of 28 MB)
 ICU_DATA = re.compile(r'^com/ibm/icu/impl/data/icudata[^/]*/')
@@ -45,7 +46,9 @@ def loaded(log_dir):
 
 
 def keep_native(entry):
-    return 'linux-x86_64' in entry and 'tokenizers' in entry
+    # this platform's only: DJL's tokenizers, Netty's epoll transport (without it Netty falls back to NIO
+    # classes the traces never loaded), snappy/zstd/lz4 for Parquet
+    return re.search(r'(linux|Linux)[-/_]?(x86_64|amd64)|_x86_64\.so$', entry) is not None
 
 
 def main():
