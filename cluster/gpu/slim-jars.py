@@ -80,8 +80,9 @@ def main():
                 return not NATIVE.search(n) or keep_native(n)
             chosen = [e for e in infos if wanted(e)]
             n_classes = sum(1 for e in chosen if e.filename.endswith('.class'))
-            if n_classes == 0:
-                continue
+            n_native = sum(1 for e in chosen if NATIVE.search(e.filename))
+            if n_classes == 0 and n_native == 0:
+                continue  # a jar of natives only (Netty's epoll for linux-x86_64) travels for its library
             rel = jar[len(m2):] if jar.startswith(m2) else os.path.basename(jar)
             dst = os.path.join(out, 'lib', rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)

@@ -42,7 +42,7 @@ asm=$(ls ~/.m2/repository/org/ow2/asm/asm/9.*/asm-9.*.jar | grep -v sources | so
 # loaded (the CLDR provider's index), 10 MB of other locales' data that the job never formats in; and none
 # of java.desktop's native libraries (AWT, fonts, images, sound): only java.beans of it is used (by Log4j).
 # Plus jdk.incubator.vector: Spark's launcher starts drivers and executors with --add-modules of it
-modules=$( (tr ',' '\n' < "$p/modules.txt"; echo jdk.incubator.vector) | grep -vx 'jdk.localedata' | sort -u | paste -sd,)
+modules=$( (tr ',' '\n' < "$p/modules.txt"; echo; echo jdk.incubator.vector) | grep -vx -e 'jdk.localedata' -e '' | sort -u | paste -sd,)
 "$java_home/bin/jlink" --add-modules "$modules" --strip-debug --no-header-files --no-man-pages \
   --strip-native-debug-symbols=objcopy="$(command -v objcopy)" \
   --exclude-files='**/libawt*.so,**/libfontmanager.so,**/libjavajpeg.so,**/liblcms.so,**/libmlib_image.so,**/libsplashscreen.so,**/libjsound.so,**/psfont*' \
