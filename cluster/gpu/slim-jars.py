@@ -14,10 +14,12 @@ Writes OUT_DIR/classpath.txt (the slim jars, in classpath order, relative to OUT
 """
 import os, re, sys, zipfile
 
-SMALL_JAR = 32 * 1024
+SMALL_JAR = 256 * 1024
 NO_GPU = re.compile(r'/(org/nd4j|org/bytedeco)/')  # ND4J, JavaCPP, OpenBLAS: CPU backend only
 NATIVE = re.compile(r'\.(so|so\.\d+|dll|dylib|jnilib|a|lib|exe)$')
 SIGNATURE = re.compile(r'^META-INF/[^/]+\.(SF|RSA|DSA|EC)$')
+# jars of natives only that travel: Netty's epoll transport for linux-x86_64, whose classes the traces load
+NATIVES_ONLY = re.compile(r'/netty-transport-native-epoll-[^/]*linux-x86_64\.jar$')
 LINE = re.compile(r'\[class,load\] (\S+) source: (.*)$')
 # pom.xml and pom.properties of the jar's own build; a jar index (INDEX.LIST), which would name what is gone
 BUILD_INFO = re.compile(r'^META-INF/(maven/|INDEX.LIST$)')
@@ -80,9 +82,8 @@ def main():
                 return not NATIVE.search(n) or keep_native(n)
             chosen = [e for e in infos if wanted(e)]
             n_classes = sum(1 for e in chosen if e.filename.endswith('.class'))
-            n_native = sum(1 for e in chosen if NATIVE.search(e.filename))
-            if n_classes == 0 and n_native == 0:
-                continue  # a jar of natives only (Netty's epoll for linux-x86_64) travels for its library
+            if n_classes == 0 and not NATIVES_ONLY.search(jar):
+                continue
             rel = jar[len(m2):] if jar.startswith(m2) else os.path.basename(jar)
             dst = os.path.join(out, 'lib', rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
