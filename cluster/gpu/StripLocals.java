@@ -16,8 +16,8 @@ import org.objectweb.asm.MethodVisitor;
 import org.objectweb.asm.Opcodes;
 
 /**
- * Drops local-variable tables (names and generic types of locals, for debuggers) from every class of the jars
- * under a folder, in place, keeping line numbers for stack traces; entries stay stored (uncompressed) for xz.
+ * Drops local-variable tables (names and generic types of locals, for debuggers) from the instance methods of
+ * every class of the jars under a folder, in place, keeping line numbers for stack traces; entries stay stored (uncompressed) for xz.
  * Run by stage-job.sh with ASM on the classpath:  java -cp asm.jar StripLocals.java LIB_DIR
  */
 public final class StripLocals {
@@ -64,7 +64,11 @@ public final class StripLocals {
             r.accept(new ClassVisitor(Opcodes.ASM9, w) {
                 @Override
                 public MethodVisitor visitMethod(int access, String name, String desc, String sig, String[] ex) {
-                    return new MethodVisitor(Opcodes.ASM9, super.visitMethod(access, name, desc, sig, ex)) {
+                    MethodVisitor mv = super.visitMethod(access, name, desc, sig, ex);
+                    // constructors and static factories keep theirs: Jackson (Paranamer) reads creator
+                    // parameter names from them (Spark's RDDOperationScope)
+                    if (name.equals("<init>") || (access & Opcodes.ACC_STATIC) != 0) return mv;
+                    return new MethodVisitor(Opcodes.ASM9, mv) {
                         @Override
                         public void visitLocalVariable(String n, String d, String s, Label start, Label end, int index) {}
                     };
