@@ -22,7 +22,11 @@ fi
 u=$stage/unpacked
 rm -rf "$u"
 mkdir -p "$u"
-xz -dc -T0 "$stage/job.tar.xz" | tar -C "$u" -xf -
+if command -v xz > /dev/null; then
+  xz -dc -T0 "$stage/job.tar.xz" | tar -C "$u" -xf -
+else # Python's lzma where the machine has no xz
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$stage/job.tar.xz" | tar -C "$u" -xf -
+fi
 java=$u/jre/bin/java
 "$java" -version 2>&1 | head -1
 
