@@ -14,7 +14,7 @@ Writes OUT_DIR/classpath.txt (the slim jars, in classpath order, relative to OUT
 """
 import os, re, sys, zipfile
 
-SMALL_JAR = 256 * 1024
+SMALL_JAR = 32 * 1024
 NO_GPU = re.compile(r'/(org/nd4j|org/bytedeco)/')  # ND4J, JavaCPP, OpenBLAS: CPU backend only
 NATIVE = re.compile(r'\.(so|so\.\d+|dll|dylib|jnilib|a|lib|exe)$')
 SIGNATURE = re.compile(r'^META-INF/[^/]+\.(SF|RSA|DSA|EC)$')
@@ -25,6 +25,9 @@ LINE = re.compile(r'\[class,load\] (\S+) source: (.*)$')
 BUILD_INFO = re.compile(r'^META-INF/(maven/|INDEX.LIST$)')
 # ICU (Spark SQL's collations) reads its data lazily: the job, which sorts no strings by locale, reads the
 # index, root and normalization data; per-locale names, currencies, units and zones stay behind (27 of 28 MB)
+# the web UI's scripts, styles and images: no one browses a UI on the device (local mode turns it off; a
+# standalone master's and worker's still start, and find their folder, which stays)
+UI_ASSETS = re.compile(r'^org/apache/spark/ui/static/.+\.(js|css|png|ico|html|map|svg|gif|woff2?|ttf|eot)$')
 ICU_DATA = re.compile(r'^com/ibm/icu/impl/data/icudata[^/]*/')
 ICU_KEEP = re.compile(r'^com/ibm/icu/impl/data/icudata[^/]*/((coll/)?(res_index|root|pool)\.res|[^/]+\.(icu|nrm|cfu|spp)|coll/[^/]+\.icu)$')
 
@@ -73,6 +76,8 @@ def main():
                 if n.endswith('/') or SIGNATURE.match(n) or BUILD_INFO.match(n):
                     return False
                 if ICU_DATA.match(n) and not ICU_KEEP.match(n):
+                    return False
+                if UI_ASSETS.match(n):
                     return False
                 if n.endswith('.class'):
                     if whole:
