@@ -13,6 +13,7 @@
 #include <cmath>
 #include <vector>
 #include <string>
+#include <mutex>
 #include "io_blockquant_cuda_CudaNative.h"
 
 namespace {
@@ -28,6 +29,12 @@ struct Context {
 
 thread_local Context* t_contexts[kMaxDevices] = {};
 thread_local Context* t_current = nullptr;
+
+// Contexts given back by threads whose task ended (CudaNative.releaseThread), per device: a thread that binds
+// takes one before it creates its own, so a JVM holds as many streams and handle sets per GPU as it runs
+// tasks on that GPU at once (one, on a Spark executor with one GPU task), not one per thread it ever had.
+std::mutex g_idle_mutex;
+std::vector<Context*> g_idle[kMaxDevices];
 
 // A C++ exception carrying the message for Java; every JNI entry point turns it into a RuntimeException.
 struct Failure {
@@ -62,7 +69,16 @@ void bindDevice(int device) {
   CHECK(cudaSetDevice(device));
   Context* c = t_contexts[device];
   if (c == nullptr) {
-    c = new Context();  // lives as long as the thread's native state: tensors freed later name its stream
+    std::lock_guard<std::mutex> lock(g_idle_mutex);
+    if (!g_idle[device].empty()) {
+      c = g_idle[device].back();
+      g_idle[device].pop_back();
+      CHECK(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));  // its last user may have asked for TF32
+      t_contexts[device] = c;
+    }
+  }
+  if (c == nullptr) {
+    c = new Context();  // lives as long as the process (a thread gives it back, never frees it): tensors freed later name its stream
     c->device = device;
     CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CHECK(cublasCreate(&c->blas));
@@ -649,6 +665,21 @@ JNI(jstring, deviceName)(JNIEnv* env, jclass, jint device) {
 
 JNI(void, bind)(JNIEnv* env, jclass, jint device) {
   guarded(env, [&] { bindDevice(device); });
+}
+
+JNI(void, releaseThread)(JNIEnv* env, jclass) {
+  guarded(env, [&] {
+    for (int d = 0; d < kMaxDevices; d++) {
+      Context* c = t_contexts[d];
+      if (c == nullptr) continue;
+      CHECK(cudaSetDevice(d));
+      CHECK(cudaStreamSynchronize(c->stream));  // the next user's work is ordered after this one's anyway
+      t_contexts[d] = nullptr;
+      std::lock_guard<std::mutex> lock(g_idle_mutex);
+      g_idle[d].push_back(c);
+    }
+    t_current = nullptr;
+  });
 }
 
 JNI(jlong, stream)(JNIEnv* env, jclass) {

@@ -21,8 +21,9 @@ import java.util.function.Supplier;
  *
  * <p>Tensors own device memory: {@link Tensor#close()} frees it at once, a {@link #scratch} scope frees what
  * was made inside it when it ends, and a tensor dropped without either is freed after garbage collection.
- * Each thread works on its own stream and library handles; the first operation a thread runs on this
- * backend makes this backend's device current on that thread ({@code cudaSetDevice}).
+ * Each thread works on its own stream and library handles (taken from a per-device pool of those threads
+ * gave back at the end of a task, {@link #endTask}); the first operation a thread runs on this backend makes
+ * this backend's device current on that thread ({@code cudaSetDevice}).
  */
 public final class CudaBackend implements TensorBackend {
 
@@ -96,6 +97,18 @@ public final class CudaBackend implements TensorBackend {
     public long[] memoryInfo() {
         bound();
         return CudaNative.memoryInfo();
+    }
+
+    /**
+     * At the end of a Spark task: this thread's stream and handles go back to a per-device pool, so an executor
+     * keeps one set per GPU task running at once instead of one per thread Spark ever ran a task on.
+     */
+    @Override
+    public void endTask() {
+        int[] b = BOUND.get();
+        if (b[0] < 0 || !SCOPES.get().isEmpty()) return; // nothing bound, or still inside a scratch scope
+        CudaNative.releaseThread();
+        b[0] = -1;
     }
 
     private void bound() {
@@ -175,11 +188,47 @@ public final class CudaBackend implements TensorBackend {
             if (d < 0) throw new IllegalArgumentException("negative dimension in " + Arrays.toString(shape));
             n *= d;
         }
-        long ptr = CudaNative.alloc(Math.max(n, 1) * Float.BYTES);
+        long ptr = allocate(Math.max(n, 1) * Float.BYTES, shape);
         CudaTensor t = new CudaTensor(this, shape.clone(), new Memory(device, ptr, CudaNative.stream()));
         ArrayDeque<List<CudaTensor>> scopes = SCOPES.get();
         if (!scopes.isEmpty()) scopes.peekLast().add(t);
         return t;
+    }
+
+    /** What a JVM keeps on its GPUs that it can let go of when an allocation fails (the executor's cached block). */
+    private static final List<Runnable> CACHES = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+    /** Registers {@code release}, run before the one retry of a failed allocation. */
+    public static void onOutOfMemory(Runnable release) {
+        CACHES.add(release);
+    }
+
+    /**
+     * cudaMallocAsync; when it fails, the caches are let go of, tensors only the garbage collector still knew
+     * about are freed, the frees queued on this thread's stream are waited for, and it is tried once more.
+     */
+    private long allocate(long bytes, long[] shape) {
+        try {
+            return CudaNative.alloc(bytes);
+        } catch (RuntimeException first) {
+            CACHES.forEach(Runnable::run);
+            System.gc();
+            try {
+                Thread.sleep(50); // the cleaner thread frees what the collection found
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            CudaNative.synchronize();
+            try {
+                return CudaNative.alloc(bytes);
+            } catch (RuntimeException again) {
+                long[] info = CudaNative.memoryInfo();
+                throw new IllegalStateException(String.format(java.util.Locale.ROOT,
+                        "CUDA out of memory on GPU %d: cannot allocate %.1f MiB for a tensor %s (%.1f of %.1f GiB free after "
+                                + "freeing caches): %s", device, bytes / 1048576.0, Arrays.toString(shape),
+                        info[0] / 1073741824.0, info[1] / 1073741824.0, again.getMessage()), again);
+            }
+        }
     }
 
     private CudaTensor c(Tensor t) {

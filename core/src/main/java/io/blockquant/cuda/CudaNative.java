@@ -60,6 +60,12 @@ final class CudaNative {
     /** cudaSetDevice for this thread, and this thread's stream and library handles on that device. */
     static native void bind(int device);
 
+    /**
+     * Gives this thread's contexts (stream and handles, per device) back to the device's pool for the next
+     * thread that binds; the thread binds again before its next operation.
+     */
+    static native void releaseThread();
+
     /** This thread's stream on its bound device, as a handle for {@link #free}. */
     static native long stream();
 

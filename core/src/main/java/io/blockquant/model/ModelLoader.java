@@ -21,12 +21,25 @@ public final class ModelLoader {
     private final TensorBackend be;
     private final String prefix;
 
+    /**
+     * A loader asked only for tensor names and prefixes (export, the store's own tensors): it has no backend,
+     * so no backend's classes (ND4J's natives) are loaded for it; reading a tensor through it is a bug.
+     */
+    public static ModelLoader forNames(WeightSource checkpoint, ModelSpec spec) {
+        return new ModelLoader(checkpoint, spec, null);
+    }
+
     public ModelLoader(WeightSource checkpoint, ModelSpec spec, TensorBackend backend) {
         this.checkpoint = checkpoint;
         this.spec = spec;
         this.family = spec.family().descriptor();
         this.be = backend;
         this.prefix = family.namePrefix(checkpoint);
+    }
+
+    private TensorBackend backend() {
+        if (be == null) throw new IllegalStateException("a ModelLoader.forNames loader reads no tensor");
+        return be;
     }
 
     public ModelSpec spec() {
@@ -72,7 +85,7 @@ public final class ModelLoader {
             for (int t = 0; t < seq; t++) remapped[b][t] = b * seq + t;
         }
         float[] rows = EmbeddingRows.gather(checkpoint.rows(tokenEmbeddingName(), spec.vocabSize(), dim), ids);
-        Tensor table = be.fromFloats(rows, ids.length, dim);
+        Tensor table = backend().fromFloats(rows, ids.length, dim);
         Stem stem = family.stem(tensors(), spec);
         return new CausalLm(spec, table, stem.positions(), stem.projectIn(), List.of(), null, null, null).embed(remapped);
     }
@@ -141,10 +154,10 @@ public final class ModelLoader {
 
     private CausalLm model(List<DecoderBlock> blocks, boolean withTables) {
         Tables t = tables();
-        Tensor embed = withTables ? be.fromFloats(checkpoint.readFloats(t.embedding(), t.vocab(), t.width()), t.vocab(), t.width()) : null;
+        Tensor embed = withTables ? backend().fromFloats(checkpoint.readFloats(t.embedding(), t.vocab(), t.width()), t.vocab(), t.width()) : null;
         Stem stem = family.stem(tensors(), spec);
         Tensor head = t.tied() ? embed
-                : withTables ? be.fromFloats(checkpoint.readFloats(t.head(), t.vocab(), t.width()), t.vocab(), t.width()) : null;
+                : withTables ? backend().fromFloats(checkpoint.readFloats(t.head(), t.vocab(), t.width()), t.vocab(), t.width()) : null;
         return new CausalLm(spec, embed, stem.positions(), stem.projectIn(), blocks, stem.finalNorm(), stem.projectOut(), head);
     }
 
@@ -157,6 +170,6 @@ public final class ModelLoader {
 
     /** The checkpoint's tensors below the family's name prefix. */
     private TensorReader tensors() {
-        return new TensorReader(checkpoint, be, prefix);
+        return new TensorReader(checkpoint, backend(), prefix);
     }
 }

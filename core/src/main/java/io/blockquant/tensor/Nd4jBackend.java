@@ -129,6 +129,17 @@ public final class Nd4jBackend implements TensorBackend {
     }
 
     /** Frees this thread's scratch workspaces (a Spark task's thread, when the task ends); the next scope allocates anew. */
+    /** The instance, after ND4J has loaded its backend (natives): a missing ND4J fails here, not mid-block. */
+    static Nd4jBackend loaded() {
+        Nd4j.getBackend();
+        return INSTANCE;
+    }
+
+    @Override
+    public void endTask() {
+        releaseThreadScratch(null);
+    }
+
     public static void releaseThreadScratch(Object ignored) {
         if (DEPTH.get()[0] == 0) Nd4j.getWorkspaceManager().destroyAllWorkspacesForCurrentThread();
     }

@@ -16,4 +16,10 @@ public interface TensorBackend extends ForwardOps, GradientOps, FakeQuantOps, Li
      * devices ignores it, as the CPU backend does.
      */
     default void bindDevice(String address) {}
+
+    /**
+     * Called when a task that computed on this thread ends: gives back what the backend keeps per thread for
+     * reuse (ND4J's scratch workspaces). A backend that keeps nothing per thread ignores it.
+     */
+    default void endTask() {}
 }

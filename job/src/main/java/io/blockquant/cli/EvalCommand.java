@@ -78,6 +78,11 @@ public final class EvalCommand implements Callable<Integer> {
             + "else spark.local.dir in local mode, hadoop.tmp.dir on a cluster)")
     String work;
 
+    @Option(names = "--backend", paramLabel = "cpu|cuda|auto", description = "where tasks compute: cpu (ND4J), cuda (the task's GPU; "
+            + "stops when CUDA cannot load), auto: the GPU Spark gave a task, or in local mode GPU 0 when CUDA loads, else cpu "
+            + "(default: spark.blockquant.backend, else auto)")
+    String backend;
+
     @Option(names = "--master", description = "Spark master URL (default: the spark-submit one, else local[*])")
     String master;
 
@@ -93,7 +98,7 @@ public final class EvalCommand implements Callable<Integer> {
         ModelSource source = new CheckpointSource(model);
         if (store != null) {
             if (!recipe.isFullPrecision()) throw new IllegalArgumentException("--store evaluates the stored model as it is; drop --method/--wbits/--abits");
-            spark = SparkSessions.getOrCreate("blockquant eval", master);
+            spark = SparkSessions.getOrCreate("blockquant eval", master, backend);
             StoredEval stored = StoredEval.open(spark, store);
             source = stored.source();
             recipe = stored.recipe();
@@ -112,7 +117,7 @@ public final class EvalCommand implements Callable<Integer> {
         System.err.printf("eval: %s%n      %s, %d tokens -> %d windows of %d, %s%n", spec.describe(), text,
                 tokens.length, windows.size(), seqlen, recipe.label());
 
-        if (spark == null) spark = SparkSessions.getOrCreate("blockquant eval", master);
+        if (spark == null) spark = SparkSessions.getOrCreate("blockquant eval", master, backend);
         NllSum result = PerplexityJob.run(spark, new PerplexityJob.Request(source, recipe, windowsPerTask, work), windows,
                 "eval " + new Path(text).getName(), System.err);
         double seconds = (System.nanoTime() - start) / 1e9;

@@ -1,6 +1,7 @@
 package io.blockquant.cli;
 
 import io.blockquant.model.ModelFormatException;
+import io.blockquant.tensor.Backends;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import picocli.CommandLine;
@@ -80,7 +81,7 @@ public final class Main implements Runnable {
      */
     static Throwable userError(Throwable ex) {
         for (Throwable t = ex; t != null; t = t.getCause()) {
-            if (t instanceof ModelFormatException || t instanceof IllegalArgumentException
+            if (t instanceof ModelFormatException || t instanceof IllegalArgumentException || t instanceof Backends.UnavailableException
                     || t instanceof UncheckedIOException || t instanceof IOException) {
                 return t;
             }

@@ -149,6 +149,11 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--no-eval", description = "do not measure perplexity after quantizing")
     boolean noEval;
 
+    @Option(names = "--backend", paramLabel = "cpu|cuda|auto", description = "where tasks compute: cpu (ND4J), cuda (the task's GPU; "
+            + "stops when CUDA cannot load), auto: the GPU Spark gave a task, or in local mode GPU 0 when CUDA loads, else cpu; "
+            + "recipe key 'backend' (default: spark.blockquant.backend, else auto)")
+    String backend;
+
     @Option(names = "--master", description = "Spark master URL (default: the spark-submit one, else local[*])")
     String master;
 
@@ -158,11 +163,26 @@ public final class QuantizeCommand implements Callable<Integer> {
     /** Recipe-file keys: the options that describe the method and calibration. */
     static final Set<String> RECIPE_KEYS = QuantizeSettings.recipeKeys();
 
+    /** What a recipe file may hold: the settings' keys and {@code backend}. */
+    static final Set<String> RECIPE_AND_RUN_KEYS = java.util.stream.Stream.concat(RECIPE_KEYS.stream(), java.util.stream.Stream.of("backend"))
+            .collect(java.util.stream.Collectors.toUnmodifiableSet());
+
     @Override
     public Integer call() throws IOException {
         long start = System.nanoTime();
         Configuration conf = new Configuration();
-        if (recipe != null) applyRecipe(RecipeFile.read(recipe, RECIPE_KEYS, conf));
+        if (recipe != null) applyRecipe(RecipeFile.read(recipe, RECIPE_AND_RUN_KEYS, conf));
+        // where to compute is no quantization setting: the recipe's key goes to Spark, not to QuantizeSettings
+        String recipeBackend = fromRecipe.remove("backend");
+        if (backend == null) backend = recipeBackend;
+        if (backend != null) {
+            try {
+                io.blockquant.tensor.Backends.Choice.parse(backend, "--backend");
+            } catch (IllegalArgumentException e) {
+                throw recipeBackend != null && backend.equals(recipeBackend)
+                        ? new IllegalArgumentException(recipe + ": key 'backend' = '" + backend + "': expected cpu, cuda or auto") : e;
+            }
+        }
         Path modelDir = new Path(model);
         ModelSpec spec = ModelSpecReader.read(modelDir, conf);
         QuantizeSettings settings = settings(spec);
@@ -188,7 +208,7 @@ public final class QuantizeCommand implements Callable<Integer> {
                 calibration.size(), settings.seqlen(), settings.seed(), calibration.sourceTokens(), String.join(", ", calib),
                 calibration.fingerprint());
 
-        SparkSession spark = SparkSessions.getOrCreate("blockquant quantize", master);
+        SparkSession spark = SparkSessions.getOrCreate("blockquant quantize", master, backend);
         QuantizeJob.Summary summary = QuantizeJob.run(spark,
                 new QuantizeJob.Request(model, out, settings, resume, omniParams, calib, workDir), spec, calibration, System.err);
 

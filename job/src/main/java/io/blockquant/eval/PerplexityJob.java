@@ -10,7 +10,6 @@ import io.blockquant.nn.DecoderBlock;
 import io.blockquant.quant.FakeQuantRecipe;
 import io.blockquant.schedule.ActivationFiles;
 import io.blockquant.spark.HadoopConf;
-import io.blockquant.tensor.Backends;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
@@ -78,7 +77,7 @@ public final class PerplexityJob {
         boolean done = false;
         try {
             Passes passes = new Passes(request, spec, new ActivationFiles(work.path().toString()), new HadoopConf(hadoop),
-                    tag, windows.get(0).length, headChunkBytes);
+                    tag, windows.get(0).length, headChunkBytes, io.blockquant.schedule.TaskDevices.of(sc));
             NllSum sum = passes.run(sc, windows, new Progress(label, spec.numLayers(), windows.size(), progress));
             done = true;
             return sum;
@@ -102,7 +101,7 @@ public final class PerplexityJob {
      * @param seq  tokens per window
      */
     private record Passes(Request request, ModelSpec spec, ActivationFiles acts, HadoopConf conf, String run, int seq,
-                          long headChunkBytes) implements Serializable {
+                          long headChunkBytes, io.blockquant.schedule.TaskDevices devices) implements Serializable {
 
         ModelSource source() {
             return request.model();
@@ -112,8 +111,9 @@ public final class PerplexityJob {
             int perTask = Math.max(1, request.windowsPerTask());
             int tasks = (windows.size() + perTask - 1) / perTask;
             // Spark's slicing of a collection (partition i: windows [i·n/tasks, (i+1)·n/tasks)), as every eval before
-            JavaRDD<int[]> batches = sc.parallelize(windows, tasks);
-            JavaRDD<Integer> partitions = sc.parallelize(IntStream.range(0, tasks).boxed().toList(), tasks);
+            // every pass computes: on a GPU cluster each task holds a GPU, as block tasks do
+            JavaRDD<int[]> batches = devices.tasks(sc.parallelize(windows, tasks));
+            JavaRDD<Integer> partitions = devices.tasks(sc.parallelize(IntStream.range(0, tasks).boxed().toList(), tasks));
             Configuration hadoop = sc.hadoopConfiguration();
 
             batches.foreachPartition(it -> {
@@ -137,7 +137,7 @@ public final class PerplexityJob {
 
         /** A partition's block-0 inputs: its tokens' embedding rows (OPT: plus positions). */
         private float[] embed(int[][] batch) {
-            TensorBackend be = Backends.cpu();
+            TensorBackend be = devices.backend();
             ExecutorParts.dropBlock();
             CausalLm stem = ExecutorParts.stem(run, () -> source().stem(spec, be, conf.get()));
             int[] ids = new int[batch.length * seq];
@@ -149,7 +149,7 @@ public final class PerplexityJob {
 
         /** Block {@code block} (fake-quantized by the recipe) over partition {@code p}'s activations. */
         private void forward(int block, int p) throws IOException {
-            TensorBackend be = Backends.cpu();
+            TensorBackend be = devices.backend();
             DecoderBlock layer = ExecutorParts.block(run + "|" + block,
                     () -> RtnQuantizer.apply(source().block(spec, block, be, conf.get()), request.recipe()));
             int[] shape = new int[2];
@@ -161,7 +161,7 @@ public final class PerplexityJob {
 
         /** A partition's NLL: final norm, then the head chunk by chunk. */
         private NllSum score(int[][] batch) throws IOException {
-            TensorBackend be = Backends.cpu();
+            TensorBackend be = devices.backend();
             ExecutorParts.dropBlock();
             CausalLm stem = ExecutorParts.stem(run, () -> source().stem(spec, be, conf.get()));
             int[] shape = new int[2];

@@ -19,7 +19,6 @@ import io.blockquant.model.SafetensorsWriter.Header;
 import io.blockquant.store.StoreReader;
 import io.blockquant.store.StoreTensors;
 import io.blockquant.store.TensorRecord;
-import io.blockquant.tensor.Backends;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -199,7 +198,7 @@ public final class CheckpointExport {
         for (List<StoreTensors.Info> p : parts.values()) {
             tensors.add(new Planned(new Header(p.get(0).module(), dtype, p.get(0).shape()), stored(root, TensorRecord.MODEL_BLOCK, p)));
         }
-        ModelLoader names = new ModelLoader(new InMemoryWeights("names", Map.of(), Map.of()), spec, Backends.cpu());
+        ModelLoader names = ModelLoader.forNames(new InMemoryWeights("names", Map.of(), Map.of()), spec);
         for (int block : store.blocks()) {
             Map<String, Map<String, StoreTensors.Info>> byModule = new TreeMap<>();
             Map<String, List<StoreTensors.Info>> blockParts = new TreeMap<>();

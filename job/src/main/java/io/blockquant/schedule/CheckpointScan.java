@@ -5,7 +5,7 @@ import io.blockquant.model.ModelFormatException;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.spark.HadoopConf;
-import io.blockquant.tensor.Backends;
+import io.blockquant.tensor.TensorBackend;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -25,16 +25,20 @@ final class CheckpointScan {
     private CheckpointScan() {}
 
     /** Throws a {@link ModelFormatException} naming the first problem found (and how many more there are). */
-    static void check(JavaSparkContext sc, String modelDir, ModelSpec spec, HadoopConf conf) {
+    static void check(JavaSparkContext sc, TaskDevices devices, String modelDir, ModelSpec spec, HadoopConf conf) {
         // the index and every shard's header first, on the driver: one error, not one per task
         Checkpoint.open(new Path(modelDir), conf.get()).close();
         List<Integer> parts = IntStream.range(-1, spec.numLayers()).boxed().toList();
-        List<String> problems = new ArrayList<>(sc.parallelize(parts, parts.size()).map(part -> {
+        // loading is the check: on the backend the job computes on (a GPU task on a GPU cluster), freed at once
+        List<String> problems = new ArrayList<>(devices.tasks(sc.parallelize(parts, parts.size())).map(part -> {
             try (Checkpoint ckpt = Checkpoint.open(new Path(modelDir), conf.get())) {
-                ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
-                if (part < 0) loader.checkStem();
-                else loader.block(part);
-                return null;
+                TensorBackend be = devices.backend();
+                ModelLoader loader = new ModelLoader(ckpt, spec, be);
+                return be.scratchValue(() -> {
+                    if (part < 0) loader.checkStem();
+                    else loader.block(part);
+                    return (String) null;
+                });
             } catch (ModelFormatException e) {
                 return (part < 0 ? "embeddings/head: " : "block " + part + ": ") + e.getMessage();
             }

@@ -12,7 +12,7 @@ import io.blockquant.spark.HadoopConf;
 import io.blockquant.store.StoreLease;
 import io.blockquant.store.StoreWriter;
 import io.blockquant.store.TensorRecord;
-import io.blockquant.tensor.Backends;
+import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Serializable;
@@ -88,7 +88,10 @@ public final class QuantizeJob {
 
     /** The same, with the block tasks on {@code executor} (Spark's, or this JVM's); the store is written through Spark. */
     static Summary run(SparkSession spark, Request req, ModelSpec spec, CalibrationSet calib, BlockExecutor executor, PrintStream log) {
-        if (req.omniParams() != null) checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req, spec);
+        if (req.omniParams() != null) {
+            TensorBackend be = TaskDevices.of(JavaSparkContext.fromSparkContext(spark.sparkContext())).driverBackend();
+            checkLearnedParameters(spark.sparkContext().hadoopConfiguration(), req, spec, be);
+        }
         boolean fresh = !StoreWriter.exists(spark, req.storePath());
         // one writer per store: a second run is refused here, before it can touch anything of the first's
         StoreLease lease = StoreLease.acquire(spark.sparkContext().hadoopConfiguration(), req.storePath(), req.resume());
@@ -110,7 +113,7 @@ public final class QuantizeJob {
      * What both modes start from: the executor, the store (opened, its recipe checked), the block plan, the
      * calibration partitions, and the run's start time.
      */
-    record Run(JavaSparkContext sc, BlockExecutor executor, Request req, ModelRef model, BlockPlan plan, StoreWriter store,
+    record Run(JavaSparkContext sc, TaskDevices devices, BlockExecutor executor, Request req, ModelRef model, BlockPlan plan, StoreWriter store,
                CalibrationSet calib, List<Integer> parts, long start, PrintStream log) {
         QuantizeSettings settings() {
             return req.settings();
@@ -132,7 +135,7 @@ public final class QuantizeJob {
             return BlockLoop.run(todo, atOnce, plan, model.spec().numLayers(), (long) calib.size() * calib.seqlen(),
                     settings().method().toUpperCase(java.util.Locale.ROOT), step, (o, errors) -> {
                         FaultInjection.beforeCommit(o.block());
-                        store.commitRows(o.block(), blockRows(sc, model, o.block(), folded, files, new HadoopConf(hadoop),
+                        store.commitRows(o.block(), blockRows(sc, devices, model, o.block(), folded, files, new HadoopConf(hadoop),
                                 plan.allLinears()), errors);
                         files.deleteBlock(hadoop, o.block());
                         cleanup.after(o.block());
@@ -156,10 +159,11 @@ public final class QuantizeJob {
         long start = System.nanoTime();
         JavaSparkContext sc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         // every weight read and checked before the store exists: bad input leaves nothing behind
-        CheckpointScan.check(sc, req.modelDir(), spec, new HadoopConf(executor.conf()));
+        TaskDevices devices = TaskDevices.of(sc);
+        CheckpointScan.check(sc, devices, req.modelDir(), spec, new HadoopConf(executor.conf()));
         StoreWriter store = openStore(spark, req, spec, executor.conf());
         if (executor.usesGpus()) log.println("block tasks ask for one GPU each (spark.executor.resource.gpu.amount is set)");
-        return new Run(sc, executor, req, new ModelRef(req.modelDir(), spec), BlockPlan.of(spec), store, calib,
+        return new Run(sc, devices, executor, req, new ModelRef(req.modelDir(), spec), BlockPlan.of(spec), store, calib,
                 partitions(calib, req.settings()), start, log);
     }
 
@@ -168,16 +172,16 @@ public final class QuantizeJob {
      * that does not fit the recipe or the model (a missing vector, a wrong length, a NaN) stops the run before
      * a block is committed, naming the file.
      */
-    static void checkLearnedParameters(Configuration hadoop, Request req, ModelSpec spec) {
+    static void checkLearnedParameters(Configuration hadoop, Request req, ModelSpec spec, TensorBackend be) {
         Path dir = new Path(req.modelDir());
         BlockCalibrator.OnBlockTargets calibrator = (BlockCalibrator.OnBlockTargets) req.settings().calibrator();
         try (Checkpoint ckpt = Checkpoint.open(dir, hadoop)) {
-            ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
+            ModelLoader loader = new ModelLoader(ckpt, spec, be);
             for (int b = 0; b < spec.numLayers(); b++) {
                 Map<String, float[]> learned = OmniQuantParameterFiles.read(hadoop, req.omniParams(), b);
                 if (learned == null) continue; // trained by this run
                 int block = b;
-                Backends.cpu().scratchValue(() -> {
+                be.scratchValue(() -> {
                     calibrator.check(loader.block(block), learned, OmniQuantParameterFiles.file(req.omniParams(), block).toString());
                     return null;
                 });
@@ -300,15 +304,15 @@ public final class QuantizeJob {
      * beside the block's full-precision norms and biases (or OmniQuant's folded rows), so the block's tensors
      * go from executor to Parquet without passing through the driver.
      */
-    static org.apache.spark.api.java.JavaRDD<org.apache.spark.sql.Row> blockRows(JavaSparkContext sc, ModelRef model, int block,
+    static org.apache.spark.api.java.JavaRDD<org.apache.spark.sql.Row> blockRows(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block,
                                                                               boolean omni, BlockFiles files, HadoopConf conf,
                                                                               List<String> linears) {
-        return sc.parallelize(List.of(block), 1).flatMap(b -> {
+        return devices.tasks(sc.parallelize(List.of(block), 1)).flatMap(b -> {
             List<TensorRecord> rows;
             if (omni) {
                 rows = files.readRows(conf.get(), b);
             } else {
-                DecoderBlock fp = ExecutorBlocks.block(model, b, Backends.cpu(), conf.get());
+                DecoderBlock fp = ExecutorBlocks.block(model, b, devices.backend(), conf.get());
                 Map<String, io.blockquant.algo.StoredWeight> layers = files.readLayers(conf.get(), b, linears);
                 rows = io.blockquant.store.BlockRecords.of(b,
                         new io.blockquant.algo.CalibratedBlock(BlockWork.withWeights(fp, BlockWork.dequantized(layers)), layers));
@@ -330,7 +334,7 @@ public final class QuantizeJob {
     static void commitModelTensors(SparkSession spark, StoreWriter store, String model, ModelSpec spec, Configuration hadoop) {
         List<ModelPart> parts = new ArrayList<>();
         try (Checkpoint ckpt = Checkpoint.open(new Path(model), hadoop)) {
-            ModelLoader loader = new ModelLoader(ckpt, spec, Backends.cpu());
+            ModelLoader loader = ModelLoader.forNames(ckpt, spec);
             for (String name : new TreeSet<>(ckpt.tensorNames())) {
                 if (loader.isBlockTensor(name)) continue;
                 var e = ckpt.entry(name);

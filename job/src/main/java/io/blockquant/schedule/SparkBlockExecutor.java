@@ -1,7 +1,6 @@
 package io.blockquant.schedule;
 
 import io.blockquant.spark.HadoopConf;
-import io.blockquant.tensor.Backends;
 import java.io.Serializable;
 import java.util.List;
 import java.util.UUID;
@@ -30,7 +29,7 @@ public final class SparkBlockExecutor implements BlockExecutor {
         TaskDevices devices = this.devices;
         HadoopConf conf = this.conf;
         return devices.tasks(sc.parallelize(items, Math.max(1, items.size())))
-                .map(item -> task.run(item, devices.bind(block, Backends.cpu()), conf.get()))
+                .map(item -> task.run(item, devices.bind(block), conf.get()))
                 .collect();
     }
 

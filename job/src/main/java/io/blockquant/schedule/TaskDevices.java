@@ -20,9 +20,10 @@ import org.apache.spark.util.CollectionAccumulator;
  * Block tasks and the GPUs Spark gives them. When the executors offer GPUs
  * ({@code spark.executor.resource.gpu.amount} &gt; 0 on a cluster master), the RDDs of block tasks carry a
  * task resource profile asking for one GPU per task, so no two block tasks share a GPU; other jobs (the
- * store's Parquet writes) keep the default profile and hold no GPU. Under {@code local[...]} there are no
- * GPUs and block tasks run on the CPU. Inside a task, {@link #bind} hands the GPU address Spark assigned to
- * the tensor backend and records where the task ran, for the job's summary.
+ * store's Parquet writes) keep the default profile and hold no GPU. Under {@code local[...]} no task is
+ * assigned a GPU; {@code auto} then computes on GPU 0 when CUDA loads. Inside a task, {@link #bind} chooses
+ * the backend ({@link Backends#choose}, from {@code spark.blockquant.backend}) on the GPU Spark assigned and
+ * records where the task ran, for the job's summary.
  */
 public final class TaskDevices implements Serializable {
     private static final long serialVersionUID = 1L;
@@ -33,12 +34,28 @@ public final class TaskDevices implements Serializable {
     /** Filled by successful task attempts only: a failed or killed attempt adds nothing. */
     private final CollectionAccumulator<Placement> placements;
     private final transient ResourceProfile profile;
+    private final Backends.Choice choice;
+    /** Local mode: no task is assigned a GPU, so auto may probe for one. */
+    private final boolean local;
 
-    private TaskDevices(CollectionAccumulator<Placement> placements, ResourceProfile profile) {
+    private TaskDevices(CollectionAccumulator<Placement> placements, ResourceProfile profile, Backends.Choice choice, boolean local) {
         this.placements = placements;
         this.profile = profile;
+        this.choice = choice;
+        this.local = local;
     }
 
+    /** The backend choice of a Spark application: {@code spark.blockquant.backend}, else {@code -Dblockquant.backend}. */
+    public static Backends.Choice choice(org.apache.spark.SparkConf conf) {
+        return conf.contains(Backends.SPARK_KEY)
+                ? Backends.Choice.parse(conf.get(Backends.SPARK_KEY), Backends.SPARK_KEY)
+                : Backends.Choice.fromProperty();
+    }
+
+    /**
+     * The devices of {@code sc}'s block tasks. In local mode the backend is chosen here, once, so a CUDA
+     * backend that cannot load stops the job before any task (one line naming host, GPU and cause).
+     */
     public static TaskDevices of(JavaSparkContext sc) {
         CollectionAccumulator<Placement> acc = sc.sc().collectionAccumulator("block task placements");
         boolean gpus = !sc.isLocal() && sc.getConf().getDouble("spark.executor.resource.gpu.amount", 0) > 0;
@@ -50,7 +67,20 @@ public final class TaskDevices implements Serializable {
                     .resource("gpu", 1.0);
             p = new ResourceProfileBuilder().require(task).build();
         }
-        return new TaskDevices(acc, p);
+        TaskDevices d = new TaskDevices(acc, p, choice(sc.getConf()), sc.isLocal());
+        if (d.local) d.driverBackend();
+        return d;
+    }
+
+    /** The backend of work on the driver (checks before any task): CUDA when chosen or when auto finds it. */
+    public TensorBackend driverBackend() {
+        return Backends.choose(choice, null, true);
+    }
+
+    /** Whether block tasks compute on CUDA in this application's local mode (driver side, for its summary). */
+    public String describe() {
+        return "backend " + choice.name().toLowerCase(java.util.Locale.ROOT)
+                + (local ? " -> " + driverBackend().name() : " (per task: cuda on its GPU, else cpu)");
     }
 
     /** True when block tasks ask Spark for a GPU each. */
@@ -63,27 +93,39 @@ public final class TaskDevices implements Serializable {
         return profile == null ? rdd : rdd.withResources(profile);
     }
 
-    /**
-     * Inside a task of block {@code block} (-1: the embedding): binds {@code backend} to the task's GPU,
-     * records the placement and returns the backend.
-     */
-    public TensorBackend bind(int block, TensorBackend backend) {
+    /** The GPU address Spark assigned to the running task, null when none (or outside a task). */
+    static String taskGpu() {
         TaskContext task = TaskContext.get();
-        String gpu = null;
-        if (task != null) {
-            Map<String, ResourceInformation> res = task.resourcesJMap();
-            ResourceInformation info = res.get("gpu");
-            if (info != null && info.addresses().length > 0) gpu = info.addresses()[0];
-        }
-        FaultInjection.inBlockTask(block);
-        // -Dblockquant.backend=cuda (spark.executor.extraJavaOptions) computes on the CUDA backend of this GPU
-        TensorBackend chosen = Backends.cudaSelected() ? Backends.forTask(gpu) : backend;
+        if (task == null) return null;
+        Map<String, ResourceInformation> res = task.resourcesJMap();
+        ResourceInformation info = res.get("gpu");
+        return info != null && info.addresses().length > 0 ? info.addresses()[0] : null;
+    }
+
+    /**
+     * Inside any task that computes (block tasks, eval passes, checkpoint checks): the chosen backend on the
+     * task's GPU, bound to it.
+     */
+    public TensorBackend backend() {
+        String gpu = taskGpu();
+        TensorBackend chosen = Backends.choose(choice, gpu, local);
         if (gpu != null) chosen.bindDevice(gpu);
         // ND4J keeps each thread's scratch workspaces for reuse: at real widths that is gigabytes off the heap
-        // per task thread, so a task gives them back when it ends
-        if (task != null && chosen instanceof io.blockquant.tensor.Nd4jBackend) {
-            task.addTaskCompletionListener(io.blockquant.tensor.Nd4jBackend::releaseThreadScratch);
-        }
+        // per task thread, so a task gives them back when it ends (through the interface: naming Nd4jBackend
+        // here would load ND4J's classes on a CUDA executor)
+        TaskContext task = TaskContext.get();
+        if (task != null) task.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) t -> chosen.endTask());
+        return chosen;
+    }
+
+    /**
+     * Inside a task of block {@code block} (-1: the embedding): the chosen backend bound to the task's GPU
+     * ({@link #backend}); records the placement.
+     */
+    public TensorBackend bind(int block) {
+        String gpu = taskGpu();
+        FaultInjection.inBlockTask(block);
+        TensorBackend chosen = backend();
         String executor = SparkEnv.get() == null ? "driver" : SparkEnv.get().executorId();
         placements.add(new Placement(block, executor, ProcessHandle.current().pid(), gpu));
         return chosen;

@@ -1,5 +1,6 @@
 package io.blockquant.spark;
 
+import io.blockquant.tensor.Backends;
 import org.apache.spark.SparkConf;
 import org.apache.spark.sql.SparkSession;
 
@@ -12,7 +13,18 @@ public final class SparkSessions {
     private SparkSessions() {}
 
     public static SparkSession getOrCreate(String appName, String master) {
+        return getOrCreate(appName, master, null);
+    }
+
+    /**
+     * {@code backend}: the {@code --backend} flag's (or recipe's) cpu, cuda or auto, set as
+     * {@code spark.blockquant.backend} for every task; null keeps the key spark-submit gave, else auto.
+     */
+    public static SparkSession getOrCreate(String appName, String master, String backend) {
         SparkConf conf = new SparkConf(true).setAppName(appName);
+        if (backend != null) {
+            conf.set(Backends.SPARK_KEY, Backends.Choice.parse(backend, "--backend").name().toLowerCase(java.util.Locale.ROOT));
+        }
         if (master != null) conf.setMaster(master);
         if (!conf.contains("spark.master")) {
             conf.setMaster("local[*]");

@@ -3,7 +3,6 @@ package io.blockquant.store;
 import io.blockquant.model.InMemoryWeights;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
-import io.blockquant.tensor.Backends;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -25,7 +24,7 @@ public final class StoredModel {
             shapes.put(t.module(), t.shape());
         }
         InMemoryWeights weights = new InMemoryWeights(store.root().toString(), values, shapes);
-        ModelLoader names = new ModelLoader(weights, spec, Backends.cpu());
+        ModelLoader names = ModelLoader.forNames(weights, spec);
         for (int block : store.blocks()) BlockRecords.dequantize(store.tensors(block), names.blockPrefix(block), values, shapes);
         return weights;
     }

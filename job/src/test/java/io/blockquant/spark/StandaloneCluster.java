@@ -121,6 +121,8 @@ public final class StandaloneCluster implements BeforeAllCallback, AfterAllCallb
         c.put("spark.cores.max", Integer.toString(workers));
         c.put("spark.executor.memory", "1g");
         c.put("spark.executor.resource.gpu.amount", "1");
+        // the workers' GPUs are fake addresses: auto would (rightly) stop the job when CUDA cannot load on them
+        c.put("spark.blockquant.backend", "cpu");
         c.put("spark.executorEnv.OMP_NUM_THREADS", "1");
         c.put("spark.scheduler.minRegisteredResourcesRatio", "1.0");
         c.put("spark.scheduler.maxRegisteredResourcesWaitingTime", "120s");
