@@ -204,11 +204,8 @@ public final class StoreLease implements AutoCloseable {
     private void beat() {
         if (lost != null) return;
         try {
-            Map<String, Object> now = read(fs, file);
-            if (now == null || !record.get("token").equals(now.get("token"))) {
-                lost = root + ": this run lost its lease " + FILE + " (" + (now == null ? "the file is gone"
-                        : "taken over by " + now.get("owner") + "@" + now.get("host") + " pid " + now.get("pid"))
-                        + "); it commits nothing more";
+            lost = lostReason(read(fs, file));
+            if (lost != null) {
                 System.err.println("blockquant: " + lost);
                 return;
             }
@@ -229,16 +226,19 @@ public final class StoreLease implements AutoCloseable {
         }
     }
 
+    /** Why this run no longer holds its lease, given the lease file as it is now ({@code null}: gone); null while held. */
+    private String lostReason(Map<String, Object> now) {
+        if (now != null && record.get("token").equals(now.get("token"))) return null;
+        return root + ": this run lost its lease " + FILE + " (" + (now == null ? "the file is gone"
+                : "taken over by " + now.get("owner") + "@" + now.get("host") + " pid " + now.get("pid"))
+                + "); it commits nothing more";
+    }
+
     /** Throws one line unless this run still holds its lease (read from the file, not remembered). */
     public void checkHeld() {
         if (lost == null) {
             try {
-                Map<String, Object> now = read(fs, file);
-                if (now == null || !record.get("token").equals(now.get("token"))) {
-                    lost = root + ": this run lost its lease " + FILE + " (" + (now == null ? "the file is gone"
-                            : "taken over by " + now.get("owner") + "@" + now.get("host") + " pid " + now.get("pid"))
-                            + "); it commits nothing more";
-                }
+                lost = lostReason(read(fs, file));
             } catch (IOException e) {
                 throw new UncheckedIOException(file + ": cannot check the lease (" + e.getMessage() + ")", e);
             }
