@@ -64,8 +64,7 @@ final class Fp4Tensors implements LayerLayout {
         h.add(new Header(layer + ".weight_packed", DType.U8, new long[] {out, in / 2}));
         h.add(new Header(layer + ".weight_scale", mx ? DType.U8 : DType.F8_E4M3, new long[] {out, in / block()}));
         if (!mx) h.add(new Header(layer + ".weight_global_scale", DType.F32, new long[] {1}));
-        StoreTensors.Info bias = kinds.get("bias");
-        if (bias != null) h.add(new Header(layer + ".bias", DType.F32, bias.shape()));
+        LayerLayout.addBiasHeader(h, layer, kinds);
         return h;
     }
 
@@ -127,8 +126,7 @@ final class Fp4Tensors implements LayerLayout {
             t.add(new Tensor(layer + ".weight_scale", DType.F8_E4M3, new long[] {out, blocks}, scaleCodes));
             t.add(Tensor.floats(layer + ".weight_global_scale", new float[] {global}, 1));
         }
-        TensorRecord bias = kinds.get("bias");
-        if (bias != null) t.add(Tensor.floats(layer + ".bias", bias.toFloats(), bias.shape()));
+        LayerLayout.addBias(t, layer, kinds);
         return new Converted(t, errorSq, weightSq);
     }
 

@@ -51,8 +51,7 @@ public final class Fp8Tensors implements LayerLayout {
         List<Header> headers = new ArrayList<>();
         headers.add(new Header(name + ".weight", DType.F8_E4M3, new long[] {out, in}));
         headers.add(new Header(name + ".weight_scale", DType.F32, new long[] {out, 1}));
-        StoreTensors.Info bias = kinds.get("bias");
-        if (bias != null) headers.add(new Header(name + ".bias", DType.F32, bias.shape()));
+        LayerLayout.addBiasHeader(headers, name, kinds);
         return headers;
     }
 
@@ -65,8 +64,7 @@ public final class Fp8Tensors implements LayerLayout {
         List<Tensor> tensors = new ArrayList<>();
         tensors.add(new Tensor(name + ".weight", DType.F8_E4M3, new long[] {out, in}, qweight.data()));
         tensors.add(Tensor.floats(name + ".weight_scale", scales, out, 1));
-        TensorRecord bias = kinds.get("bias");
-        if (bias != null) tensors.add(Tensor.floats(name + ".bias", bias.toFloats(), bias.shape()));
+        LayerLayout.addBias(tensors, name, kinds);
         return tensors;
     }
 

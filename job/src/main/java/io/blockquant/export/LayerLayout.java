@@ -38,6 +38,18 @@ interface LayerLayout extends Serializable {
     }
 
     /** The kinds of {@code module} in {@code block}, or an error naming the store module. */
+    /** The layer's bias header, float32 as every layout stores it, when the layer has one. */
+    static void addBiasHeader(List<Header> headers, String layer, Map<String, StoreTensors.Info> kinds) {
+        StoreTensors.Info bias = kinds.get("bias");
+        if (bias != null) headers.add(new Header(layer + ".bias", io.blockquant.model.DType.F32, bias.shape()));
+    }
+
+    /** The layer's bias tensor, float32, when the layer has one. */
+    static void addBias(List<Tensor> tensors, String layer, Map<String, TensorRecord> kinds) {
+        TensorRecord bias = kinds.get("bias");
+        if (bias != null) tensors.add(Tensor.floats(layer + ".bias", bias.toFloats(), bias.shape()));
+    }
+
     static Map<String, TensorRecord> kinds(Map<String, Map<String, TensorRecord>> block, String module) {
         Map<String, TensorRecord> kinds = block.get(module);
         if (kinds == null) throw new IllegalStateException("the block has no module " + module);

@@ -70,8 +70,7 @@ final class PackedIntTensors implements LayerLayout {
             if (!sym) h.add(new Header(layer + ".weight_zero_point", DType.I32, new long[] {out * bits / 32, groups}));
             if (actOrder) h.add(new Header(layer + ".weight_g_idx", DType.I32, new long[] {in}));
         }
-        StoreTensors.Info bias = kinds.get("bias");
-        if (bias != null) h.add(new Header(layer + ".bias", DType.F32, bias.shape()));
+        LayerLayout.addBiasHeader(h, layer, kinds);
         return h;
     }
 
@@ -125,8 +124,7 @@ final class PackedIntTensors implements LayerLayout {
             if (!sym) t.add(Tensor.ints(layer + ".weight_zero_point", GptqTensors.packColumns(zeroLevels, groups, out, bits), out / 32 * bits, groups));
             if (actOrder) t.add(Tensor.ints(layer + ".weight_g_idx", gIdx, in));
         }
-        TensorRecord bias = kinds.get("bias");
-        if (bias != null) t.add(Tensor.floats(layer + ".bias", bias.toFloats(), bias.shape()));
+        LayerLayout.addBias(t, layer, kinds);
         return Converted.exact(t);
     }
 

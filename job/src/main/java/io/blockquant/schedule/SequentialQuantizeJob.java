@@ -70,8 +70,10 @@ public final class SequentialQuantizeJob {
                 ActivationFiles[] streams = omni ? new ActivationFiles[] {acts, fpActs} : new ActivationFiles[] {acts};
                 QuantizeJob.embed(run.executor(), run.model(), windows, run.parts(), run.settings().windowsPerTask(), streams);
             }
+            // blocks folded from --omni-params files, listed once for the run
+            Set<Integer> learned = omni ? OmniQuantParameterFiles.blocksIn(hadoop, run.req().omniParams(), blocks) : Set.of();
             Steps steps = new Steps(run.executor(), run.model(), run.plan(), run.settings(), run.parts(), calib, acts, fpActs, files,
-                    run.req().omniParams(), run.log());
+                    run.req().omniParams(), learned, run.log());
             return run.finish(run.loop(IntStream.range(first, blocks).boxed().toList(), 1, files, omni, steps::calibrate, b -> {
                 acts.deleteBlock(hadoop, b);
                 if (omni) fpActs.deleteBlock(hadoop, b);
@@ -89,7 +91,7 @@ public final class SequentialQuantizeJob {
      */
     private record Steps(BlockExecutor executor, ModelRef model, BlockPlan plan, QuantizeSettings s, List<Integer> parts,
                          CalibrationSet calib, ActivationFiles acts, ActivationFiles fpActs, BlockFiles files, String omniParams,
-                         PrintStream log) {
+                         Set<Integer> learned, PrintStream log) {
 
         BlockLoop.Outcome calibrate(int block) throws IOException {
             long t0 = System.nanoTime();
@@ -196,9 +198,8 @@ public final class SequentialQuantizeJob {
          */
         private void trainOmniQuant(int block) throws IOException {
             int blocks = model.spec().numLayers(), seq = calib.seqlen(), windows = calib.size();
-            // blocks folded from --omni-params files; after the last block that trains, the full-precision stream
+            // after the last block that trains (the rest fold from --omni-params files), the full-precision stream
             // feeds nothing, so it is not computed
-            Set<Integer> learned = OmniQuantParameterFiles.blocksIn(executor.conf(), omniParams, blocks);
             int lastTrained = blocks - 1;
             while (lastTrained >= 0 && learned.contains(lastTrained)) lastTrained--;
             if (block <= lastTrained) QuantizeJob.fullPrecisionPass(executor, model, block, parts, fpActs, seq);
