@@ -612,6 +612,16 @@ __global__ void fakeQuantizeTokensFpKernel(const float* x, int cols, int M, int 
 // ---- linear algebra helpers -----------------------------------------------------------------------
 
 // zero the strict upper triangle of a row-major [n, n] matrix
+// a = f·a, then a[i, i] += d[i]: a Hessian sum scaled to 2/n·Σ, damped and its dead columns set, in place
+__global__ void scaleAddDiagonalKernel(float* a, long long n, float f, const float* d) {
+  long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n * n) return;
+  float v = a[i] * f;
+  long long r = i / n;
+  if (r == i - r * n) v += d[r];
+  a[i] = v;
+}
+
 __global__ void lowerTriangleKernel(float* a, int n) {
   long long total = (long long)n * n;
   for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x)
@@ -620,8 +630,8 @@ __global__ void lowerTriangleKernel(float* a, int n) {
 
 // row-major sgemm through column-major cuBLAS: C = op(A)·op(B) is Cᵀ = op(B)ᵀ·op(A)ᵀ
 void gemmRowMajor(Context& c, bool ta, bool tb, int m, int n, int k, const float* a, const float* b, float* out,
-                  int batch) {
-  const float one = 1.f, zero = 0.f;
+                  int batch, float beta = 0.f) {
+  const float one = 1.f, zero = beta;
   cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   int lda = ta ? m : k, ldb = tb ? k : n;
   if (batch == 1) {
@@ -816,6 +826,11 @@ JNI(void, gemm)(JNIEnv* env, jclass, jboolean ta, jboolean tb, jint m, jint n, j
   guarded(env, [&] { gemmRowMajor(ctx(), ta, tb, m, n, k, F(a), F(b), F(c), 1); });
 }
 
+// C += op(A)·op(B): a running sum kept on the device (GPTQ's Σ xᵀx over calibration batches)
+JNI(void, gemmAccumulate)(JNIEnv* env, jclass, jboolean ta, jboolean tb, jint m, jint n, jint k, jlong a, jlong b, jlong c) {
+  guarded(env, [&] { gemmRowMajor(ctx(), ta, tb, m, n, k, F(a), F(b), F(c), 1, 1.f); });
+}
+
 JNI(void, gemmBatched)(JNIEnv* env, jclass, jboolean ta, jboolean tb, jint m, jint n, jint k, jint batch, jlong a, jlong b,
                        jlong c) {
   guarded(env, [&] { gemmRowMajor(ctx(), ta, tb, m, n, k, F(a), F(b), F(c), batch); });
@@ -882,6 +897,18 @@ JNI(void, rowLogSumExp)(JNIEnv* env, jclass, jlong a, jint rows, jint cols, jdou
     CHECK(cudaMemcpyAsync(host.data(), d.ptr, sizeof(double) * rows, cudaMemcpyDeviceToHost, c.stream));
     CHECK(cudaStreamSynchronize(c.stream));
     env->SetDoubleArrayRegion(out, 0, rows, host.data());
+  });
+}
+
+JNI(void, scaleAddDiagonal)(JNIEnv* env, jclass, jlong a, jint n, jfloat f, jfloatArray d) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    std::vector<jfloat> host(n);
+    env->GetFloatArrayRegion(d, 0, n, host.data());
+    Scratch dd = uploadArray(host.data(), n, c.stream);
+    scaleAddDiagonalKernel<<<gridFor((long long)n * n), 256, 0, c.stream>>>(F(a), n, f, dd.as<float>());
+    CHECK_LAUNCH();
+    CHECK(cudaStreamSynchronize(c.stream));  // the diagonal's scratch goes when this returns
   });
 }
 
@@ -1151,21 +1178,69 @@ __global__ void gptqIntBlockKernel(float* W, int rows, int cols, const float* U,
 
 }  // namespace
 
-// W [rows, cols] and U (the upper factor of H⁻¹, [cols, cols]) from the Java heap; fills levels [rows, cols], scales
-// and zeros [rows, groups] and returns the loss. Per lazy block: the kernel, then W[:, i2:] -= Err · U[i1:i2, i2:]
-// as one cuBLAS product straight on W's and U's sub-matrices.
+namespace {
+
+// GPTQ's column loop on device W [rows, cols] (updated in place: quantized columns hold their dequantized values) and
+// U (the upper factor of H⁻¹, [cols, cols]); leaves levels [rows, cols], scales and zeros [rows, groups] in the host
+// arrays and returns the loss. Per lazy block: the kernel, then W[:, i2:] -= Err · U[i1:i2, i2:] as one cuBLAS product
+// straight on W's and U's sub-matrices.
+double gptqIntColumns(JNIEnv* env, Context& c, float* dW, int rows, int cols, const float* dU, int blockSize, int group,
+                      int bits, bool sym, jintArray levels, jfloatArray scales, jfloatArray zeros) {
+  if (blockSize < 1 || blockSize > 128) throw Failure{"gptqInt: block size must be 1..128"};
+  long long n = (long long)rows * cols;
+  int groups = cols / group;
+  Scratch dLevels(sizeof(int) * n, c.stream), dScales(sizeof(float) * (long long)rows * groups, c.stream),
+      dZeros(sizeof(float) * (long long)rows * groups, c.stream), dErr(sizeof(float) * (long long)rows * 128, c.stream),
+      dLoss(sizeof(double), c.stream);
+  CHECK(cudaMemsetAsync(dLoss.ptr, 0, sizeof(double), c.stream));
+  // the lazy updates in exact float32, as the reference's (TF32, if this thread asked for it, is for forward passes)
+  cublasMath_t mode;
+  CHECK(cublasGetMathMode(c.blas, &mode));
+  CHECK(cublasSetMathMode(c.blas, CUBLAS_DEFAULT_MATH));
+  int maxq = (1 << bits) - 1;
+  const float minusOne = -1.f, one = 1.f;
+  unsigned blocks = (unsigned)(((long long)rows * 32 + 255) / 256);
+  for (int i1 = 0; i1 < cols; i1 += blockSize) {
+    int i2 = i1 + blockSize < cols ? i1 + blockSize : cols;
+    gptqIntBlockKernel<<<blocks, 256, 0, c.stream>>>(dW, rows, cols, dU, i1, i2, group, maxq, sym, dLevels.as<int>(),
+                                                     dScales.as<float>(), dZeros.as<float>(), groups, dErr.as<float>(),
+                                                     dLoss.as<double>());
+    CHECK_LAUNCH();
+    int rest = cols - i2, count = i2 - i1;
+    if (rest > 0) {
+      // row-major W[:, i2:] (ld cols) -= Err [rows, count] (ld 128) · U[i1:i2, i2:] (ld cols); column-major that is
+      // W' (rest × rows) -= U' (rest × count) · Err' (count × rows)
+      CHECK(cublasSgemm(c.blas, CUBLAS_OP_N, CUBLAS_OP_N, rest, rows, count, &minusOne, dU + (long long)i1 * cols + i2, cols,
+                        dErr.as<float>(), 128, &one, dW + i2, cols));
+    }
+  }
+  CHECK(cublasSetMathMode(c.blas, mode));
+  auto down = [&](void* src, jarray a, size_t bytes) {
+    void* host = env->GetPrimitiveArrayCritical(a, nullptr);
+    cudaError_t e = cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, c.stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c.stream);
+    env->ReleasePrimitiveArrayCritical(a, host, 0);
+    CHECK(e);
+  };
+  down(dLevels.ptr, levels, sizeof(int) * n);
+  down(dScales.ptr, scales, sizeof(float) * (long long)rows * groups);
+  down(dZeros.ptr, zeros, sizeof(float) * (long long)rows * groups);
+  double loss = 0;
+  CHECK(cudaMemcpyAsync(&loss, dLoss.ptr, sizeof(double), cudaMemcpyDeviceToHost, c.stream));
+  CHECK(cudaStreamSynchronize(c.stream));
+  return loss;
+}
+
+}  // namespace
+
+// The column loop on W and U from the Java heap (see gptqIntColumns).
 JNI(jdouble, gptqInt)(JNIEnv* env, jclass, jfloatArray w, jint rows, jint cols, jfloatArray u, jint blockSize, jint group,
                       jint bits, jboolean sym, jintArray levels, jfloatArray scales, jfloatArray zeros) {
   double loss = 0;
   guarded(env, [&] {
-    if (blockSize < 1 || blockSize > 128) throw Failure{"gptqInt: block size must be 1..128"};
     Context& c = ctx();
     long long n = (long long)rows * cols;
-    int groups = cols / group;
     Scratch dW(sizeof(float) * n, c.stream), dU(sizeof(float) * (long long)cols * cols, c.stream);
-    Scratch dLevels(sizeof(int) * n, c.stream), dScales(sizeof(float) * (long long)rows * groups, c.stream),
-        dZeros(sizeof(float) * (long long)rows * groups, c.stream), dErr(sizeof(float) * (long long)rows * 128, c.stream),
-        dLoss(sizeof(double), c.stream);
     auto up = [&](jfloatArray a, void* dst, long long count) {
       void* host = env->GetPrimitiveArrayCritical(a, nullptr);
       cudaError_t e = cudaMemcpyAsync(dst, host, sizeof(float) * count, cudaMemcpyHostToDevice, c.stream);
@@ -1174,37 +1249,19 @@ JNI(jdouble, gptqInt)(JNIEnv* env, jclass, jfloatArray w, jint rows, jint cols, 
     };
     up(w, dW.ptr, n);
     up(u, dU.ptr, (long long)cols * cols);
-    CHECK(cudaMemsetAsync(dLoss.ptr, 0, sizeof(double), c.stream));
-    int maxq = (1 << bits) - 1;
-    const float minusOne = -1.f, one = 1.f;
-    unsigned blocks = (unsigned)(((long long)rows * 32 + 255) / 256);
-    for (int i1 = 0; i1 < cols; i1 += blockSize) {
-      int i2 = i1 + blockSize < cols ? i1 + blockSize : cols;
-      gptqIntBlockKernel<<<blocks, 256, 0, c.stream>>>(dW.as<float>(), rows, cols, dU.as<float>(), i1, i2, group, maxq,
-                                                       sym == JNI_TRUE, dLevels.as<int>(), dScales.as<float>(),
-                                                       dZeros.as<float>(), groups, dErr.as<float>(), dLoss.as<double>());
-      CHECK_LAUNCH();
-      int rest = cols - i2, count = i2 - i1;
-      if (rest > 0) {
-        // row-major W[:, i2:] (ld cols) -= Err [rows, count] (ld 128) · U[i1:i2, i2:] (ld cols); column-major that is
-        // W' (rest × rows) -= U' (rest × count) · Err' (count × rows)
-        CHECK(cublasSgemm(c.blas, CUBLAS_OP_N, CUBLAS_OP_N, rest, rows, count, &minusOne,
-                          dU.as<float>() + (long long)i1 * cols + i2, cols, dErr.as<float>(), 128, &one,
-                          dW.as<float>() + i2, cols));
-      }
-    }
-    auto down = [&](void* src, jarray a, size_t bytes) {
-      void* host = env->GetPrimitiveArrayCritical(a, nullptr);
-      cudaError_t e = cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, c.stream);
-      if (e == cudaSuccess) e = cudaStreamSynchronize(c.stream);
-      env->ReleasePrimitiveArrayCritical(a, host, 0);
-      CHECK(e);
-    };
-    down(dLevels.ptr, levels, sizeof(int) * n);
-    down(dScales.ptr, scales, sizeof(float) * (long long)rows * groups);
-    down(dZeros.ptr, zeros, sizeof(float) * (long long)rows * groups);
-    CHECK(cudaMemcpyAsync(&loss, dLoss.ptr, sizeof(double), cudaMemcpyDeviceToHost, c.stream));
-    CHECK(cudaStreamSynchronize(c.stream));
+    loss = gptqIntColumns(env, c, dW.as<float>(), rows, cols, dU.as<float>(), blockSize, group, bits, sym == JNI_TRUE,
+                          levels, scales, zeros);
+  });
+  return loss;
+}
+
+// The column loop on W and U already on the device (W updated in place).
+JNI(jdouble, gptqIntDevice)(JNIEnv* env, jclass, jlong w, jint rows, jint cols, jlong u, jint blockSize, jint group,
+                            jint bits, jboolean sym, jintArray levels, jfloatArray scales, jfloatArray zeros) {
+  double loss = 0;
+  guarded(env, [&] {
+    loss = gptqIntColumns(env, ctx(), F(w), rows, cols, F(u), blockSize, group, bits, sym == JNI_TRUE, levels, scales,
+                          zeros);
   });
   return loss;
 }

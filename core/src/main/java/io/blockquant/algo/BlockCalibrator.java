@@ -1,6 +1,7 @@
 package io.blockquant.algo;
 
 import io.blockquant.nn.DecoderBlock;
+import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.Serializable;
@@ -25,8 +26,8 @@ public sealed interface BlockCalibrator extends Serializable
      * earlier groups already quantized (GPTQ, Frantar et al. 2022, eq. 2).
      */
     non-sealed interface OnGroupHessians extends BlockCalibrator {
-        /** What the method derives once per group from its Hessian; {@code hessian} is taken over (damped in place). */
-        GptqQuantizer.PreparedHessian prepare(TensorBackend be, double[] hessian);
+        /** What the method derives once per group from its Hessian's running sum, which is spent. */
+        GptqQuantizer.PreparedHessian prepare(TensorBackend be, GramSum hessian);
 
         StoredWeight quantize(Tensor weight, GptqQuantizer.PreparedHessian hessian);
     }

@@ -1,5 +1,6 @@
 package io.blockquant.algo;
 
+import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 
@@ -7,8 +8,8 @@ import io.blockquant.tensor.TensorBackend;
 public record GptqCalibrator(GptqSettings settings) implements BlockCalibrator.OnGroupHessians {
 
     @Override
-    public GptqQuantizer.PreparedHessian prepare(TensorBackend be, double[] hessian) {
-        return GptqQuantizer.PreparedHessian.ofOwned(be, hessian, settings.config());
+    public GptqQuantizer.PreparedHessian prepare(TensorBackend be, GramSum hessian) {
+        return GptqQuantizer.PreparedHessian.of(be, hessian, settings.config());
     }
 
     @Override

@@ -7,7 +7,7 @@ import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.quant.IntQuantizer;
 import io.blockquant.quant.ScaleConstraint;
 import io.blockquant.tensor.ForwardOps;
-import io.blockquant.tensor.LinearAlgebra;
+import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.Arrays;
@@ -110,42 +110,117 @@ public final class GptqQuantizer {
     /**
      * What GPTQ derives from a Hessian alone, so the layers that share one (q/k/v, gate/up) compute it once:
      * the dead columns (H_cc = 0), the act-order permutation, and the upper Cholesky factor of the damped,
-     * permuted H⁻¹ (paper eq. 5 and its Cholesky reformulation).
+     * permuted H⁻¹ (paper eq. 5 and its Cholesky reformulation). The factor stays where the backend computed it:
+     * on a GPU it never crosses the bus unless it is serialized (a Spark task handing it to others) or read with
+     * {@link #hinv()}.
      */
-    public record PreparedHessian(int cols, boolean[] dead, int[] perm, float[] hinv) implements java.io.Serializable {
+    public static final class PreparedHessian implements java.io.Serializable {
+        private static final long serialVersionUID = 2L;
 
-        public static PreparedHessian of(TensorBackend be, double[] hessian, GptqConfig cfg) {
-            return ofOwned(be, hessian.clone(), cfg);
+        private final int cols;
+        private final boolean[] dead;
+        private final int[] perm;
+        private float[] hinv;
+        private transient Tensor onBackend;
+
+        private PreparedHessian(int cols, boolean[] dead, int[] perm, Tensor factor) {
+            this.cols = cols;
+            this.dead = dead;
+            this.perm = perm;
+            if (factor.backend().onDevice()) this.onBackend = factor;
+            else this.hinv = factor.toFloats();
         }
 
-        /** As {@link #of}, damping {@code h} in place (no copy of an n×n float64 matrix at real widths). */
-        public static PreparedHessian ofOwned(TensorBackend be, double[] h, GptqConfig cfg) {
-            int cols = (int) Math.round(Math.sqrt(h.length));
-            if ((long) cols * cols != h.length) {
-                throw new IllegalArgumentException("Hessian of " + h.length + " entries is not square");
+        /** From a Hessian already scaled ({@code 2/n·Σ x·xᵀ}, row-major), left as it is. */
+        public static PreparedHessian of(TensorBackend be, double[] hessian, GptqConfig cfg) {
+            int cols = (int) Math.round(Math.sqrt(hessian.length));
+            if ((long) cols * cols != hessian.length) {
+                throw new IllegalArgumentException("Hessian of " + hessian.length + " entries is not square");
             }
+            double[] diag = new double[cols];
+            for (int c = 0; c < cols; c++) diag[c] = hessian[c * cols + c];
+            return prepare(be, diag, cfg, (d, perm) -> be.fromFloats(HessianAccumulator.scaledWithDiagonal(hessian, cols, 1.0, d, perm), cols, cols));
+        }
+
+        /** From a running sum {@code Σ x·xᵀ} (scaled by 2/n here), which is spent. */
+        public static PreparedHessian of(TensorBackend be, GramSum sum, GptqConfig cfg) {
+            if (sum.rows() == 0) throw new IllegalStateException("no calibration token reached this layer");
+            double f = 2.0 / sum.rows();
+            double[] diag = sum.diagonal();
+            for (int c = 0; c < diag.length; c++) diag[c] *= f;
+            return prepare(be, diag, cfg, (d, perm) -> sum.scaledWithDiagonal(be, f, d, perm));
+        }
+
+        /**
+         * {@code diag}: H's diagonal; {@code damped} gives {@code P·(H + diag(d))·Pᵀ} in float32 for a diagonal
+         * {@code d} in the permuted order.
+         */
+        private static PreparedHessian prepare(TensorBackend be, double[] diag, GptqConfig cfg,
+                                               java.util.function.BiFunction<double[], int[], Tensor> damped) {
+            int cols = diag.length;
             // dead inputs (never non-zero in calibration): H_cc = 1 (their weights are zeroed by the loop)
             boolean[] dead = new boolean[cols];
+            double[] h = diag.clone();
             for (int c = 0; c < cols; c++) {
-                if (h[c * cols + c] == 0) {
-                    h[c * cols + c] = 1;
+                if (h[c] == 0) {
+                    h[c] = 1;
                     dead[c] = true;
                 }
             }
             // act-order: columns by decreasing H_cc (stable, like torch.argsort on distinct values)
             int[] perm = IntStream.range(0, cols).toArray();
             if (cfg.actOrder()) {
-                double[] diag = new double[cols];
-                for (int c = 0; c < cols; c++) diag[c] = h[c * cols + c];
-                perm = IntStream.range(0, cols).boxed().sorted((a, b) -> Double.compare(diag[b], diag[a]))
+                perm = IntStream.range(0, cols).boxed().sorted((a, b) -> Double.compare(h[b], h[a]))
                         .mapToInt(Integer::intValue).toArray();
-                h = permuteSymmetric(h, cols, perm);
             }
             double mean = 0;
-            for (int c = 0; c < cols; c++) mean += h[c * cols + c];
+            for (int c = 0; c < cols; c++) mean += h[perm[c]];
             double damp = cfg.percDamp() * mean / cols;
-            for (int c = 0; c < cols; c++) h[c * cols + c] += damp;
-            return new PreparedHessian(cols, dead, perm, upperCholeskyOfInverse(be, h, cols));
+            double[] d = new double[cols];
+            for (int c = 0; c < cols; c++) d[c] = dead[perm[c]] ? 1 + damp : damp;
+            Tensor hd = damped.apply(d, perm);
+            try {
+                return new PreparedHessian(cols, dead, perm, upperCholeskyOfInverse(be, hd));
+            } finally {
+                hd.close();
+            }
+        }
+
+        public int cols() {
+            return cols;
+        }
+
+        public boolean[] dead() {
+            return dead;
+        }
+
+        public int[] perm() {
+            return perm;
+        }
+
+        /** The upper factor U of the damped, permuted H⁻¹ on the heap, row-major {@code [cols, cols]}. */
+        public float[] hinv() {
+            if (hinv == null) {
+                if (onBackend == null) throw new IllegalStateException("this Hessian's factor was released");
+                hinv = onBackend.toFloats();
+            }
+            return hinv;
+        }
+
+        /** The factor as a tensor of {@code be} when it is there already, else null. */
+        Tensor hinvOn(TensorBackend be) {
+            return onBackend != null && onBackend.backend() == be ? onBackend : null;
+        }
+
+        /** Frees the factor's device memory now (its group's layers are done). */
+        public void release() {
+            if (onBackend != null) onBackend.close();
+            onBackend = null;
+        }
+
+        private void writeObject(java.io.ObjectOutputStream out) throws java.io.IOException {
+            hinv(); // a task that reads it elsewhere gets the factor on the heap
+            out.defaultWriteObject();
         }
     }
 
@@ -242,20 +317,38 @@ public final class GptqQuantizer {
      */
     private static Rounded onBackend(Tensor weight, PreparedHessian prepared, GptqConfig cfg, IntQuantSpec spec) {
         if (spec.perChannel() || cfg.staticGroups()) return null;
-        TensorBackend la = weight.backend();
+        TensorBackend be = weight.backend();
         int rows = (int) weight.size(0), cols = (int) weight.size(1), group = spec.groupSize();
         if (cols % group != 0) return null; // the Java loop says why
-        float[] w = weight.toFloats();
-        for (int c = 0; c < cols; c++) {
-            if (prepared.dead()[c]) for (int r = 0; r < rows; r++) w[r * cols + c] = 0f;
-        }
         int[] perm = prepared.perm();
-        if (!isIdentity(perm)) w = permuteColumns(w, rows, cols, perm);
         int groups = cols / group;
         int[] levelsPerm = new int[rows * cols];
         float[] scales = new float[rows * groups], zeros = new float[rows * groups];
-        Double loss = la.gptqIntColumns(w, rows, cols, prepared.hinv(), cfg.blockSize(), group, spec.bits(), spec.symmetric(),
-                levelsPerm, scales, zeros);
+        Double loss;
+        Tensor factor = prepared.hinvOn(be);
+        if (factor != null) {
+            // W and the factor stay on the device: dead columns zeroed and act-order applied there, on a copy the loop overwrites
+            float[] alive = new float[cols];
+            for (int c = 0; c < cols; c++) alive[c] = prepared.dead()[c] ? 0f : 1f;
+            Tensor mask = be.fromFloats(alive, cols);
+            Tensor w = be.mulRowVector(weight, mask);
+            mask.close();
+            if (!isIdentity(perm)) {
+                Tensor permuted = be.selectColumns(w, perm);
+                w.close();
+                w = permuted;
+            }
+            loss = be.gptqIntColumns(w, factor, cfg.blockSize(), group, spec.bits(), spec.symmetric(), levelsPerm, scales, zeros);
+            w.close();
+        } else {
+            float[] w = weight.toFloats();
+            for (int c = 0; c < cols; c++) {
+                if (prepared.dead()[c]) for (int r = 0; r < rows; r++) w[r * cols + c] = 0f;
+            }
+            if (!isIdentity(perm)) w = permuteColumns(w, rows, cols, perm);
+            loss = be.gptqIntColumns(w, rows, cols, prepared.hinv(), cfg.blockSize(), group, spec.bits(), spec.symmetric(),
+                    levelsPerm, scales, zeros);
+        }
         if (loss == null) return null;
         int[] groupOfPermCol = new int[cols];
         for (int c = 0; c < cols; c++) groupOfPermCol[c] = c / group;
@@ -289,22 +382,33 @@ public final class GptqQuantizer {
         }
     }
 
-    /** Upper triangular U with {@code H⁻¹ = Uᵀ·U}, through the backend's Cholesky and triangular solve. */
-    static <B extends ForwardOps & LinearAlgebra> float[] upperCholeskyOfInverse(B be, double[] h, int n) {
+    /**
+     * Upper triangular U with {@code H⁻¹ = Uᵀ·U}, through the backend's Cholesky and triangular solve; the tensor
+     * returned lives outside any scratch scope.
+     */
+    static float[] upperCholeskyOfInverse(TensorBackend be, double[] h, int n) {
         float[] hf = new float[n * n];
         for (int i = 0; i < hf.length; i++) hf[i] = (float) h[i];
-        return be.scratchValue(() -> {
-            Tensor l = be.cholesky(be.fromFloats(hf, n, n));
+        Tensor u = upperCholeskyOfInverse(be, be.fromFloats(hf, n, n));
+        float[] out = u.toFloats();
+        u.close();
+        return out;
+    }
+
+    /** As above, on a float32 tensor of the backend. */
+    static Tensor upperCholeskyOfInverse(TensorBackend be, Tensor h) {
+        // exact float32 products: TF32's 10 mantissa bits would spoil H⁻¹
+        Tensor u = be.exactFloat32(() -> be.scratch(() -> {
+            Tensor l = be.cholesky(h);
             Tensor linv = be.invertTriangular(l, true);
             Tensor inv = be.matmul(linv, linv, true, false);          // H⁻¹ = L⁻ᵀ·L⁻¹
-            float[] u = be.transpose(be.cholesky(inv)).toFloats();  // upper factor
-            for (float v : u) {
-                if (!Float.isFinite(v)) {
-                    throw new ArithmeticException("GPTQ: the damped Hessian is not positive definite; raise the damping");
-                }
-            }
-            return u;
-        });
+            return be.transpose(be.cholesky(inv));                   // upper factor
+        }));
+        if (!Double.isFinite(be.sum(u))) {
+            u.close();
+            throw new ArithmeticException("GPTQ: the damped Hessian is not positive definite; raise the damping");
+        }
+        return u;
     }
 
     /** Each row's grid over columns {@code [from, to)}. */

@@ -1,15 +1,18 @@
 package io.blockquant.algo;
 
+import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
+import io.blockquant.tensor.TensorBackend;
 import java.io.Serializable;
 
 /**
- * GPTQ's layer Hessian {@code H = 2/n · Σ x·xᵀ} over the n calibration tokens that enter a linear layer.
- * Each batch's {@code XᵀX} is one float32 matrix product on the backend; the running sum is kept in float64
- * on the heap. It is a plain sum, so accumulators filled by different Spark tasks on different samples
- * {@link #merge} into the one the whole calibration set would give.
+ * GPTQ's layer Hessian {@code H = 2/n · Σ x·xᵀ} over the n calibration tokens that enter a linear layer, its sum
+ * kept in float64 on the heap: the CPU backend's {@link GramSum}, and the partial sums Spark tasks exchange.
+ * Each batch's {@code XᵀX} is one float32 matrix product on the backend. It is a plain sum, so accumulators
+ * filled by different Spark tasks on different samples {@link #merge} into the one the whole calibration set
+ * would give.
  */
-public final class HessianAccumulator implements Serializable {
+public final class HessianAccumulator implements GramSum, Serializable {
     private static final long serialVersionUID = 1L;
 
     private final int columns;
@@ -22,6 +25,7 @@ public final class HessianAccumulator implements Serializable {
     }
 
     /** Adds the tokens of {@code x [tokens, columns]}. */
+    @Override
     public void add(Tensor x) {
         if (x.size(1) != columns) {
             throw new IllegalArgumentException("Hessian of " + columns + " columns fed a " + x.describe() + " input");
@@ -49,21 +53,56 @@ public final class HessianAccumulator implements Serializable {
         tokens += other.tokens;
     }
 
-    /** {@link #hessian()} computed in this accumulator's own array, which it hands over: the accumulator is spent. */
-    public double[] takeHessian() {
-        if (tokens == 0) throw new IllegalStateException("no calibration token reached this layer");
-        double f = 2.0 / tokens;
-        for (int i = 0; i < sum.length; i++) sum[i] *= f;
-        tokens = -1;
-        return sum;
+    /**
+     * The sum for a block's layers on {@code be}: in device memory where the backend has it, else on the heap (a
+     * Hessian is reduced from float32 products in float64 there, as LAPACK then factors it in float32).
+     */
+    public static GramSum on(TensorBackend be, int columns) {
+        GramSum device = be.deviceGramSum(columns);
+        return device != null ? device : new HessianAccumulator(columns);
     }
 
+    @Override
     public int columns() {
         return columns;
     }
 
     public long tokens() {
         return tokens;
+    }
+
+    @Override
+    public long rows() {
+        return tokens;
+    }
+
+    @Override
+    public double[] diagonal() {
+        double[] d = new double[columns];
+        for (int c = 0; c < columns; c++) d[c] = sum[c * columns + c];
+        return d;
+    }
+
+    @Override
+    public Tensor scaledWithDiagonal(TensorBackend be, double f, double[] d, int[] perm) {
+        return be.fromFloats(scaledWithDiagonal(sum, columns, f, d, perm), columns, columns);
+    }
+
+    /**
+     * {@code P·(f·h + diag(d))·Pᵀ} of a row-major float64 {@code [n, n]}, computed in float64 and rounded to float32
+     * once (the precision the factorization then works in).
+     */
+    public static float[] scaledWithDiagonal(double[] h, int n, double f, double[] d, int[] perm) {
+        float[] out = new float[n * n];
+        for (int i = 0; i < n; i++) {
+            int from = perm[i] * n;
+            for (int j = 0; j < n; j++) {
+                double v = h[from + perm[j]] * f;
+                if (i == j) v += d[i];
+                out[i * n + j] = (float) v;
+            }
+        }
+        return out;
     }
 
     /** {@code 2/n · Σ x·xᵀ}, row-major {@code [columns, columns]}. */

@@ -3,6 +3,7 @@ package io.blockquant.cuda;
 import io.blockquant.quant.FpFormat;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.tensor.Activation;
+import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.lang.ref.Cleaner;
@@ -81,6 +82,11 @@ public final class CudaBackend implements TensorBackend {
         return "cuda:" + device;
     }
 
+    @Override
+    public boolean onDevice() {
+        return true;
+    }
+
     /** Waits for this thread's queued GPU work (for timings). */
     public void synchronize() {
         bound();
@@ -88,9 +94,26 @@ public final class CudaBackend implements TensorBackend {
     }
 
     /** TF32 tensor cores for float32 matrix products on this thread's handle (off: exact float32). */
+    @Override
     public void useTf32(boolean on) {
         bound();
         CudaNative.setTf32(on);
+        TF32.get()[0] = on;
+    }
+
+    /** Whether this thread's handle uses TF32 (a handle handed to another task is reset to exact float32). */
+    private static final ThreadLocal<boolean[]> TF32 = ThreadLocal.withInitial(() -> new boolean[1]);
+
+    @Override
+    public <T> T exactFloat32(Supplier<T> work) {
+        boolean was = TF32.get()[0];
+        if (!was) return work.get();
+        useTf32(false);
+        try {
+            return work.get();
+        } finally {
+            useTf32(true);
+        }
     }
 
     /** {free, total} bytes of device memory. */
@@ -108,6 +131,7 @@ public final class CudaBackend implements TensorBackend {
         int[] b = BOUND.get();
         if (b[0] < 0 || !SCOPES.get().isEmpty()) return; // nothing bound, or still inside a scratch scope
         CudaNative.releaseThread();
+        TF32.get()[0] = false;
         b[0] = -1;
     }
 
@@ -707,5 +731,93 @@ public final class CudaBackend implements TensorBackend {
         if (blockSize > 128) return null;
         bound();
         return CudaNative.gptqInt(w, rows, cols, hinvUpper, blockSize, group, bits, symmetric, levels, scales, zeros);
+    }
+
+    /** The column loop on W and the factor as they are on the device: nothing crosses the bus but the levels. */
+    @Override
+    public Double gptqIntColumns(Tensor w, Tensor hinvUpper, int blockSize, int group, int bits, boolean symmetric,
+                                 int[] levels, float[] scales, float[] zeros) {
+        if (blockSize > 128) return null;
+        int rows = rows(w), cols = cols(w);
+        if (hinvUpper.size(0) != cols || hinvUpper.size(1) != cols) {
+            throw new IllegalArgumentException("gptqIntColumns: " + w.describe() + " with a factor " + hinvUpper.describe());
+        }
+        return CudaNative.gptqIntDevice(p(w), rows, cols, p(hinvUpper), blockSize, group, bits, symmetric, levels, scales, zeros);
+    }
+
+    @Override
+    public GramSum deviceGramSum(int columns) {
+        return new DeviceGramSum(this, columns);
+    }
+
+    /** {@code Σ xᵀx} in float32 on the device, one cuBLAS product accumulated per batch (β = 1). */
+    private static final class DeviceGramSum implements GramSum {
+        private final CudaBackend be;
+        private final int n;
+        private CudaTensor sum;
+        private long rows;
+
+        DeviceGramSum(CudaBackend be, int n) {
+            this.be = be;
+            this.n = n;
+            this.sum = (CudaTensor) be.zeros(n, n);
+        }
+
+        @Override
+        public int columns() {
+            return n;
+        }
+
+        @Override
+        public long rows() {
+            return rows;
+        }
+
+        @Override
+        public void add(Tensor x) {
+            if (x.size(1) != n) throw new IllegalArgumentException("Hessian of " + n + " columns fed a " + x.describe() + " input");
+            CudaNative.gemmAccumulate(true, false, n, n, CudaBackend.rows(x), be.p(x), be.p(x), live().ptr());
+            rows += x.size(0);
+        }
+
+        @Override
+        public double[] diagonal() {
+            int[] iota = new int[n];
+            for (int i = 0; i < n; i++) iota[i] = i;
+            float[] d = be.pickPerRow(live(), iota);
+            double[] out = new double[n];
+            for (int i = 0; i < n; i++) out[i] = d[i];
+            return out;
+        }
+
+        /** In place: the sum is spent. */
+        @Override
+        public Tensor scaledWithDiagonal(TensorBackend target, double f, double[] d, int[] perm) {
+            if (target != be) throw new IllegalArgumentException("a Hessian on " + be.name() + " asked for on " + target.name());
+            CudaTensor h = live();
+            sum = null;
+            float[] dOriginal = new float[n]; // d is in the permuted order: position i is column perm[i]
+            for (int i = 0; i < n; i++) dOriginal[perm[i]] = (float) d[i];
+            CudaNative.scaleAddDiagonal(h.ptr(), n, (float) f, dOriginal);
+            boolean identity = true;
+            for (int i = 0; i < n && identity; i++) identity = perm[i] == i;
+            if (identity) return h;
+            Tensor columns = be.selectColumns(h, perm);
+            h.close();
+            Tensor out = be.gatherRows(columns, perm);
+            columns.close();
+            return out;
+        }
+
+        private CudaTensor live() {
+            if (sum == null) throw new IllegalStateException("this Hessian sum was spent or closed");
+            return sum;
+        }
+
+        @Override
+        public void close() {
+            if (sum != null) sum.close();
+            sum = null;
+        }
     }
 }

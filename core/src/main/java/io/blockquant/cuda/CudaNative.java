@@ -113,6 +113,9 @@ final class CudaNative {
 
     static native void gemmBatched(boolean transA, boolean transB, int m, int n, int k, int batch, long a, long b, long c);
 
+    /** {@code c += op(a)·op(b)} (row-major, like {@link #gemm}). */
+    static native void gemmAccumulate(boolean transA, boolean transB, int m, int n, int k, long a, long b, long c);
+
     // ---- element-wise ----------------------------------------------------------------------------
     static final int ADD = 0, SUB = 1, MUL = 2;
 
@@ -173,6 +176,13 @@ final class CudaNative {
 
     /** Thin SVD of {@code [m, n]}: U {@code [m, k]}, S {@code [k]}, V {@code [n, k]}; returns cuSOLVER's info. */
     static native int svd(long a, int m, int n, long u, long s, long v);
+
+    /** In place on {@code [n, n]}: {@code a = f·a}, then {@code a[i, i] += d[i]}. */
+    static native void scaleAddDiagonal(long a, int n, float f, float[] d);
+
+    /** GPTQ's integer column loop on W and U on the device, W updated in place; returns the loss. */
+    static native double gptqIntDevice(long w, int rows, int cols, long hinvUpper, int blockSize, int group, int bits,
+                                       boolean symmetric, int[] levels, float[] scales, float[] zeros);
 
     /** GPTQ's integer column loop on the device ({@link CudaBackend#gptqIntColumns}); returns the loss. */
     static native double gptqInt(float[] w, int rows, int cols, float[] hinvUpper, int blockSize, int group, int bits,

@@ -33,4 +33,13 @@ public interface LinearAlgebra {
                                   boolean symmetric, int[] levels, float[] scales, float[] zeros) {
         return null;
     }
+
+    /**
+     * As above with {@code w} and {@code hinvUpper} already where this backend computes: {@code w} is overwritten
+     * (its columns end as their dequantized values, in the loop's order). Null when this backend has no such loop.
+     */
+    default Double gptqIntColumns(Tensor w, Tensor hinvUpper, int blockSize, int group, int bits, boolean symmetric,
+                                  int[] levels, float[] scales, float[] zeros) {
+        return null;
+    }
 }

@@ -22,4 +22,25 @@ public interface TensorBackend extends ForwardOps, GradientOps, FakeQuantOps, Li
      * reuse (ND4J's scratch workspaces). A backend that keeps nothing per thread ignores it.
      */
     default void endTask() {}
+
+    /** True when tensors live in device memory (a GPU), not on the Java heap or in host memory. */
+    default boolean onDevice() {
+        return false;
+    }
+
+    /**
+     * Float32 products through TF32 tensor cores (inputs rounded to 10 mantissa bits, float32 accumulation) on this
+     * thread, where the backend has them (CUDA); exact float32 otherwise.
+     */
+    default void useTf32(boolean on) {}
+
+    /** Runs {@code work} with exact float32 products on this thread, whatever {@link #useTf32} said (factorizations). */
+    default <T> T exactFloat32(java.util.function.Supplier<T> work) {
+        return work.get();
+    }
+
+    /** A running {@code Σ xᵀx} kept in this backend's device memory; null where tensors live on the heap. */
+    default GramSum deviceGramSum(int columns) {
+        return null;
+    }
 }

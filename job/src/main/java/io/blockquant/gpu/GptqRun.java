@@ -168,7 +168,8 @@ public final class GptqRun {
                 "GPTQ", b -> {
                     long t0 = System.nanoTime();
                     DecoderBlock fp = loader.block(b);
-                    BlockStep.Inputs inputs = BlockStep.Inputs.slices(x[0], seq, spec.hiddenSize(), WINDOWS_PER_TASK);
+                    BlockStep.OnBackend inputs = new BlockStep.OnBackend(
+                            BlockStep.Inputs.slices(x[0], seq, spec.hiddenSize(), WINDOWS_PER_TASK), fp.linears().get(0).weight().backend());
                     BlockStep.Layers layers = BlockStep.layers(fp, s.calibrator(), plan, s, inputs, seq);
                     float[] next = new float[x[0].length];
                     BlockStats stats = BlockStep.errors(fp, layers.block(), s, inputs, seq,

@@ -44,6 +44,9 @@ public interface BlockExecutor {
     /** True when block tasks hold a GPU each. */
     boolean usesGpus();
 
+    /** True when block tasks compute on GPUs: each holds one, or local mode computes on this host's. */
+    boolean computesOnGpus();
+
     /** Where every block task ran so far (executor, pid, GPU), for the run's summary. */
     List<TaskDevices.Placement> placements();
 

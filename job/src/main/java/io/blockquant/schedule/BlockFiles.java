@@ -43,15 +43,16 @@ public record BlockFiles(String workDir) implements Serializable {
      * (the same float64 sum every run), then damped and factored.
      */
     public GptqQuantizer.PreparedHessian prepareHessian(Configuration conf, int block, String module, List<Integer> partitions,
-                                                        java.util.function.Function<double[], GptqQuantizer.PreparedHessian> prepare) throws IOException {
+                                                        java.util.function.Function<io.blockquant.tensor.GramSum, GptqQuantizer.PreparedHessian> prepare) throws IOException {
         HessianAccumulator acc = null;
         for (int p : partitions) {
             HessianAccumulator part = (HessianAccumulator) read(conf, new Path(blockDir(block), String.format("hessian/%s/part-%05d", module, p)));
             if (acc == null) acc = part;
             else acc.add(part);
         }
-        GptqQuantizer.PreparedHessian prepared = prepare.apply(acc.takeHessian());
+        GptqQuantizer.PreparedHessian prepared = prepare.apply(acc);
         write(conf, new Path(blockDir(block), "hessian/" + module + "/prepared"), prepared);
+        prepared.release(); // the layer tasks read the factor from the file
         // the partials are the large part of the work area (partitions × n² × 8 bytes): gone once summed
         for (int p : partitions) delete(conf, new Path(blockDir(block), String.format("hessian/%s/part-%05d", module, p)));
         return prepared;

@@ -6,7 +6,9 @@ import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
 import io.blockquant.algo.StoredWeight;
 import io.blockquant.nn.DecoderBlock;
+import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
+import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -56,6 +58,59 @@ public final class BlockStep {
         void accept(int p, float[] hidden, int rows, int cols) throws IOException;
     }
 
+    /** What a pass does with one partition: its rows {@code [windows·seq, hidden]} as a tensor of the block's backend. */
+    @FunctionalInterface
+    interface PartitionWork<T> {
+        T apply(Tensor x, int rows);
+    }
+
+    /**
+     * A block's inputs as tensors of its backend for the passes of one block task. On a device each partition is
+     * read and uploaded once and kept for every pass (each group's Hessian and the output pass read them all: a
+     * Llama-3-8B's 128 × 2048 windows are 4 GiB, and reading them anew per pass cost more than the passes); on the
+     * CPU each pass reads them anew, so the JVM holds one partition at a time.
+     */
+    public static final class OnBackend implements AutoCloseable {
+        private final Inputs inputs;
+        private final TensorBackend be;
+        private final Tensor[] kept;
+        private final int[] rows;
+
+        public OnBackend(Inputs inputs, TensorBackend be) {
+            this.inputs = inputs;
+            this.be = be;
+            this.kept = be.onDevice() ? new Tensor[inputs.partitions()] : null;
+            this.rows = new int[inputs.partitions()];
+        }
+
+        int partitions() {
+            return inputs.partitions();
+        }
+
+        <T> T apply(int p, PartitionWork<T> work) throws IOException {
+            int[] shape = new int[2];
+            if (kept == null) {
+                float[] x = inputs.read(p, shape);
+                return be.scratchValue(() -> work.apply(be.fromFloats(x, shape[0], shape[1]), shape[0]));
+            }
+            if (kept[p] == null) {
+                float[] x = inputs.read(p, shape);
+                kept[p] = be.fromFloats(x, shape[0], shape[1]);
+                rows[p] = shape[0];
+            }
+            return work.apply(kept[p], rows[p]);
+        }
+
+        @Override
+        public void close() {
+            if (kept == null) return;
+            for (int p = 0; p < kept.length; p++) {
+                if (kept[p] != null) kept[p].close();
+                kept[p] = null;
+            }
+        }
+    }
+
     /**
      * The calibrated block; {@code losses}: the calibrator's loss per layer (Hessian methods), {@code tokens}: the
      * calibration tokens of the last group's Hessian (0 without), {@code calibrationSeconds}: time in the calibrator.
@@ -63,7 +118,7 @@ public final class BlockStep {
     public record Layers(CalibratedBlock block, Map<String, Double> losses, long tokens, double calibrationSeconds) {}
 
     /** RTN or GPTQ on {@code fp} ({@code calibrator} is one of the layer-wise kinds). */
-    public static Layers layers(DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, Inputs inputs,
+    public static Layers layers(DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, OnBackend inputs,
                                 int seq) throws IOException {
         Map<String, StoredWeight> layers = new LinkedHashMap<>();
         Map<String, float[]> done = new HashMap<>();
@@ -71,22 +126,26 @@ public final class BlockStep {
         long tokens = 0;
         double seconds = 0;
         boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
+        TensorBackend be = fp.linears().get(0).weight().backend();
         for (List<String> group : hessians ? plan.groups() : List.of(plan.allLinears())) {
             GptqQuantizer.PreparedHessian hessian = null;
-            HessianAccumulator acc = null;
+            GramSum sum = null;
             if (hessians) {
                 DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
+                GramSum acc = HessianAccumulator.on(be, (int) BlockWork.find(fp, group.get(0)).inFeatures());
+                sum = acc;
                 for (int p = 0; p < inputs.partitions(); p++) {
-                    int[] shape = new int[2];
-                    float[] x = inputs.read(p, shape);
-                    HessianAccumulator part = BlockWork.hessian(current, group.get(0), x, shape[0] / seq, seq);
-                    acc = acc == null ? part : acc.merge(part);
+                    inputs.apply(p, (x, rows) -> {
+                        BlockWork.addHessian(current, group.get(0), x, rows / seq, seq, acc);
+                        return null;
+                    });
                 }
-                tokens = acc.tokens();
+                tokens = sum.rows();
             }
             long t0 = System.nanoTime();
             if (calibrator instanceof BlockCalibrator.OnGroupHessians g) {
-                hessian = g.prepare(fp.linears().get(0).weight().backend(), acc.takeHessian());
+                hessian = g.prepare(be, sum);
+                sum.close();
             }
             for (String module : group) {
                 Tensor w = BlockWork.find(fp, module).weight();
@@ -96,6 +155,7 @@ public final class BlockStep {
                 done.put(module, q.dequantize());
                 if (hessians) losses.put(module, q.loss());
             }
+            if (hessian != null) hessian.release();
             seconds += (System.nanoTime() - t0) / 1e9;
         }
         return new Layers(new CalibratedBlock(BlockWork.withWeights(fp, done), layers), losses, tokens, seconds);
@@ -105,15 +165,18 @@ public final class BlockStep {
      * The calibrated block (with the recipe's activation quantization) against {@code fp} on every partition: the
      * error sums, and each partition's outputs to {@code next} (null: not needed).
      */
-    public static BlockStats errors(DecoderBlock fp, CalibratedBlock calibrated, QuantizeSettings s, Inputs inputs, int seq,
+    public static BlockStats errors(DecoderBlock fp, CalibratedBlock calibrated, QuantizeSettings s, OnBackend inputs, int seq,
                                     Outputs next) throws IOException {
         DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
         boolean perLayer = !(s.calibrator() instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
         BlockStats stats = new BlockStats();
         for (int p = 0; p < inputs.partitions(); p++) {
             int[] shape = new int[2];
-            float[] x = inputs.read(p, shape);
-            BlockWork.Outputs o = BlockWork.outputs(fp, quantized, x, shape[0] / seq, seq, perLayer);
+            BlockWork.Outputs o = inputs.apply(p, (x, rows) -> {
+                shape[0] = rows;
+                shape[1] = (int) x.size(1);
+                return BlockWork.outputs(fp, quantized, x, rows / seq, seq, perLayer);
+            });
             stats = stats.merge(o.stats());
             if (next != null) next.accept(p, o.hidden(), shape[0], shape[1]);
         }

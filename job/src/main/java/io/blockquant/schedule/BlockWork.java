@@ -7,6 +7,7 @@ import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
+import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.HashMap;
@@ -60,17 +61,26 @@ public final class BlockWork {
     public static HessianAccumulator hessian(DecoderBlock block, String module, float[] inputs, int batch, int seq) {
         Linear target = find(block, module);
         HessianAccumulator acc = new HessianAccumulator(target.inFeatures());
+        TensorBackend be = target.weight().backend();
+        be.scratchValue(() -> {
+            addHessian(block, module, be.fromFloats(inputs, (long) batch * seq, inputs.length / ((long) batch * seq)), batch, seq, acc);
+            return null;
+        });
+        return acc;
+    }
+
+    /** As above, into {@code sum}, on inputs already on the block's backend. */
+    public static void addHessian(DecoderBlock block, String module, Tensor inputs, int batch, int seq, GramSum sum) {
         DecoderBlock tapped = block.mapLinears(l -> !l.name().equals(module) ? l : l.withInputTap(x -> {
-            acc.add(x);
+            sum.add(x);
             throw new Enough();
         }));
-        TensorBackend be = target.weight().backend();
+        TensorBackend be = find(block, module).weight().backend();
         try {
-            be.scratchValue(() -> tapped.forward(be.fromFloats(inputs, (long) batch * seq, inputs.length / ((long) batch * seq)), batch, seq));
+            be.scratchValue(() -> tapped.forward(inputs, batch, seq));
         } catch (Enough done) {
             // the tap has the layer's input
         }
-        return acc;
     }
 
     /** The outputs of a quantized block on one partition, and what quantization did to it. */
@@ -91,19 +101,24 @@ public final class BlockWork {
      */
     public static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] inputs, int batch, int seq,
                                   boolean perLayer) {
+        TensorBackend be = fp.linears().get(0).weight().backend();
+        long rows = (long) batch * seq;
+        return be.scratchValue(() -> outputs(fp, quantized, be.fromFloats(inputs, rows, inputs.length / rows), batch, seq, perLayer));
+    }
+
+    /** As above, on inputs already on the blocks' backend. */
+    public static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, Tensor x, int batch, int seq, boolean perLayer) {
         Map<String, Tensor> fpWeights = new HashMap<>();
         for (Linear l : fp.linears()) fpWeights.put(l.name(), l.weight());
         BlockStats stats = new BlockStats();
         TensorBackend be = fp.linears().get(0).weight().backend();
-        DecoderBlock measured = !perLayer ? quantized : quantized.mapLinears(l -> l.withInputTap(x -> {
+        DecoderBlock measured = !perLayer ? quantized : quantized.mapLinears(l -> l.withInputTap(in -> {
             Tensor w = fpWeights.get(l.name());
-            Tensor ref = be.matmul(x, w, false, true);
-            Tensor err = be.sub(ref, be.matmul(x, l.weight(), false, true));
-            stats.addLayer(l.name(), be.sumOfSquares(err), be.sumOfSquares(ref), x.size(0));
+            Tensor ref = be.matmul(in, w, false, true);
+            Tensor err = be.sub(ref, be.matmul(in, l.weight(), false, true));
+            stats.addLayer(l.name(), be.sumOfSquares(err), be.sumOfSquares(ref), in.size(0));
         }));
-        long rows = (long) batch * seq;
         float[] out = be.scratchValue(() -> {
-            Tensor x = be.fromFloats(inputs, rows, inputs.length / rows);
             Tensor yq = measured.forward(x, batch, seq);
             Tensor yfp = fp.forward(x, batch, seq);
             stats.block[0] += be.sumOfSquares(be.sub(yq, yfp));

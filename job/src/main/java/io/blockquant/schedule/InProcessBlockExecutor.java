@@ -75,6 +75,11 @@ public final class InProcessBlockExecutor implements BlockExecutor {
     }
 
     @Override
+    public boolean computesOnGpus() {
+        return backend.onDevice();
+    }
+
+    @Override
     public List<TaskDevices.Placement> placements() {
         return List.of();
     }

@@ -1,19 +1,15 @@
 package io.blockquant.schedule;
 
 import io.blockquant.algo.BlockCalibrator;
-import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
-import io.blockquant.nn.DecoderBlock;
 import io.blockquant.schedule.QuantizeJob.Summary;
-import io.blockquant.store.BlockRecords;
 import io.blockquant.store.StoreWriter;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.stream.IntStream;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
@@ -72,8 +68,9 @@ public final class ParallelQuantizeJob {
             int seq = run.calib().seqlen(), nsamples = run.calib().size();
             BlockLoop.Step step = block -> {
                 executor.describe("calibrate block " + block);
-                return executor.map(List.of(block), block, (b, be, conf) -> calibrate(
-                        b, ExecutorBlocks.block(model, b, be, conf), fpActs, files, conf, parts, plan, s, omniParams, seq, nsamples, blocks)).get(0);
+                return executor.map(List.of(block), block, (b, be, conf) -> BlockTask.calibrate(
+                        b, ExecutorBlocks.block(model, b, be, conf), fpActs, null, files, conf, parts, plan, s, omniParams, seq, nsamples,
+                        blocks)).get(0);
             };
             return run.finish(run.loop(todo, atOnce, files, true, step, b -> { }));
         } catch (IOException e) {
@@ -124,33 +121,5 @@ public final class ParallelQuantizeJob {
             log.printf(Locale.ROOT, "captured the full-precision inputs of blocks %d..%d of %d in %.1f s (%d tasks per pass)%n",
                     from + 1, Math.min(need, blocks - 1) + 1, blocks, (System.nanoTime() - t0) / 1e9, parts.size());
         }
-    }
-
-    /**
-     * One block calibrated on its full-precision inputs (read partition by partition, so a task holds one
-     * partition at a time, except OmniQuant, which trains on all windows): the task body of parallel mode.
-     */
-    static BlockLoop.Outcome calibrate(int block, DecoderBlock fp, ActivationFiles inputs, BlockFiles files, Configuration conf,
-                                    List<Integer> parts, BlockPlan plan, QuantizeSettings s, String omniParams, int seq,
-                                    int nsamples, int blocks) throws IOException {
-        long t0 = System.nanoTime();
-        BlockStep.Inputs in = inputs.inputs(conf, block, parts);
-        CalibratedBlock calibrated;
-        Map<String, Double> losses = Map.of();
-        long tokens = 0;
-        if (s.calibrator() instanceof BlockCalibrator.OnBlockTargets) {
-            // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
-            calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
-                    blocks);
-        } else {
-            BlockStep.Layers layers = BlockStep.layers(fp, s.calibrator(), plan, s, in, seq);
-            calibrated = layers.block();
-            losses = layers.losses();
-            tokens = layers.tokens();
-        }
-        // errors of the calibrated block against the full-precision block, both on the full-precision inputs
-        BlockStats stats = BlockStep.errors(fp, calibrated, s, in, seq, null);
-        files.writeRows(conf, block, BlockRecords.of(block, calibrated));
-        return new BlockLoop.Outcome(block, stats, losses, tokens, (System.nanoTime() - t0) / 1e9);
     }
 }

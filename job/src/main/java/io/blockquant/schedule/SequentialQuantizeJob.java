@@ -74,7 +74,15 @@ public final class SequentialQuantizeJob {
             Set<Integer> learned = omni ? OmniQuantParameterFiles.blocksIn(hadoop, run.req().omniParams(), blocks) : Set.of();
             Steps steps = new Steps(run.executor(), run.model(), run.plan(), run.settings(), run.parts(), calib, acts, fpActs, files,
                     run.req().omniParams(), learned, run.log());
-            return run.finish(run.loop(IntStream.range(first, blocks).boxed().toList(), 1, files, omni, steps::calibrate, b -> {
+            // spreading a block over tasks pays where several CPU slots share its Hessians; on a GPU one task does it
+            // all with the inputs kept on the device, and nothing n×n crosses to the heap or the work area
+            boolean oneTask = !omni && (run.executor().slots() == 1 || run.executor().computesOnGpus());
+            if (oneTask) {
+                run.log().printf("each block in one task (%s): its inputs read once, Hessians and column loops where it computes%n",
+                        run.executor().computesOnGpus() ? "block tasks compute on GPUs" : "one task slot");
+            }
+            BlockLoop.Step step = oneTask ? steps::calibrateInOneTask : steps::calibrate;
+            return run.finish(run.loop(IntStream.range(first, blocks).boxed().toList(), 1, files, omni || oneTask, step, b -> {
                 acts.deleteBlock(hadoop, b);
                 if (omni) fpActs.deleteBlock(hadoop, b);
             }));
@@ -92,6 +100,23 @@ public final class SequentialQuantizeJob {
     private record Steps(BlockExecutor executor, ModelRef model, BlockPlan plan, QuantizeSettings s, List<Integer> parts,
                          CalibrationSet calib, ActivationFiles acts, ActivationFiles fpActs, BlockFiles files, String omniParams,
                          Set<Integer> learned, PrintStream log) {
+
+        /** The block whole in one task ({@link BlockTask}); its outputs become the next block's inputs. */
+        BlockLoop.Outcome calibrateInOneTask(int block) throws IOException {
+            int blocks = model.spec().numLayers(), seq = calib.seqlen(), windows = calib.size();
+            boolean last = block == blocks - 1;
+            ModelRef model = this.model;
+            BlockFiles files = this.files;
+            ActivationFiles acts = this.acts;
+            QuantizeSettings s = this.s;
+            BlockPlan plan = this.plan;
+            List<Integer> parts = this.parts;
+            executor.describe("calibrate block " + block);
+            BlockLoop.Outcome o = executor.map(List.of(block), block, (b, be, conf) -> BlockTask.calibrate(b, ExecutorBlocks.block(model, b, be, conf),
+                    acts, last ? null : acts, files, conf, parts, plan, s, null, seq, windows, blocks)).get(0);
+            if (!last) acts.markComplete(executor.conf(), block + 1);
+            return o;
+        }
 
         BlockLoop.Outcome calibrate(int block) throws IOException {
             long t0 = System.nanoTime();

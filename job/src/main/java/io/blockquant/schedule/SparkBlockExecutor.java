@@ -67,6 +67,11 @@ public final class SparkBlockExecutor implements BlockExecutor {
     }
 
     @Override
+    public boolean computesOnGpus() {
+        return devices.computesOnGpus();
+    }
+
+    @Override
     public List<TaskDevices.Placement> placements() {
         return devices.placements();
     }

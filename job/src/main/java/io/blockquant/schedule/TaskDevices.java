@@ -37,12 +37,23 @@ public final class TaskDevices implements Serializable {
     private final Backends.Choice choice;
     /** Local mode: no task is assigned a GPU, so auto may probe for one. */
     private final boolean local;
+    /** Block tasks' float32 products through TF32 tensor cores ({@link #TF32_KEY}). */
+    private final boolean tf32;
 
-    private TaskDevices(CollectionAccumulator<Placement> placements, ResourceProfile profile, Backends.Choice choice, boolean local) {
+    /**
+     * The Spark key for TF32 products in block tasks on GPUs (default true): calibration's forward passes and Hessian
+     * products round their inputs to TF32's 10 mantissa bits, as many as the half-precision activations the GPTQ
+     * reference forms its Hessians from, and accumulate in float32. {@code eval} computes in exact float32 either way.
+     */
+    public static final String TF32_KEY = "spark.blockquant.tf32";
+
+    private TaskDevices(CollectionAccumulator<Placement> placements, ResourceProfile profile, Backends.Choice choice, boolean local,
+                        boolean tf32) {
         this.placements = placements;
         this.profile = profile;
         this.choice = choice;
         this.local = local;
+        this.tf32 = tf32;
     }
 
     /** The backend choice of a Spark application: {@code spark.blockquant.backend}, else {@code -Dblockquant.backend}. */
@@ -67,7 +78,7 @@ public final class TaskDevices implements Serializable {
                     .resource("gpu", 1.0);
             p = new ResourceProfileBuilder().require(task).build();
         }
-        TaskDevices d = new TaskDevices(acc, p, choice(sc.getConf()), sc.isLocal());
+        TaskDevices d = new TaskDevices(acc, p, choice(sc.getConf()), sc.isLocal(), sc.getConf().getBoolean(TF32_KEY, true));
         if (d.local) d.driverBackend();
         return d;
     }
@@ -86,6 +97,11 @@ public final class TaskDevices implements Serializable {
     /** True when block tasks ask Spark for a GPU each. */
     public boolean usesGpus() {
         return profile != null;
+    }
+
+    /** True when block tasks compute on GPUs: each asks Spark for one, or local mode's choice is CUDA (driver side). */
+    public boolean computesOnGpus() {
+        return usesGpus() || local && Backends.choosesCuda(choice, null, true);
     }
 
     /** {@code rdd} with one GPU per task when the cluster has GPUs (driver side). */
@@ -123,6 +139,7 @@ public final class TaskDevices implements Serializable {
         String gpu = taskGpu();
         FaultInjection.inBlockTask(block);
         TensorBackend chosen = backend();
+        chosen.useTf32(tf32); // this thread's handles: back to exact float32 when the task ends and they are pooled
         // ND4J keeps each thread's scratch workspaces for reuse: at real widths that is gigabytes off the heap per
         // task thread, so a block task gives them back when it ends (through the interface: naming Nd4jBackend
         // here would load ND4J's classes on a CUDA executor)

@@ -30,7 +30,8 @@ import org.junit.jupiter.api.io.TempDir;
  * The driver loop's executor seam: sequential GPTQ W3 g64 of a 2-block Llama ({@link TinyCheckpoint}; 8 windows of 64
  * tokens, 2 a task) with its
  * block tasks in this JVM ({@link InProcessBlockExecutor}, 2 threads) writes the same store, to the bit, and records
- * the same errors as with its tasks on Spark's executors ({@code local[2]}).
+ * the same errors as with its tasks on Spark's executors ({@code local[2]}); and so does the step that calibrates each
+ * block whole in one task ({@link BlockTask}), which sequential mode takes with one slot or on GPUs.
  */
 class InProcessBlockExecutorTest {
 
@@ -60,6 +61,11 @@ class InProcessBlockExecutorTest {
         BlockExecutor inProcess = new InProcessBlockExecutor(Backends.cpu(), spark.sparkContext().hadoopConfiguration(), 2);
         QuantizeJob.Summary here = QuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("here").toString(), s, false),
                 spec, ParallelQuantizeJobTest.calibration(), inProcess, quiet);
+        ByteArrayOutputStream log = new ByteArrayOutputStream();
+        QuantizeJob.Summary oneTask = QuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("one").toString(), s, false),
+                spec, ParallelQuantizeJobTest.calibration(), new InProcessBlockExecutor(Backends.cpu(), spark.sparkContext().hadoopConfiguration(), 1),
+                new PrintStream(log, true));
+        org.junit.jupiter.api.Assertions.assertTrue(log.toString().contains("each block in one task (one task slot)"), log.toString());
 
         assertEquals(spec.numLayers(), here.blocks().size());
         for (int b = 0; b < spec.numLayers(); b++) {
@@ -67,10 +73,17 @@ class InProcessBlockExecutorTest {
             assertFalse(y.skipped());
             assertEquals(x.blockError(), y.blockError(), 0.0, "block " + b + " output error");
             assertEquals(x.layerErrors(), y.layerErrors(), "block " + b + " layer errors");
+            assertEquals(x.blockError(), oneTask.blocks().get(b).blockError(), 0.0, "block " + b + " output error in one task");
+            assertEquals(x.layerErrors(), oneTask.blocks().get(b).layerErrors(), "block " + b + " layer errors in one task");
         }
         InMemoryWeights a = StoredModel.read(StoreReader.open(spark, tmp.resolve("spark").toString()), spec);
         InMemoryWeights c = StoredModel.read(StoreReader.open(spark, tmp.resolve("here").toString()), spec);
         assertEquals(a.tensorNames(), c.tensorNames());
-        for (String t : new TreeSet<>(a.tensorNames())) assertArrayEquals(a.readFloats(t), c.readFloats(t), 0f, t);
+        InMemoryWeights one = StoredModel.read(StoreReader.open(spark, tmp.resolve("one").toString()), spec);
+        assertEquals(a.tensorNames(), one.tensorNames());
+        for (String t : new TreeSet<>(a.tensorNames())) {
+            assertArrayEquals(a.readFloats(t), c.readFloats(t), 0f, t);
+            assertArrayEquals(a.readFloats(t), one.readFloats(t), 0f, t + " (one task per block)");
+        }
     }
 }
