@@ -15,61 +15,36 @@ import java.util.Map;
 
 /**
  * One block calibrated layer by layer inside one JVM, on inputs read partition by partition (so the JVM holds one
- * partition at a time): the step of parallel mode's block task and of the single-machine runners. Per group of
- * layers ({@link BlockPlan#groups} when the calibrator needs Hessians, else all at once), the group's input
- * statistics on the block with the earlier groups already quantized, then each layer's stored weight; then the
- * errors of the quantized block against the full-precision one on the same inputs.
+ * partition at a time): the step of parallel mode's block task. Per group of layers ({@link BlockPlan#groups} when
+ * the calibrator needs Hessians, else all at once), the group's input statistics on the block with the earlier
+ * groups already quantized, then each layer's stored weight; then the errors of the quantized block against the
+ * full-precision one on the same inputs.
  */
-public final class BlockStep {
+final class BlockStep {
 
     private BlockStep() {}
 
     /** A block's calibration inputs, {@code [windows·seq, hidden]} per partition, read in partition order. */
-    public interface Inputs {
+    interface Inputs {
         int partitions();
 
         /** Partition {@code p}'s values; {rows, cols} in {@code shape}. */
         float[] read(int p, int[] shape) throws IOException;
-
-        /** In memory: {@code x} holds windows of {@code seq} tokens of {@code hidden} values, {@code perPartition} windows a partition. */
-        static Inputs slices(float[] x, int seq, int hidden, int perPartition) {
-            int width = seq * hidden, windows = x.length / width;
-            return new Inputs() {
-                @Override
-                public int partitions() {
-                    return (windows + perPartition - 1) / perPartition;
-                }
-
-                @Override
-                public float[] read(int p, int[] shape) {
-                    int from = p * perPartition, n = Math.min(perPartition, windows - from);
-                    shape[0] = n * seq;
-                    shape[1] = hidden;
-                    return java.util.Arrays.copyOfRange(x, from * width, (from + n) * width);
-                }
-            };
-        }
-    }
-
-    /** Receives the quantized block's outputs of each partition (the next block's inputs), in partition order. */
-    public interface Outputs {
-        void accept(int p, float[] hidden, int rows, int cols) throws IOException;
     }
 
     /**
      * The calibrated block; {@code losses}: the calibrator's loss per layer (Hessian methods), {@code tokens}: the
-     * calibration tokens of the last group's Hessian (0 without), {@code calibrationSeconds}: time in the calibrator.
+     * calibration tokens of the last group's Hessian (0 without).
      */
-    public record Layers(CalibratedBlock block, Map<String, Double> losses, long tokens, double calibrationSeconds) {}
+    record Layers(CalibratedBlock block, Map<String, Double> losses, long tokens) {}
 
     /** RTN or GPTQ on {@code fp} ({@code calibrator} is one of the layer-wise kinds). */
-    public static Layers layers(DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, Inputs inputs,
-                                int seq) throws IOException {
+    static Layers layers(DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, Inputs inputs,
+                         int seq) throws IOException {
         Map<String, StoredWeight> layers = new LinkedHashMap<>();
         Map<String, float[]> done = new HashMap<>();
         Map<String, Double> losses = new HashMap<>();
         long tokens = 0;
-        double seconds = 0;
         boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
         for (List<String> group : hessians ? plan.groups() : List.of(plan.allLinears())) {
             GptqQuantizer.PreparedHessian hessian = null;
@@ -84,7 +59,6 @@ public final class BlockStep {
                 }
                 tokens = acc.tokens();
             }
-            long t0 = System.nanoTime();
             if (calibrator instanceof BlockCalibrator.OnGroupHessians g) {
                 hessian = g.prepare(fp.linears().get(0).weight().backend(), acc.takeHessian());
             }
@@ -96,17 +70,13 @@ public final class BlockStep {
                 done.put(module, q.dequantize());
                 if (hessians) losses.put(module, q.loss());
             }
-            seconds += (System.nanoTime() - t0) / 1e9;
         }
-        return new Layers(new CalibratedBlock(BlockWork.withWeights(fp, done), layers), losses, tokens, seconds);
+        return new Layers(new CalibratedBlock(BlockWork.withWeights(fp, done), layers), losses, tokens);
     }
 
-    /**
-     * The calibrated block (with the recipe's activation quantization) against {@code fp} on every partition: the
-     * error sums, and each partition's outputs to {@code next} (null: not needed).
-     */
-    public static BlockStats errors(DecoderBlock fp, CalibratedBlock calibrated, QuantizeSettings s, Inputs inputs, int seq,
-                                    Outputs next) throws IOException {
+    /** The calibrated block (with the recipe's activation quantization) against {@code fp} on every partition: the error sums. */
+    static BlockStats errors(DecoderBlock fp, CalibratedBlock calibrated, QuantizeSettings s, Inputs inputs, int seq)
+            throws IOException {
         DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
         boolean perLayer = !(s.calibrator() instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
         BlockStats stats = new BlockStats();
@@ -115,7 +85,6 @@ public final class BlockStep {
             float[] x = inputs.read(p, shape);
             BlockWork.Outputs o = BlockWork.outputs(fp, quantized, x, shape[0] / seq, seq, perLayer);
             stats = stats.merge(o.stats());
-            if (next != null) next.accept(p, o.hidden(), shape[0], shape[1]);
         }
         return stats;
     }

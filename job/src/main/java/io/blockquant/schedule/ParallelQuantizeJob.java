@@ -149,7 +149,7 @@ public final class ParallelQuantizeJob {
             tokens = layers.tokens();
         }
         // errors of the calibrated block against the full-precision block, both on the full-precision inputs
-        BlockStats stats = BlockStep.errors(fp, calibrated, s, in, seq, null);
+        BlockStats stats = BlockStep.errors(fp, calibrated, s, in, seq);
         files.writeRows(conf, block, BlockRecords.of(block, calibrated));
         return new BlockLoop.Outcome(block, stats, losses, tokens, (System.nanoTime() - t0) / 1e9);
     }
