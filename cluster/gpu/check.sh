@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, on a machine with a GPU and a CUDA toolkit but no Java, Maven or network: unpacks what
 # stage.sh made, builds libblockquant_cuda.so with nvcc, and runs io.blockquant.gpu.GpuCheck (the CUDA
-# backend against the CPU outputs, then GPTQ and OmniQuant on tiny-llama and the 7B-shaped block timings).
-#   check.sh STAGE_DIR RESULTS_DIR [phase...]     phases: correctness gptq omniquant bench (default: all)
-# Extra JVM options through GPU_CHECK_OPTS (e.g. -Dgpu.omniquant.blocks=2).
+# backend against the CPU outputs, then an OmniQuant training step's split and the 7B-shaped block timings).
+#   check.sh STAGE_DIR RESULTS_DIR [phase...]     phases: correctness omniquant bench (default: all)
+# Extra JVM options through GPU_CHECK_OPTS (e.g. -Dgpu.device=1).
 set -uo pipefail
 stage=$(cd "$1" && pwd)
 results=$2

@@ -2,7 +2,7 @@
 # What every GPU payload carries, into PAYLOAD_DIR: the engine's classes (core's and the job's CLASSES_DIR) as
 # blockquant.jar, the CUDA sources
 # with CudaNative's JNI header, build-native.sh, and a jlink'ed Java runtime (java.base only).
-#   pack-runtime.sh REPO CLASSES_DIR JAVA_HOME PAYLOAD_DIR    (used by stage.sh and stage-runs.sh)
+#   pack-runtime.sh REPO CLASSES_DIR JAVA_HOME PAYLOAD_DIR    (used by stage.sh)
 set -euo pipefail
 repo=$1 classes=$2 java_home=$3 payload=$4
 mkdir -p "$payload/native/include"

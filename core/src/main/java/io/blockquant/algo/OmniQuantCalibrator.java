@@ -118,10 +118,10 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
     }
 
     /**
-     * The objective with parameters learned before ({@link OmniQuantObjective#learned}, e.g. by another run or
-     * on another machine) instead of training: {@code fold} then gives the block that training gave.
+     * The objective with parameters learned before ({@link OmniQuantObjective#learned}, by an earlier run) instead
+     * of training: {@code fold} then gives the block that training gave.
      */
-    public static OmniQuantObjective restore(DecoderBlock fpBlock, OmniQuantConfig cfg, java.util.Map<String, float[]> learned,
+    private static OmniQuantObjective restore(DecoderBlock fpBlock, OmniQuantConfig cfg, java.util.Map<String, float[]> learned,
                                              String source) {
         HeapBlock fp = HeapBlock.of(fpBlock);
         OmniQuantObjective objective = new OmniQuantObjective(fp, transform(fp, cfg), cfg.weightSpec(), cfg.lwc(), cfg.abits());

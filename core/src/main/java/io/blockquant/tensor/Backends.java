@@ -10,7 +10,7 @@ import java.util.Locale;
  * recipe's {@code backend} key or {@code spark.blockquant.backend} ({@code -Dblockquant.backend} is read
  * when none of them is given), {@code auto} by default: CUDA on the GPU Spark assigned to a task, or, where
  * no GPU is assigned but the caller may probe (local mode, the driver), CUDA when the library loads and a
- * device exists; the CPU backend (ND4J) otherwise. The GPU runners of {@code io.blockquant.gpu} follow
+ * device exists; the CPU backend (ND4J) otherwise. The GPU check ({@code io.blockquant.gpu.GpuCheck}) follows
  * {@code -Dgpu.backend} and {@code -Dgpu.device}.
  *
  * <p>The GPU payload carries no ND4J: {@link Nd4jBackend} is named only on the paths that chose the CPU,
@@ -26,11 +26,11 @@ public final class Backends {
     /** The Spark configuration key the CLI sets from {@code --backend}; executors read it from their conf. */
     public static final String SPARK_KEY = "spark.blockquant.backend";
 
-    /** The GPU runners' choice: {@code cpu} runs them on the CPU backend, anything else (or nothing) on CUDA. */
-    public static final String RUNNER_PROPERTY = "gpu.backend";
+    /** The GPU check's choice: {@code cpu} runs it on the CPU backend, anything else (or nothing) on CUDA. */
+    public static final String CHECK_PROPERTY = "gpu.backend";
 
-    /** The GPU runners' CUDA device ordinal (default 0). */
-    public static final String RUNNER_DEVICE_PROPERTY = "gpu.device";
+    /** The GPU check's CUDA device ordinal (default 0). */
+    public static final String CHECK_DEVICE_PROPERTY = "gpu.device";
 
     /** What the user asked for. */
     public enum Choice {
@@ -136,11 +136,11 @@ public final class Backends {
     }
 
     /**
-     * The backend of a GPU runner (one JVM on a GPU machine, no Spark): CUDA device {@code -Dgpu.device}
+     * The backend of the GPU check (one JVM on a GPU machine, no Spark): CUDA device {@code -Dgpu.device}
      * (default 0), or the CPU backend with {@code -Dgpu.backend=cpu}.
      */
-    public static TensorBackend forGpuRunner() {
-        if ("cpu".equals(System.getProperty(RUNNER_PROPERTY))) return cpu();
-        return CudaBackend.forDevice(Integer.getInteger(RUNNER_DEVICE_PROPERTY, 0));
+    public static TensorBackend forGpuCheck() {
+        if ("cpu".equals(System.getProperty(CHECK_PROPERTY))) return cpu();
+        return CudaBackend.forDevice(Integer.getInteger(CHECK_DEVICE_PROPERTY, 0));
     }
 }

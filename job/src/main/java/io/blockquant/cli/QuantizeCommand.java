@@ -55,7 +55,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     String recipe;
 
     // The recipe's options: picocli fills them as text, QuantizeSettings.parse reads them (with a recipe file's
-    // keys beneath) and holds their defaults, so GptqRun's configurations resolve through the same code.
+    // keys beneath) and holds their defaults.
 
     @Option(names = "--mode", description = "sequential (block i on the quantized prefix's outputs) or parallel (all blocks at once on the full-precision prefix's outputs) (default: sequential)")
     String mode;

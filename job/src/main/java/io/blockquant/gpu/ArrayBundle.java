@@ -65,13 +65,6 @@ public final class ArrayBundle {
         return as(name, float[].class);
     }
 
-    /** Every array of the bundle as float32 values by name, in the bundle's order (a file of learned vectors). */
-    public java.util.Map<String, float[]> floatsByName() {
-        java.util.Map<String, float[]> out = new java.util.LinkedHashMap<>();
-        for (String n : names()) out.put(n, floats(n));
-        return out;
-    }
-
     public int[] ints(String name) {
         return as(name, int[].class);
     }

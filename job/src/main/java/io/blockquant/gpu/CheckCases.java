@@ -43,8 +43,8 @@ public final class CheckCases {
     /** Windows and tokens per window of the block checks. */
     public static final int BATCH = 2, SEQ = 64;
     /** GPTQ check: calibration windows (of the carried 512-token windows) on one tiny-llama block. */
-    public static final int GPTQ_WINDOWS = 2;
-    public static final GptqConfig GPTQ = GptqConfig.of(new IntQuantSpec(4, 0, false));
+    private static final int GPTQ_WINDOWS = 2;
+    private static final GptqConfig GPTQ = GptqConfig.of(new IntQuantSpec(4, 0, false));
 
     public static byte[] serialize(ModelSpec spec) {
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
@@ -285,7 +285,7 @@ public final class CheckCases {
     }
 
     /** Windows {@code [from, from + count)} of {@code seq} tokens each from a flat token array. */
-    public static int[][] windows(int[] tokens, int seq, int from, int count) {
+    private static int[][] windows(int[] tokens, int seq, int from, int count) {
         int[][] w = new int[count][];
         for (int i = 0; i < count; i++) w[i] = java.util.Arrays.copyOfRange(tokens, (from + i) * seq, (from + i + 1) * seq);
         return w;

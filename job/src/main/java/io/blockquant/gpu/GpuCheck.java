@@ -1,10 +1,6 @@
 package io.blockquant.gpu;
 
 import io.blockquant.tensor.Backends;
-import io.blockquant.algo.GptqConfig;
-import io.blockquant.algo.GptqSettings;
-import io.blockquant.algo.LorcSettings;
-import io.blockquant.algo.WeightFormat;
 import io.blockquant.algo.OmniQuantConfig;
 import io.blockquant.algo.omniquant.BlockGraph;
 import io.blockquant.bench.BlockFlops;
@@ -13,18 +9,13 @@ import io.blockquant.cuda.CudaBackend;
 import io.blockquant.model.Family;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
-import io.blockquant.nn.CausalLm;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.model.llama.LlamaBlock;
 import io.blockquant.nn.Norm;
-import io.blockquant.schedule.BlockStats;
-import io.blockquant.schedule.BlockWork;
-import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.PrintStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -35,14 +26,14 @@ import java.util.Map;
 /**
  * The self-contained GPU check (run by {@code cluster/gpu/check.sh} on a GPU machine with a jlink'ed Java
  * runtime and no Maven, Spark, Hadoop or ND4J): the CUDA backend against the CPU reference outputs of
- * {@link GpuCheckReference}, then timings — GPTQ of every tiny-llama block, OmniQuant LWC on every block,
- * and a Llama-7B-shaped block forward/backward against the card's measured matrix-product rate.
+ * {@link GpuCheckReference}, then timings — where an OmniQuant training step's time goes, and a Llama-7B-shaped
+ * block forward/backward against the card's measured matrix-product rate. Whole quantize runs on a GPU are the
+ * job's own ({@code cluster/gpu/stage-job.sh}, then {@code quantize --backend cuda}).
  *
  * <p>{@code GpuCheck DIR [phase...]} with DIR holding {@code check-inputs.bqa} and {@code check-reference.bqa};
- * phases {@code correctness gptq omniquant bench} (default: all). Options: {@code -Dgpu.device=N} (default 0),
- * {@code -Dgpu.omniquant.blocks=N} (blocks to train, default all),
- * {@code -Dgpu.omniquant.epochs=N} (default 20), {@code -Dgpu.windows=N} (calibration windows, default all 128), {@code -Dgpu.backend=cpu} (the CPU backend,
- * via reflection: a dry run of this program on a machine with the full classpath).
+ * phases {@code correctness omniquant bench} (default: all). Options: {@code -Dgpu.device=N} (default 0),
+ * {@code -Dgpu.backend=cpu} (the CPU backend, via reflection: a dry run of this program on a machine with the
+ * full classpath).
  */
 public final class GpuCheck {
 
@@ -61,13 +52,13 @@ public final class GpuCheck {
 
     public static void main(String[] args) throws Exception {
         if (args.length < 1) {
-            System.err.println("usage: GpuCheck DIR [correctness] [gptq] [omniquant] [bench]");
+            System.err.println("usage: GpuCheck DIR [correctness] [omniquant] [bench]");
             System.exit(2);
         }
         Path dir = Path.of(args[0]);
         List<String> phases = args.length > 1 ? Arrays.asList(args).subList(1, args.length)
-                : List.of("correctness", "gptq", "omniquant", "bench");
-        TensorBackend be = Backends.forGpuRunner();
+                : List.of("correctness", "omniquant", "bench");
+        TensorBackend be = Backends.forGpuCheck();
         OUT.println("backend: " + be.name() + (be instanceof CudaBackend cb ? " on " + cb.deviceName() : ""));
         long t0 = System.nanoTime();
         ArrayBundle inputs = ArrayBundle.read(dir.resolve("check-inputs.bqa"));
@@ -78,8 +69,7 @@ public final class GpuCheck {
             OUT.println("== " + phase);
             switch (phase) {
                 case "correctness" -> ok &= correctness(be, inputs, ArrayBundle.read(dir.resolve("check-reference.bqa")));
-                case "gptq" -> gptqAllBlocks(be, inputs);
-                case "omniquant" -> omniQuantAllBlocks(be, inputs);
+                case "omniquant" -> omniQuantStep(be, inputs);
                 case "bench" -> bench(be, inputs);
                 default -> throw new IllegalArgumentException("unknown phase " + phase);
             }
@@ -191,97 +181,22 @@ public final class GpuCheck {
         return failed == 0;
     }
 
-    /** Calibration windows of the timed runs: all carried (128), or the first {@code -Dgpu.windows=N}. */
-    private static int windows(ArrayBundle in) {
-        return Math.min((int) in.shape("tokens")[0], Integer.getInteger("gpu.windows", Integer.MAX_VALUE));
-    }
-
-    // ---- GPTQ of every tiny-llama block -------------------------------------------------------------
-
-    /** Windows per forward pass in the timed runs. */
-    static final int PASS_WINDOWS = 32;
-
-    static float[] embedAll(TensorBackend be, CausalLm stem, int[] tokens, int windows, int seq) {
-        float[] x = new float[windows * seq * stem.spec().hiddenSize()];
-        for (int w = 0; w < windows; w += PASS_WINDOWS) {
-            int n = Math.min(PASS_WINDOWS, windows - w), at = w;
-            float[] part = be.scratchValue(() -> stem.embed(CheckCases.windows(tokens, seq, at, n)).toFloats());
-            System.arraycopy(part, 0, x, at * seq * stem.spec().hiddenSize(), part.length);
-        }
-        return x;
-    }
-
-    static float[] slice(float[] x, int window, int count, int width) {
-        return Arrays.copyOfRange(x, window * width, (window + count) * width);
-    }
+    // ---- one OmniQuant training step on tiny-llama's block 0 ------------------------------------------
 
     /**
-     * {@code quantized} on the first {@code windows} windows of {@code x}, {@code chunk} windows per pass: the
-     * outputs of every window (the next block's inputs) and the errors against {@code fp} summed in window order.
+     * Where a training step's time goes: one step of LWC W3A16 (LWC and the gradient's chain rule on the Java heap,
+     * weights uploaded, block forward/backward on the backend, gradients downloaded) on a full window, and on a
+     * 4-token window, where the backend's arithmetic is negligible and what remains is the heap work and per-call costs.
      */
-    static BlockWork.Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] x, int windows, int seq, int chunk,
-                                     boolean perLayer) {
-        int width = x.length / windows;
-        BlockStats stats = null;
-        float[] next = new float[x.length];
-        for (int w = 0; w < windows; w += chunk) {
-            int n = Math.min(chunk, windows - w);
-            BlockWork.Outputs o = BlockWork.outputs(fp, quantized, slice(x, w, n, width), n, seq, perLayer);
-            System.arraycopy(o.hidden(), 0, next, w * width, o.hidden().length);
-            stats = stats == null ? o.stats() : stats.merge(o.stats());
-        }
-        return new BlockWork.Outputs(next, stats);
-    }
-
-    static void gptqAllBlocks(TensorBackend be, ArrayBundle in) {
+    static void omniQuantStep(TensorBackend be, ArrayBundle in) {
         ModelSpec spec = CheckCases.spec(in, "llama");
-        int windows = windows(in), seq = (int) in.shape("tokens")[1];
-        GptqConfig cfg = CheckCases.GPTQ;
-        OUT.printf(Locale.ROOT, "GPTQ %s, damp %.2f, block size %d, true-sequential groups; tiny-llama, %d windows × %d tokens, sequential mode%n",
-                cfg.quant(), cfg.percDamp(), cfg.blockSize(), windows, seq);
-        // the pipeline of GptqRun (quantize's, without Spark), with the check's recipe
-        QuantizeSettings s = new QuantizeSettings(new GptqSettings(new WeightFormat(cfg.quant(), null), cfg.percDamp(), cfg.actOrder(),
-                cfg.staticGroups(), LorcSettings.NONE), 0, null, windows, seq, 0, GptqRun.WINDOWS_PER_TASK, QuantizeSettings.SEQUENTIAL);
-        GptqRun.Quantized q = GptqRun.quantize(be, in, "tokens", "llama", spec, s, windows, OUT);
-        sync(be);
-        OUT.printf(Locale.ROOT, "GPTQ, all %d blocks of tiny-llama: %.2f s (embedding included; GPTQ solver %.2f s of it) [PyTorch on an H100: about 3 s]%n",
-                spec.numLayers(), q.seconds(), q.solverSeconds());
-    }
-
-    // ---- OmniQuant LWC on every tiny-llama block ----------------------------------------------------
-
-    static void omniQuantAllBlocks(TensorBackend be, ArrayBundle in) {
-        ModelSpec spec = CheckCases.spec(in, "llama");
-        ModelLoader loader = new ModelLoader(CheckCases.weights(in, "llama"), spec, be);
-        int seq = (int) in.shape("tokens")[1];
-        OmniQuantConfig cfg = OmniQuantConfig.of(Family.LLAMA, 3, 0, 16).withEpochs(Integer.getInteger("gpu.omniquant.epochs", 20));
-        int blocks = Math.min(spec.numLayers(), Integer.getInteger("gpu.omniquant.blocks", spec.numLayers()));
-        stepSplit(be, loader.block(0), cfg, seq);
-        long start = System.nanoTime();
-        double training;
-        try {
-            // the pipeline of OmniQuantRun (quantize's, without Spark); its learned parameters go to a scratch folder
-            Path scratch = java.nio.file.Files.createTempDirectory("gpu-check-omniquant-");
-            training = OmniQuantRun.run(be, in, "llama", spec, cfg, scratch, OUT, windows(in), blocks);
-        } catch (Exception e) {
-            throw new IllegalStateException("OmniQuant on the GPU: " + e.getMessage(), e);
-        }
-        double total = (System.nanoTime() - start) / 1e9;
-        OUT.printf(Locale.ROOT, "OmniQuant LWC W3A16, %d of %d blocks of tiny-llama: %.1f s (training %.1f s)%s [PyTorch on an H100: about 59 s for all 8]%n",
-                blocks, spec.numLayers(), total, training,
-                blocks < spec.numLayers() ? String.format(Locale.ROOT, ", about %.0f s for all %d at this rate", total * spec.numLayers() / blocks, spec.numLayers()) : "");
-    }
-
-    /**
-     * Where a training step's time goes: one step (LWC and the gradient's chain rule on the Java heap, weights
-     * uploaded, block forward/backward on the backend, gradients downloaded) on a full window, and on a 4-token
-     * window, where the backend's arithmetic is negligible and what remains is the heap work and per-call costs.
-     */
-    static void stepSplit(TensorBackend be, DecoderBlock fp, OmniQuantConfig cfg, int seq) {
+        DecoderBlock fp = new ModelLoader(CheckCases.weights(in, "llama"), spec, be).block(0);
+        OmniQuantConfig cfg = OmniQuantConfig.of(Family.LLAMA, 3, 0, 16);
         io.blockquant.algo.omniquant.OmniQuantObjective objective = new io.blockquant.algo.omniquant.OmniQuantObjective(
                 io.blockquant.algo.omniquant.HeapBlock.of(fp), null, cfg.weightSpec(), true, 16);
-        int h = fp.linears().get(0).inFeatures();
-        for (int tokens : new int[] {seq, 4}) {
+        int h = spec.hiddenSize();
+        OUT.println("OmniQuant LWC W3A16, tiny-llama block 0");
+        for (int tokens : new int[] {(int) in.shape("tokens")[1], 4}) {
             float[] x = new FastRandom(21).uniform((long) tokens * h, 1.0), t = new FastRandom(22).uniform((long) tokens * h, 1.0);
             double s = time(be, 20, 50, () -> objective.evaluate(be, x, t, 1, tokens, true, false));
             OUT.printf(Locale.ROOT, "  one step (loss and gradients, no optimizer) on a window of %d tokens: %.2f ms%n", tokens, s * 1e3);

@@ -20,7 +20,7 @@ import org.apache.hadoop.conf.Configuration;
 
 /**
  * Writes what the GPU check carries, computed on this machine with the CPU backend:
- * {@code check-inputs.bqa} (model specs, tiny-llama's weights, block 0 of tiny-opt and tiny-falcon, 128×512
+ * {@code check-inputs.bqa} (model specs, block 0 of each tiny model and tiny-llama's embedding and head, 128×512
  * calibration token ids drawn as {@code quantize} draws them, seeded random inputs) and
  * {@code check-reference.bqa} (the CPU backend's outputs of {@link CheckCases}).
  *
@@ -60,10 +60,10 @@ public final class GpuCheckReference {
             b.putBytes("spec/" + family, CheckCases.serialize(spec));
             try (Checkpoint ckpt = Checkpoint.open(dir)) {
                 ModelLoader names = new ModelLoader(ckpt, spec, Backends.cpu());
-                String block0 = names.blockPrefix(0);
+                String block0 = names.blockPrefix(0), blocks = block0.substring(0, block0.length() - "0.".length());
                 for (String t : ckpt.tensorNames()) {
-                    // tiny-llama whole (the GPTQ/OmniQuant timings run every block); the others block 0 only
-                    if (!family.equals("llama") && !t.startsWith(block0)) continue;
+                    // block 0 of each family, and tiny-llama's embedding, final norm and head (the GPTQ check embeds its windows)
+                    if (!t.startsWith(block0) && !(family.equals("llama") && !t.startsWith(blocks))) continue;
                     b.putFloats(family + "/" + t, ckpt.readFloats(t), ckpt.entry(t).shape());
                 }
             }

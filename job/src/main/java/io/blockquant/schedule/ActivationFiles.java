@@ -177,7 +177,7 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
     }
 
     /** Block {@code block}'s inputs as the partitions {@code parts}, in that order, read as a step asks for them. */
-    public BlockStep.Inputs inputs(Configuration conf, int block, java.util.List<Integer> parts) {
+    BlockStep.Inputs inputs(Configuration conf, int block, java.util.List<Integer> parts) {
         return new BlockStep.Inputs() {
             @Override
             public int partitions() {

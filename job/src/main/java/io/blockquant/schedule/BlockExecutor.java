@@ -7,9 +7,9 @@ import org.apache.hadoop.conf.Configuration;
 
 /**
  * Where a quantize run's block tasks execute: Spark's executors ({@link SparkBlockExecutor}) or this JVM
- * ({@link InProcessBlockExecutor}, for tests and single-machine runs). The driver loop ({@link BlockLoop}) and the
- * modes' steps say <em>what</em> runs per item (a calibration partition, a layer, a block); this says where, on
- * which tensor backend, and with which Hadoop configuration, so the same steps run on either.
+ * ({@link InProcessBlockExecutor}, for tests). The driver loop ({@link BlockLoop}) and the modes' steps say
+ * <em>what</em> runs per item (a calibration partition, a layer, a block); this says where, on which tensor
+ * backend, and with which Hadoop configuration, so the same steps run on either.
  */
 public interface BlockExecutor {
 

@@ -36,13 +36,13 @@ public final class BlockLoop {
 
     /** One block's calibration (its tasks run through a {@link BlockExecutor}). */
     @FunctionalInterface
-    public interface Step {
+    interface Step {
         Outcome calibrate(int block) throws Exception;
     }
 
-    /** Puts a calibrated block where it belongs (the store, or memory); {@code errors}: its rows of layer errors. */
+    /** Commits a calibrated block to the store; {@code errors}: its rows of layer errors. */
     @FunctionalInterface
-    public interface Commit {
+    interface Commit {
         void commit(Outcome outcome, List<LayerError> errors) throws Exception;
     }
 
@@ -51,8 +51,8 @@ public final class BlockLoop {
      * it finishes (on this thread); when one fails, {@code cancel} stops the others' work. Returns a summary per block
      * of the model, those not in {@code todo} marked skipped.
      */
-    public static List<BlockSummary> run(List<Integer> todo, int atOnce, BlockPlan plan, int blocks, long calibrationTokens,
-                                         String method, Step step, Commit commit, Runnable cancel, PrintStream log) {
+    static List<BlockSummary> run(List<Integer> todo, int atOnce, BlockPlan plan, int blocks, long calibrationTokens,
+                                  String method, Step step, Commit commit, Runnable cancel, PrintStream log) {
         List<BlockSummary> summaries = new ArrayList<>();
         for (int b = 0; b < blocks; b++) {
             if (!todo.contains(b)) summaries.add(new BlockSummary(b, 0, Double.NaN, Map.of(), true));

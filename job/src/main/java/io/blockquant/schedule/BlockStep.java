@@ -16,13 +16,12 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * One block calibrated layer by layer inside one JVM, on inputs read partition by partition (so the JVM holds one
- * partition at a time): the step of parallel mode's block task and of the single-machine runners. Per group of
- * layers ({@link BlockPlan#groups} when the calibrator needs Hessians, else all at once), the group's input
- * statistics on the block with the earlier groups already quantized, then each layer's stored weight; then the
- * errors of the quantized block against the full-precision one on the same inputs.
+ * One block calibrated layer by layer inside one task ({@link BlockTask}: parallel mode's block task, sequential mode's
+ * on GPUs). Per group of layers ({@link BlockPlan#groups} when the calibrator needs Hessians, else all at once), the
+ * group's input statistics on the block with the earlier groups already quantized, then each layer's stored weight;
+ * then the errors of the quantized block against the full-precision one on the same inputs.
  */
-public final class BlockStep {
+final class BlockStep {
 
     private BlockStep() {}
 
@@ -32,25 +31,6 @@ public final class BlockStep {
 
         /** Partition {@code p}'s values; {rows, cols} in {@code shape}. */
         float[] read(int p, int[] shape) throws IOException;
-
-        /** In memory: {@code x} holds windows of {@code seq} tokens of {@code hidden} values, {@code perPartition} windows a partition. */
-        static Inputs slices(float[] x, int seq, int hidden, int perPartition) {
-            int width = seq * hidden, windows = x.length / width;
-            return new Inputs() {
-                @Override
-                public int partitions() {
-                    return (windows + perPartition - 1) / perPartition;
-                }
-
-                @Override
-                public float[] read(int p, int[] shape) {
-                    int from = p * perPartition, n = Math.min(perPartition, windows - from);
-                    shape[0] = n * seq;
-                    shape[1] = hidden;
-                    return java.util.Arrays.copyOfRange(x, from * width, (from + n) * width);
-                }
-            };
-        }
     }
 
     /** Receives the quantized block's outputs of each partition (the next block's inputs), in partition order. */
@@ -70,13 +50,13 @@ public final class BlockStep {
      * Llama-3-8B's 128 × 2048 windows are 4 GiB, and reading them anew per pass cost more than the passes); on the
      * CPU each pass reads them anew, so the JVM holds one partition at a time.
      */
-    public static final class OnBackend implements AutoCloseable {
+    static final class OnBackend implements AutoCloseable {
         private final Inputs inputs;
         private final TensorBackend be;
         private final Tensor[] kept;
         private final int[] rows;
 
-        public OnBackend(Inputs inputs, TensorBackend be) {
+        OnBackend(Inputs inputs, TensorBackend be) {
             this.inputs = inputs;
             this.be = be;
             this.kept = be.onDevice() ? new Tensor[inputs.partitions()] : null;
@@ -115,10 +95,10 @@ public final class BlockStep {
      * The calibrated block; {@code losses}: the calibrator's loss per layer (Hessian methods), {@code tokens}: the
      * calibration tokens of the last group's Hessian (0 without), {@code calibrationSeconds}: time in the calibrator.
      */
-    public record Layers(CalibratedBlock block, Map<String, Double> losses, long tokens, double calibrationSeconds) {}
+    record Layers(CalibratedBlock block, Map<String, Double> losses, long tokens, double calibrationSeconds) {}
 
     /** RTN or GPTQ on {@code fp} ({@code calibrator} is one of the layer-wise kinds). */
-    public static Layers layers(DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, OnBackend inputs,
+    static Layers layers(DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, OnBackend inputs,
                                 int seq) throws IOException {
         Map<String, StoredWeight> layers = new LinkedHashMap<>();
         Map<String, float[]> done = new HashMap<>();
@@ -165,7 +145,7 @@ public final class BlockStep {
      * The calibrated block (with the recipe's activation quantization) against {@code fp} on every partition: the
      * error sums, and each partition's outputs to {@code next} (null: not needed).
      */
-    public static BlockStats errors(DecoderBlock fp, CalibratedBlock calibrated, QuantizeSettings s, OnBackend inputs, int seq,
+    static BlockStats errors(DecoderBlock fp, CalibratedBlock calibrated, QuantizeSettings s, OnBackend inputs, int seq,
                                     Outputs next) throws IOException {
         DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
         boolean perLayer = !(s.calibrator() instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();

@@ -49,7 +49,7 @@ public final class BlockWork {
     }
 
     /** The block with the recipe's activation quantization on every linear's input: FP8 or INT per token, or none. */
-    public static DecoderBlock withActivations(DecoderBlock block, QuantizeSettings s) {
+    static DecoderBlock withActivations(DecoderBlock block, QuantizeSettings s) {
         if (s.activationFormat() != null) return block.mapLinears(l -> l.withInputFormat(s.activationFormat()));
         return withInputBits(block, s.activationBits());
     }
@@ -84,14 +84,14 @@ public final class BlockWork {
     }
 
     /** The outputs of a quantized block on one partition, and what quantization did to it. */
-    public record Outputs(float[] hidden, BlockStats stats) {}
+    record Outputs(float[] hidden, BlockStats stats) {}
 
     /**
      * Runs the quantized block on {@code inputs} (its outputs feed the next block) and the full-precision
      * block on the same inputs, and measures per linear layer {@code ‖X(W − Ŵ)ᵀ‖²} against {@code ‖XWᵀ‖²} on
      * the inputs each layer sees in the quantized block, and for the block output {@code ‖y_q − y_fp‖²}.
      */
-    public static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] inputs, int batch, int seq) {
+    static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] inputs, int batch, int seq) {
         return outputs(fp, quantized, inputs, batch, seq, true);
     }
 
@@ -99,15 +99,14 @@ public final class BlockWork {
      * As above; {@code perLayer = false} skips the per-layer errors (after an equivalent transformation a
      * layer's weight and input are both changed, so comparing it with the original layer means nothing).
      */
-    public static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] inputs, int batch, int seq,
-                                  boolean perLayer) {
+    static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] inputs, int batch, int seq, boolean perLayer) {
         TensorBackend be = fp.linears().get(0).weight().backend();
         long rows = (long) batch * seq;
         return be.scratchValue(() -> outputs(fp, quantized, be.fromFloats(inputs, rows, inputs.length / rows), batch, seq, perLayer));
     }
 
     /** As above, on inputs already on the blocks' backend. */
-    public static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, Tensor x, int batch, int seq, boolean perLayer) {
+    static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, Tensor x, int batch, int seq, boolean perLayer) {
         Map<String, Tensor> fpWeights = new HashMap<>();
         for (Linear l : fp.linears()) fpWeights.put(l.name(), l.weight());
         BlockStats stats = new BlockStats();

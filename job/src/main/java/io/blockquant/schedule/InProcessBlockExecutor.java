@@ -12,8 +12,8 @@ import org.apache.hadoop.conf.Configuration;
 
 /**
  * Block tasks in this JVM: {@code threads} at a time on one tensor backend, no serialization and no scheduler. The
- * same steps as on Spark, so a test can check the driver loop against Spark's results, and a single machine can
- * run without a cluster's overhead.
+ * same steps as on Spark, so a test ({@code InProcessBlockExecutorTest}) can check the driver loop against Spark's
+ * results.
  */
 public final class InProcessBlockExecutor implements BlockExecutor {
     private final TensorBackend backend;

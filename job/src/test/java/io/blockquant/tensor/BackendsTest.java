@@ -16,7 +16,7 @@ class BackendsTest {
     @AfterEach
     void clear() {
         System.clearProperty(Backends.PROPERTY);
-        System.clearProperty(Backends.RUNNER_PROPERTY);
+        System.clearProperty(Backends.CHECK_PROPERTY);
     }
 
     @Test
@@ -39,9 +39,9 @@ class BackendsTest {
     }
 
     @Test
-    void gpuRunnerOnTheCpuWhenAsked() {
-        System.setProperty(Backends.RUNNER_PROPERTY, "cpu");
-        assertSame(Backends.cpu(), Backends.forGpuRunner());
+    void gpuCheckOnTheCpuWhenAsked() {
+        System.setProperty(Backends.CHECK_PROPERTY, "cpu");
+        assertSame(Backends.cpu(), Backends.forGpuCheck());
     }
 
     /** cuda asked for, or auto on a Spark-assigned GPU: CUDA or one line naming host, GPU address and cause. */
