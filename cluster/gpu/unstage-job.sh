@@ -32,7 +32,14 @@ java=$u/jre/bin/java
 
 # the CUDA backend's library, into a jar of its own: CudaNative loads it as a classpath resource, so local
 # mode and the executors a worker starts find it without any flag
-bash "$u/native/build-native.sh" "$u/native" "$u/native/include" "$u/native/include" "$u/native/lib"
+# (BQ_PREBUILT_CUDA: a folder with the library a previous call built from these very sources, and those sources)
+if [ -n "${BQ_PREBUILT_CUDA:-}" ] && cmp -s "$BQ_PREBUILT_CUDA/blockquant_cuda.cu" "$u/native/blockquant_cuda.cu" \
+   && cmp -s "$BQ_PREBUILT_CUDA/io_blockquant_cuda_CudaNative.h" "$u/native/include/io_blockquant_cuda_CudaNative.h"; then
+  mkdir -p "$u/native/lib" && cp "$BQ_PREBUILT_CUDA/libblockquant_cuda.so" "$u/native/lib/"
+  echo "unstage-job: libblockquant_cuda.so from $BQ_PREBUILT_CUDA (built from the same sources)"
+else
+  bash "$u/native/build-native.sh" "$u/native" "$u/native/include" "$u/native/include" "$u/native/lib"
+fi
 mkdir -p "$u/native/res/native/linux-x86_64"
 if [ -f "$u/native/lib/libblockquant_cuda.so" ]; then
   cp "$u/native/lib/libblockquant_cuda.so" "$u/native/res/native/linux-x86_64/"

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Issue 20's real-width figures on the GPU machine, from the repository root, after stage-job.sh wrote STAGE_DIR:
+#   bash cluster/gpu/bench-8b.sh STAGE_DIR OUT_DIR
+# Unstages (nvcc builds the CUDA library, or STAGE_DIR/prebuilt/ has it for these sources), writes a real-width
+# Llama checkpoint with `synth` on local disk, runs the PyTorch GPTQ baseline (gptq_baseline.py) on its first
+# blocks, then the job exactly as a user would: quantize (GPTQ W4A16 g128, 128 x 2048 of kjv.train, sequential,
+# local mode on GPU 0), eval --store on kjv.test, export --format gptq. GPU memory and every JVM's resident set
+# are sampled twice a second (mem-*.txt: the peaks).
+# Environment (defaults in brackets):
+#   BQ_SHAPE [llama-3-8b]  BQ_BLOCKS [32]  BQ_BASELINE_BLOCKS [8, 0: none]  BQ_MASTER [local[4]]
+#   BQ_QUANTIZE_ARGS [extra quantize flags]  BQ_STEPS [baseline quantize eval export]  BQ_STEP_SECONDS [560]
+#   BQ_TINY [0; 1: first a tiny-llama GPTQ W4 g64 on kjv.train with its kjv.test perplexity, the CPU check]
+set -uo pipefail
+stage=${1:?usage: bench-8b.sh STAGE_DIR OUT_DIR} out=${2:?usage: bench-8b.sh STAGE_DIR OUT_DIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+limit=${BQ_STEP_SECONDS:-560}
+shape=${BQ_SHAPE:-llama-3-8b} blocks=${BQ_BLOCKS:-32} base_blocks=${BQ_BASELINE_BLOCKS:-8}
+steps=${BQ_STEPS:-baseline quantize eval export}
+work=/tmp/bq-bench
+mkdir -p "$work"
+t_start=$SECONDS
+
+sample() { # NAME PID_TO_WATCH: peak GPU memory and peak RSS per JVM until the watched process ends
+  python3 - "$1" "$2" "$out" <<'PY' &
+import os, subprocess, sys, time
+name, watched, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+gpu_peak, rss_peak = 0, {}
+def alive(pid):
+    try: os.kill(pid, 0); return True
+    except OSError: return False
+while alive(watched):
+    try:
+        used = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=5).stdout.split()
+        gpu_peak = max([gpu_peak] + [int(u) for u in used])
+    except Exception: pass
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit(): continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f: cmd = f.read().split(b"\0")
+            if not cmd or not cmd[0].endswith(b"java"): continue
+            role = "executor" if any(b"CoarseGrainedExecutorBackend" in c for c in cmd) else \
+                   "worker" if any(b"deploy.worker.Worker" in c for c in cmd) else \
+                   "master" if any(b"deploy.master.Master" in c for c in cmd) else "driver"
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        kb = int(line.split()[1]); key = f"{role} pid {pid}"
+                        rss_peak[key] = max(rss_peak.get(key, 0), kb)
+        except OSError: pass
+    time.sleep(0.5)
+with open(f"{out}/mem-{name}.txt", "w") as f:
+    f.write(f"{name}: peak GPU memory used {gpu_peak / 1024:.1f} GiB\n")
+    for k, v in sorted(rss_peak.items()): f.write(f"{name}: peak RSS {k} {v / 1048576:.2f} GiB\n")
+PY
+}
+step() { # NAME COMMAND...: output to OUT/NAME.log, a line to OUT/summary.txt
+  local name=$1; shift
+  local t0=$SECONDS rc=0
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1 &
+  local pid=$!
+  sample "$name" "$pid"
+  wait "$pid" || rc=$?
+  wait
+  echo "$name rc=$rc $((SECONDS - t0))s $(grep -E 'perplexity|block [0-9]+/[0-9]+ done|tokens CRC|s a block|per block|wrote|error' "$out/$name.log" | tail -3 | tr '\n' ' ')" | tee -a "$out/summary.txt"
+  cat "$out/mem-$name.txt" >> "$out/summary.txt" 2>/dev/null
+}
+
+# the CUDA library: built by nvcc, or the one a previous call built from the same sources
+if [ -f "$stage/prebuilt/libblockquant_cuda.so" ]; then export BQ_PREBUILT_CUDA=$stage/prebuilt; fi
+step unstage cluster/gpu/unstage-job.sh "$stage"
+[ -f job/target/runtime-classpath.txt ] || { cat "$out/unstage.log"; exit 1; }
+u=$(cd "$stage" && pwd)/unpacked
+cp "$u/native/lib/libblockquant_cuda.so" "$out/" 2>/dev/null
+export JAVA=$u/jre/bin/java JAVA_HOME=$u/jre SPARK_HOME=$PWD/job/target/spark-home
+export BLOCKQUANT_HEAP=${BLOCKQUANT_HEAP:-48g}
+# the staged runtime carries no Spark UI classes (no trace loads them)
+export BLOCKQUANT_JAVA_OPTS="-Dspark.ui.enabled=false ${BLOCKQUANT_JAVA_OPTS:-}"
+nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --format=csv >> "$out/summary.txt" 2>&1
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >> "$out/summary.txt" 2>&1
+calib=data-samples/corpus/kjv.train.txt text=data-samples/corpus/kjv.test.txt
+
+if [ "${BQ_TINY:-0}" = 1 ]; then
+  step tiny cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model data-samples/models/tiny-llama \
+    --calib "$calib" --method gptq --wbits 4 --group 64 --eval-text "$text" --out "$work/tiny-gptq"
+fi
+
+ckpt=$work/$shape-$blocks
+if [ ! -f "$ckpt/config.json" ]; then
+  step synth cluster/bin/blockquant synth --shape "$shape" --blocks "$blocks" --tokenizer data-samples/models/tiny-llama --out "$ckpt"
+fi
+for s in $steps; do
+  case $s in
+    baseline)
+      [ "$base_blocks" -gt 0 ] && step baseline python3 cluster/gpu/gptq_baseline.py --model "$ckpt" --calib "$calib" \
+        --nsamples 128 --seqlen 2048 --wbits 4 --group 128 --blocks "$base_blocks" ;;
+    quantize)
+      rm -rf "$work/store"
+      # shellcheck disable=SC2086
+      step quantize cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model "$ckpt" --calib "$calib" \
+        --method gptq --wbits 4 --group 128 --nsamples 128 --seqlen 2048 --mode sequential --no-eval \
+        --out "$work/store" ${BQ_QUANTIZE_ARGS:-} ;;
+    eval)
+      step eval cluster/bin/blockquant eval --master "${BQ_MASTER:-local[4]}" --store "$work/store" --text "$text" ;;
+    export)
+      rm -rf "$work/export"
+      step export cluster/bin/blockquant export --store "$work/store" --format gptq --out "$work/export"
+      ls -la "$work/export" >> "$out/export.log" 2>&1
+      du -sh "$work/export" "$ckpt" >> "$out/summary.txt" 2>&1 ;;
+  esac
+done
+echo "all steps: $((SECONDS - t_start)) s" >> "$out/summary.txt"
+cat "$out/summary.txt"
