@@ -5,7 +5,8 @@
 # Llama checkpoint with `synth` on local disk, runs the PyTorch GPTQ baseline (gptq_baseline.py) on its first
 # blocks, then the job exactly as a user would: quantize (GPTQ W4A16 g128, 128 x 2048 of kjv.train, sequential,
 # local mode on GPU 0), eval --store on kjv.test, export --format gptq. GPU memory and every JVM's resident set
-# are sampled twice a second (mem-*.txt: the peaks).
+# are sampled twice a second. OUT_DIR gets summary.txt (a line per step, with its memory peaks), logs.tar.gz (every
+# step's output) and the CUDA library built (for STAGE_DIR/prebuilt/ in a later call).
 # Environment (defaults in brackets):
 #   BQ_SHAPE [llama-3-8b]  BQ_BLOCKS [32]  BQ_BASELINE_BLOCKS [8, 0: none]  BQ_MASTER [local[4]]
 #   BQ_QUANTIZE_ARGS [extra quantize flags]  BQ_STEPS [baseline quantize eval export]  BQ_STEP_SECONDS [560]
@@ -18,11 +19,12 @@ limit=${BQ_STEP_SECONDS:-560}
 shape=${BQ_SHAPE:-llama-3-8b} blocks=${BQ_BLOCKS:-32} base_blocks=${BQ_BASELINE_BLOCKS:-8}
 steps=${BQ_STEPS:-baseline quantize eval export}
 work=/tmp/bq-bench
-mkdir -p "$work"
+logs=$work/logs
+mkdir -p "$work" "$logs"
 t_start=$SECONDS
 
 sample() { # NAME PID_TO_WATCH: peak GPU memory and peak RSS per JVM until the watched process ends
-  python3 - "$1" "$2" "$out" <<'PY' &
+  python3 - "$1" "$2" "$logs" <<'PY' &
 import os, subprocess, sys, time
 name, watched, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 gpu_peak, rss_peak = 0, {}
@@ -58,19 +60,20 @@ PY
 step() { # NAME COMMAND...: output to OUT/NAME.log, a line to OUT/summary.txt
   local name=$1; shift
   local t0=$SECONDS rc=0
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1 &
+  timeout "$limit" "$@" > "$logs/$name.log" 2>&1 &
   local pid=$!
   sample "$name" "$pid"
   wait "$pid" || rc=$?
   wait
-  echo "$name rc=$rc $((SECONDS - t0))s $(grep -E 'perplexity|block [0-9]+/[0-9]+ done|tokens CRC|s a block|per block|wrote|error' "$out/$name.log" | tail -3 | tr '\n' ' ')" | tee -a "$out/summary.txt"
-  cat "$out/mem-$name.txt" >> "$out/summary.txt" 2>/dev/null
+  echo "$name rc=$rc $((SECONDS - t0))s $(grep -E 'perplexity|block [0-9]+/[0-9]+ done|tokens CRC|s a block|per block|wrote|error' "$logs/$name.log" | tail -3 | tr '\n' ' ')" | tee -a "$out/summary.txt"
+  cat "$logs/mem-$name.txt" >> "$out/summary.txt" 2>/dev/null
+  tar -C "$work" -czf "$out/logs.tar.gz" logs
 }
 
 # the CUDA library: built by nvcc, or the one a previous call built from the same sources
 if [ -f "$stage/prebuilt/libblockquant_cuda.so" ]; then export BQ_PREBUILT_CUDA=$stage/prebuilt; fi
 step unstage cluster/gpu/unstage-job.sh "$stage"
-[ -f job/target/runtime-classpath.txt ] || { cat "$out/unstage.log"; exit 1; }
+[ -f job/target/runtime-classpath.txt ] || { cat "$logs/unstage.log"; exit 1; }
 u=$(cd "$stage" && pwd)/unpacked
 cp "$u/native/lib/libblockquant_cuda.so" "$out/" 2>/dev/null
 export JAVA=$u/jre/bin/java JAVA_HOME=$u/jre SPARK_HOME=$PWD/job/target/spark-home
@@ -106,9 +109,10 @@ for s in $steps; do
     export)
       rm -rf "$work/export"
       step export cluster/bin/blockquant export --store "$work/store" --format gptq --out "$work/export"
-      ls -la "$work/export" >> "$out/export.log" 2>&1
+      ls -la "$work/export" >> "$logs/export.log" 2>&1
       du -sh "$work/export" "$ckpt" >> "$out/summary.txt" 2>&1 ;;
   esac
 done
 echo "all steps: $((SECONDS - t_start)) s" >> "$out/summary.txt"
+tar -C "$work" -czf "$out/logs.tar.gz" logs
 cat "$out/summary.txt"

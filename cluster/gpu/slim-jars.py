@@ -21,8 +21,9 @@ SIGNATURE = re.compile(r'^META-INF/[^/]+\.(SF|RSA|DSA|EC)$')
 # jars of natives only that travel: Netty's epoll transport for linux-x86_64, whose classes the traces load
 NATIVES_ONLY = re.compile(r'/netty-transport-native-epoll-[^/]*linux-x86_64\.jar$')
 # whole jars: Spark's launcher runs in spark-class's own JVM (bin/spark-submit), which no trace sees; Jackson's
-# parsers reach helper classes only on some inputs (synth's config.json on the GPU machine reached one no trace had)
-WHOLE = re.compile(r'/(spark-launcher_[^/]*|jackson-(core|databind|annotations)-[^/]*)\.jar$')
+# parsers reach helper classes only on some inputs (synth's config.json on the GPU machine reached one no trace had);
+# Spark's status store (KVStore) is read only after a failed job (eval waits for its other tasks), which no trace had
+WHOLE = re.compile(r'/(spark-launcher_[^/]*|spark-kvstore_[^/]*|jackson-(core|databind|annotations)-[^/]*)\.jar$')
 LINE = re.compile(r'\[class,load\] (\S+) source: (.*)$')
 # pom.xml and pom.properties of the jar's own build; a jar index (INDEX.LIST), which would name what is gone
 BUILD_INFO = re.compile(r'^META-INF/(maven/|INDEX.LIST$)')

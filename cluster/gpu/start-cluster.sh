@@ -9,7 +9,8 @@
 # runs on it. Stop it with: kill $(cat WORK_DIR/pids)
 # Environment: SPARK_HOME (default job/target/spark-home), JAVA_HOME (default: the java on the PATH),
 #   BQ_MASTER_PORT (7077), BQ_WORKER_CORES (cores per worker = per executor, default: cores / GPUs),
-#   BQ_EXECUTOR_MEMORY (heap per executor, default 24g), BQ_DAEMON_JAVA_OPTS (extra flags for master and workers).
+#   BQ_EXECUTOR_MEMORY (heap per executor, default 24g), BQ_DAEMON_JAVA_OPTS (extra flags for master and workers),
+#   BQ_WORKERS_PER_GPU (default 1; 2 on a one-GPU machine proves the two-worker path: each worker offers the same GPU).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=${1:?usage: start-cluster.sh WORK_DIR}
@@ -29,6 +30,8 @@ fi
 
 gpus=$("$repo/cluster/gpu/discover-gpus.sh") || exit 1
 addresses=$(echo "$gpus" | sed -e 's/.*\[//' -e 's/\].*//' -e 's/[", ]/ /g')
+per=${BQ_WORKERS_PER_GPU:-1}
+addresses=$(for a in $addresses; do for ((w = 0; w < per; w++)); do echo "$a"; done; done)
 n=$(echo $addresses | wc -w)
 if [ "$n" = 0 ]; then
   echo "start-cluster: discover-gpus.sh found no GPU on ${HOSTNAME:-this host}: $gpus" >&2

@@ -30,6 +30,11 @@ public sealed interface BlockCalibrator extends Serializable
         GptqQuantizer.PreparedHessian prepare(TensorBackend be, GramSum hessian);
 
         StoredWeight quantize(Tensor weight, GptqQuantizer.PreparedHessian hessian);
+
+        /** {@link #quantize}, with the weight the block computes with from then on. */
+        default QuantizedLayer quantizeLayer(Tensor weight, GptqQuantizer.PreparedHessian hessian) {
+            return QuantizedLayer.of(quantize(weight, hessian), weight);
+        }
     }
 
     /**

@@ -19,4 +19,11 @@ public record GptqCalibrator(GptqSettings settings) implements BlockCalibrator.O
                 : GptqQuantizer.quantize(weight, hessian, settings.config());
         return settings.lorc().compensate(weight, q, hessian);
     }
+
+    /** INT levels without LoRC: the column loop's output is the weight the block computes with (on a GPU, left there). */
+    @Override
+    public QuantizedLayer quantizeLayer(Tensor weight, GptqQuantizer.PreparedHessian hessian) {
+        if (settings.format().isFp() || settings.lorc().isOn()) return BlockCalibrator.OnGroupHessians.super.quantizeLayer(weight, hessian);
+        return GptqQuantizer.quantizeLayer(weight, hessian, settings.config());
+    }
 }

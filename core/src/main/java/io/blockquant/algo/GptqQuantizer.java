@@ -32,6 +32,16 @@ public final class GptqQuantizer {
 
     /** As above, with the Hessian's factor already computed (shared by the layers of a true-sequential group). */
     public static QuantizedLinear quantize(Tensor weight, PreparedHessian hessian, GptqConfig cfg) {
+        QuantizedLayer q = quantizeLayer(weight, hessian, cfg);
+        q.weight().close();
+        return (QuantizedLinear) q.stored();
+    }
+
+    /**
+     * As {@link #quantize}, with the dequantized weight as a tensor of the weight's backend: where the backend ran the
+     * column loop itself, the loop's own output (it leaves each quantized column's value in W), else uploaded.
+     */
+    public static QuantizedLayer quantizeLayer(Tensor weight, PreparedHessian hessian, GptqConfig cfg) {
         IntQuantSpec spec = cfg.quant();
         int maxq = spec.maxLevel();
         GridMaker intGrid = (x, from, to, row) -> {
@@ -47,7 +57,8 @@ public final class GptqQuantizer {
         if (q == null) {
             q = run(weight, weight.toFloats(), prepared(weight, hessian), cfg, spec.perChannel() ? 0 : spec.groupSize(), intGrid);
         }
-        return new QuantizedLinear(q.rows, q.cols, spec, q.groups, q.codes, q.scales, q.zeros, q.gIdx, q.loss);
+        QuantizedLinear stored = new QuantizedLinear(q.rows, q.cols, spec, q.groups, q.codes, q.scales, q.zeros, q.gIdx, q.loss);
+        return q.dequantized != null ? new QuantizedLayer(stored, q.dequantized) : QuantizedLayer.of(stored, weight);
     }
 
     /**
@@ -103,9 +114,12 @@ public final class GptqQuantizer {
         RowGrid make(float[] x, int from, int to, int row);
     }
 
-    /** The column loop's output, codes in the original column order. */
+    /**
+     * The column loop's output, codes in the original column order; {@code dequantized}: the quantized weight as a
+     * tensor of the backend that ran the loop, when it ran there (else null).
+     */
     private record Rounded(int rows, int cols, int groups, int[] codes, float[] scales, float[] zeros, int[] gIdx,
-                           double loss) {}
+                           double loss, Tensor dequantized) {}
 
     /**
      * What GPTQ derives from a Hessian alone, so the layers that share one (q/k/v, gate/up) compute it once:
@@ -339,6 +353,18 @@ public final class GptqQuantizer {
                 w = permuted;
             }
             loss = be.gptqIntColumns(w, factor, cfg.blockSize(), group, spec.bits(), spec.symmetric(), levelsPerm, scales, zeros);
+            if (loss != null) {
+                // W now holds each column's quantized value: the dequantized weight, in the loop's column order
+                Tensor dequantized = w;
+                if (!isIdentity(perm)) {
+                    dequantized = be.selectColumns(w, inverse(perm));
+                    w.close();
+                }
+                int[] groupOfPermCol = new int[cols];
+                for (int c = 0; c < cols; c++) groupOfPermCol[c] = c / group;
+                Rounded r = unpermuted(rows, cols, groups, perm, levelsPerm, groupOfPermCol, scales, zeros, loss);
+                return new Rounded(r.rows, r.cols, r.groups, r.codes, r.scales, r.zeros, r.gIdx, r.loss, dequantized);
+            }
             w.close();
         } else {
             float[] w = weight.toFloats();
@@ -358,14 +384,19 @@ public final class GptqQuantizer {
     /** The loop's output back in the original column order. */
     private static Rounded unpermuted(int rows, int cols, int groups, int[] perm, int[] levelsPerm, int[] groupOfPermCol,
                                       float[] scales, float[] zeros, double loss) {
-        int[] levels = new int[rows * cols];
         int[] gIdx = new int[cols];
+        if (isIdentity(perm)) {
+            // the loop's order is the original one: nothing to move (a Llama-3-8B down_proj holds 58.7 M levels)
+            for (int c = 0; c < cols; c++) gIdx[c] = groupOfPermCol[c];
+            return new Rounded(rows, cols, groups, levelsPerm, scales, zeros, gIdx, loss, null);
+        }
+        int[] levels = new int[rows * cols];
         for (int j = 0; j < cols; j++) {
             int c = perm[j];
             gIdx[c] = groupOfPermCol[j];
             for (int r = 0; r < rows; r++) levels[r * cols + c] = levelsPerm[r * cols + j];
         }
-        return new Rounded(rows, cols, groups, levels, scales, zeros, gIdx, loss);
+        return new Rounded(rows, cols, groups, levels, scales, zeros, gIdx, loss, null);
     }
 
     /** {@code W[:, i2:] -= Err · Hinv[i1:i2, i2:]} as one backend matrix product. */
@@ -432,6 +463,12 @@ public final class GptqQuantizer {
             out[r] = grid.make(row, 0, row.length, r);
         }
         return out;
+    }
+
+    private static int[] inverse(int[] perm) {
+        int[] inv = new int[perm.length];
+        for (int i = 0; i < perm.length; i++) inv[perm[i]] = i;
+        return inv;
     }
 
     private static boolean isIdentity(int[] perm) {

@@ -23,6 +23,9 @@ public interface TensorBackend extends ForwardOps, GradientOps, FakeQuantOps, Li
      */
     default void endTask() {}
 
+    /** Waits for the work this thread queued on the device (timings); a backend that computes synchronously returns. */
+    default void synchronize() {}
+
     /** True when tensors live in device memory (a GPU), not on the Java heap or in host memory. */
     default boolean onDevice() {
         return false;

@@ -23,7 +23,17 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
-        System.exit(execute(args));
+        int code;
+        try {
+            code = execute(args);
+        } catch (Throwable t) {
+            // an Error out of a command (a class missing from a slimmed runtime, say): Spark's non-daemon threads
+            // would keep this JVM alive after main returns, so it says what happened and exits
+            System.err.println("blockquant: internal error: " + t);
+            t.printStackTrace();
+            code = 1;
+        }
+        System.exit(code);
     }
 
     /** Runs the command line and returns its exit code (tests call this instead of main). */

@@ -85,7 +85,14 @@ public final class PerplexityJob {
             throw new UncheckedIOException(work.path() + ": " + e.getMessage(), e);
         } finally {
             sc.sc().removeJobTag(tag);
-            if (!done) awaitTasks(sc.sc().statusTracker(), tag);
+            if (!done) {
+                try {
+                    awaitTasks(sc.sc().statusTracker(), tag);
+                } catch (RuntimeException | LinkageError e) {
+                    // the pass's own failure is the one to report
+                    System.err.println("warning: cannot wait for the failed pass's other tasks: " + e);
+                }
+            }
             try {
                 work.remove(hadoop);
             } catch (IOException e) {

@@ -7,6 +7,7 @@ import java.io.InputStream;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.UUID;
@@ -75,6 +76,25 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
         String attempt = attemptName();
         write(conf, block, partition, values, rows, cols, attempt);
         if (accepted != null && TaskContext.get() != null) accepted.add(block + ":" + partition + ":" + attempt);
+    }
+
+    /**
+     * As {@link #write}, on {@code pool} while the calling task computes on: the attempt is named and recorded from the
+     * calling (task) thread, and the task must wait for the future (a failed write fails it, and Spark keeps no
+     * attempt's record unless the attempt succeeds). Returns the file written.
+     */
+    public java.util.concurrent.CompletableFuture<Path> writeInBackground(java.util.concurrent.ExecutorService pool, Configuration conf,
+                                                                           int block, int partition, float[] values, int rows, int cols) {
+        String attempt = attemptName();
+        if (accepted != null && TaskContext.get() != null) accepted.add(block + ":" + partition + ":" + attempt);
+        return java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try {
+                write(conf, block, partition, values, rows, cols, attempt);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+            return path(block, partition, attempt);
+        }, pool);
     }
 
     /** Writes the file of {@code attempt}: under a temporary name of its own, then renamed; never deletes another's. */
@@ -177,6 +197,13 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
             String partition = Integer.toString(Integer.parseInt(name.substring(5, name.indexOf('.'))));
             if (files.containsKey(partition) && !files.get(partition).equals(name)) fs.delete(st.getPath(), false);
         }
+    }
+
+    /** The files a reader takes for {@code block}'s partitions {@code parts}, in that order. */
+    List<Path> resolve(Configuration conf, int block, List<Integer> parts) throws IOException {
+        List<Path> out = new java.util.ArrayList<>();
+        for (int p : parts) out.add(resolve(conf, block, p));
+        return out;
     }
 
     /** True when block {@code block}'s inputs were all written by a job that finished. */

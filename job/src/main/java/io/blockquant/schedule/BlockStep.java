@@ -4,6 +4,7 @@ import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
+import io.blockquant.algo.QuantizedLayer;
 import io.blockquant.algo.StoredWeight;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.tensor.GramSum;
@@ -33,9 +34,12 @@ final class BlockStep {
         float[] read(int p, int[] shape) throws IOException;
     }
 
-    /** Receives the quantized block's outputs of each partition (the next block's inputs), in partition order. */
-    public interface Outputs {
-        void accept(int p, float[] hidden, int rows, int cols) throws IOException;
+    /**
+     * Receives the quantized block's outputs of each partition (the next block's inputs), in partition order;
+     * {@code onDevice}: the same outputs as a tensor where the block computes on a device, else null.
+     */
+    interface Outputs {
+        void accept(int p, float[] hidden, int rows, int cols, Tensor onDevice) throws IOException;
     }
 
     /** What a pass does with one partition: its rows {@code [windows·seq, hidden]} as a tensor of the block's backend. */
@@ -56,11 +60,13 @@ final class BlockStep {
         private final Tensor[] kept;
         private final int[] rows;
 
-        OnBackend(Inputs inputs, TensorBackend be) {
+        /** {@code onDevice}: the partitions already on the device (kept there by the task that computed them), or null. */
+        OnBackend(Inputs inputs, TensorBackend be, Tensor[] onDevice) {
             this.inputs = inputs;
             this.be = be;
-            this.kept = be.onDevice() ? new Tensor[inputs.partitions()] : null;
+            this.kept = onDevice != null ? onDevice : be.onDevice() ? new Tensor[inputs.partitions()] : null;
             this.rows = new int[inputs.partitions()];
+            if (onDevice != null) for (int p = 0; p < rows.length; p++) rows[p] = Math.toIntExact(onDevice[p].size(0));
         }
 
         int partitions() {
@@ -93,25 +99,27 @@ final class BlockStep {
 
     /**
      * The calibrated block; {@code losses}: the calibrator's loss per layer (Hessian methods), {@code tokens}: the
-     * calibration tokens of the last group's Hessian (0 without), {@code calibrationSeconds}: time in the calibrator.
+     * calibration tokens of the last group's Hessian (0 without), {@code hessianSeconds}: time in the passes that sum the
+     * Hessians, {@code calibrationSeconds}: time in the calibrator (factors and column loops).
      */
-    record Layers(CalibratedBlock block, Map<String, Double> losses, long tokens, double calibrationSeconds) {}
+    record Layers(CalibratedBlock block, Map<String, Double> losses, long tokens, double hessianSeconds, double calibrationSeconds) {}
 
     /** RTN or GPTQ on {@code fp} ({@code calibrator} is one of the layer-wise kinds). */
     static Layers layers(DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, OnBackend inputs,
-                                int seq) throws IOException {
+                         int seq) throws IOException {
         Map<String, StoredWeight> layers = new LinkedHashMap<>();
-        Map<String, float[]> done = new HashMap<>();
+        Map<String, Tensor> done = new HashMap<>();
         Map<String, Double> losses = new HashMap<>();
         long tokens = 0;
-        double seconds = 0;
+        double hessianSeconds = 0, seconds = 0;
         boolean hessians = calibrator instanceof BlockCalibrator.OnGroupHessians;
         TensorBackend be = fp.linears().get(0).weight().backend();
         for (List<String> group : hessians ? plan.groups() : List.of(plan.allLinears())) {
+            long t0 = System.nanoTime();
             GptqQuantizer.PreparedHessian hessian = null;
             GramSum sum = null;
             if (hessians) {
-                DecoderBlock current = BlockWork.withActivations(BlockWork.withWeights(fp, done), s);
+                DecoderBlock current = BlockWork.withActivations(BlockWork.withWeightTensors(fp, done), s);
                 GramSum acc = HessianAccumulator.on(be, (int) BlockWork.find(fp, group.get(0)).inFeatures());
                 sum = acc;
                 for (int p = 0; p < inputs.partitions(); p++) {
@@ -121,24 +129,27 @@ final class BlockStep {
                     });
                 }
                 tokens = sum.rows();
+                be.synchronize();
             }
-            long t0 = System.nanoTime();
+            long t1 = System.nanoTime();
             if (calibrator instanceof BlockCalibrator.OnGroupHessians g) {
                 hessian = g.prepare(be, sum);
                 sum.close();
             }
             for (String module : group) {
                 Tensor w = BlockWork.find(fp, module).weight();
-                StoredWeight q = calibrator instanceof BlockCalibrator.OnGroupHessians g ? g.quantize(w, hessian)
-                        : ((BlockCalibrator.OnWeights) calibrator).quantize(w);
-                layers.put(module, q);
-                done.put(module, q.dequantize());
-                if (hessians) losses.put(module, q.loss());
+                QuantizedLayer q = calibrator instanceof BlockCalibrator.OnGroupHessians g ? g.quantizeLayer(w, hessian)
+                        : QuantizedLayer.of(((BlockCalibrator.OnWeights) calibrator).quantize(w), w);
+                layers.put(module, q.stored());
+                done.put(module, q.weight());
+                if (hessians) losses.put(module, q.stored().loss());
             }
             if (hessian != null) hessian.release();
-            seconds += (System.nanoTime() - t0) / 1e9;
+            be.synchronize();
+            hessianSeconds += (t1 - t0) / 1e9;
+            seconds += (System.nanoTime() - t1) / 1e9;
         }
-        return new Layers(new CalibratedBlock(BlockWork.withWeights(fp, done), layers), losses, tokens, seconds);
+        return new Layers(new CalibratedBlock(BlockWork.withWeightTensors(fp, done), layers), losses, tokens, hessianSeconds, seconds);
     }
 
     /**
@@ -149,16 +160,17 @@ final class BlockStep {
                                     Outputs next) throws IOException {
         DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
         boolean perLayer = !(s.calibrator() instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
+        boolean keep = next != null && fp.linears().get(0).weight().backend().onDevice();
         BlockStats stats = new BlockStats();
         for (int p = 0; p < inputs.partitions(); p++) {
             int[] shape = new int[2];
             BlockWork.Outputs o = inputs.apply(p, (x, rows) -> {
                 shape[0] = rows;
                 shape[1] = (int) x.size(1);
-                return BlockWork.outputs(fp, quantized, x, rows / seq, seq, perLayer);
+                return BlockWork.outputs(fp, quantized, x, rows / seq, seq, perLayer, keep);
             });
             stats = stats.merge(o.stats());
-            if (next != null) next.accept(p, o.hidden(), shape[0], shape[1]);
+            if (next != null) next.accept(p, o.hidden(), shape[0], shape[1], o.kept());
         }
         return stats;
     }

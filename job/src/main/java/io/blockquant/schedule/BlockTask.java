@@ -4,11 +4,21 @@ import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.store.BlockRecords;
+import io.blockquant.tensor.Tensor;
+import io.blockquant.tensor.TensorBackend;
 import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.Path;
 
 /**
  * One block calibrated whole inside one task: parallel mode's block task (on the full-precision prefix's outputs)
@@ -31,8 +41,10 @@ final class BlockTask {
         CalibratedBlock calibrated;
         Map<String, Double> losses = Map.of();
         long tokens = 0;
-        double solve = 0;
-        try (BlockStep.OnBackend in = new BlockStep.OnBackend(inputs.inputs(conf, block, parts), fp.linears().get(0).weight().backend())) {
+        double solve = 0, sums = 0;
+        TensorBackend be = fp.linears().get(0).weight().backend();
+        Tensor[] kept = be.onDevice() ? KeptInputs.take(inputs, conf, block, parts) : null;
+        try (BlockStep.OnBackend in = new BlockStep.OnBackend(inputs.inputs(conf, block, parts), be, kept)) {
             if (s.calibrator() instanceof BlockCalibrator.OnBlockTargets) {
                 // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
                 calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
@@ -43,25 +55,65 @@ final class BlockTask {
                 losses = layers.losses();
                 tokens = layers.tokens();
                 solve = layers.calibrationSeconds();
+                sums = layers.hessianSeconds();
             }
             long t1 = System.nanoTime();
-            double[] writing = new double[1];
-            BlockStep.Outputs out = next == null ? null : (p, hidden, rows, cols) -> {
-                long w0 = System.nanoTime();
-                next.write(conf, block + 1, parts.get(p), hidden, rows, cols);
-                writing[0] += (System.nanoTime() - w0) / 1e9;
-            };
-            // errors of the calibrated block against the full-precision block, both on this block's inputs
-            BlockStats stats = BlockStep.errors(fp, calibrated, s, in, seq, out);
-            long t2 = System.nanoTime();
+            // errors of the calibrated block against the full-precision block, both on this block's inputs; the outputs
+            // are written as the next block's inputs while the pass goes on, and kept on the device for the next task
+            ExecutorService writer = next == null ? null : Executors.newFixedThreadPool(4, r -> {
+                Thread t = new Thread(r, "block " + block + " outputs");
+                t.setDaemon(true);
+                return t;
+            });
+            List<CompletableFuture<Path>> writes = new ArrayList<>();
+            Tensor[] nextOnDevice = new Tensor[parts.size()];
+            BlockStats stats;
+            long t2;
+            try {
+                BlockStep.Outputs out = next == null ? null : (p, hidden, rows, cols, onDevice) -> {
+                    writes.add(next.writeInBackground(writer, conf, block + 1, parts.get(p), hidden, rows, cols));
+                    nextOnDevice[p] = onDevice;
+                };
+                stats = BlockStep.errors(fp, calibrated, s, in, seq, out);
+                t2 = System.nanoTime();
+                List<Path> written = new ArrayList<>();
+                for (CompletableFuture<Path> w : writes) written.add(join(w));
+                if (next != null && be.onDevice()) {
+                    KeptInputs.put(next, block + 1, written, nextOnDevice, be);
+                    Arrays.fill(nextOnDevice, null);
+                }
+            } finally {
+                if (writer != null) writer.shutdownNow();
+                for (Tensor t : nextOnDevice) if (t != null) t.close();
+            }
+            long t3 = System.nanoTime();
             files.writeRows(conf, block, BlockRecords.of(block, calibrated));
+            if (be.onDevice()) {
+                // the calibrated weights' device memory now, not at some garbage collection (the full-precision block stays cached)
+                java.util.Set<Tensor> fpWeights = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+                fp.linears().forEach(l -> fpWeights.add(l.weight()));
+                calibrated.block().linears().forEach(l -> {
+                    if (!fpWeights.contains(l.weight())) l.weight().close();
+                });
+            }
             double seconds = (System.nanoTime() - t0) / 1e9;
             if (tokens > 0) {
-                System.err.printf(Locale.ROOT, "    block %d/%d in one task: %.1f s Hessians and layers (%.1f s of it factors and "
-                                + "column loops), %.1f s output pass (%.1f s of it writing the next inputs), %.1f s writing rows%n",
-                        block + 1, blocks, (t1 - t0) / 1e9, solve, (t2 - t1) / 1e9, writing[0], (System.nanoTime() - t2) / 1e9);
+                System.err.printf(Locale.ROOT, "    block %d/%d in one task: %.1f s Hessian passes (inputs %s), %.1f s factors and "
+                                + "column loops, %.1f s output pass, %.1f s more writing the next inputs, %.1f s writing rows%n",
+                        block + 1, blocks, sums, kept != null ? "kept on the device" : "read from the work area", solve,
+                        (t2 - t1) / 1e9, (t3 - t2) / 1e9, (System.nanoTime() - t3) / 1e9);
             }
             return new BlockLoop.Outcome(block, stats, losses, tokens, seconds);
+        }
+    }
+
+    /** A background write's file, its failure rethrown as it was thrown. */
+    private static Path join(CompletableFuture<Path> write) throws IOException {
+        try {
+            return write.join();
+        } catch (CompletionException e) {
+            if (e.getCause() instanceof UncheckedIOException io) throw io.getCause();
+            throw e;
         }
     }
 }

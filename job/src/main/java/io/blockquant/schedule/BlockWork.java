@@ -43,6 +43,14 @@ public final class BlockWork {
         });
     }
 
+    /** The block with the given linear layers' weights replaced by tensors already on its backend. */
+    static DecoderBlock withWeightTensors(DecoderBlock block, Map<String, Tensor> weights) {
+        return block.mapLinears(l -> {
+            Tensor w = weights.get(l.name());
+            return w == null ? l : l.withWeight(w);
+        });
+    }
+
     /** The block with per-token activation quantization of {@code bits} on every linear's input (0: none). */
     public static DecoderBlock withInputBits(DecoderBlock block, int bits) {
         return bits <= 0 ? block : block.mapLinears(l -> l.withInputBits(bits));
@@ -83,30 +91,27 @@ public final class BlockWork {
         }
     }
 
-    /** The outputs of a quantized block on one partition, and what quantization did to it. */
-    record Outputs(float[] hidden, BlockStats stats) {}
+    /**
+     * The outputs of a quantized block on one partition, and what quantization did to it; {@code kept}: the outputs
+     * as a tensor of the block's backend when asked for, else null.
+     */
+    record Outputs(float[] hidden, BlockStats stats, Tensor kept) {}
 
     /**
      * Runs the quantized block on {@code inputs} (its outputs feed the next block) and the full-precision
      * block on the same inputs, and measures per linear layer {@code ‖X(W − Ŵ)ᵀ‖²} against {@code ‖XWᵀ‖²} on
-     * the inputs each layer sees in the quantized block, and for the block output {@code ‖y_q − y_fp‖²}.
-     */
-    static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] inputs, int batch, int seq) {
-        return outputs(fp, quantized, inputs, batch, seq, true);
-    }
-
-    /**
-     * As above; {@code perLayer = false} skips the per-layer errors (after an equivalent transformation a
-     * layer's weight and input are both changed, so comparing it with the original layer means nothing).
+     * the inputs each layer sees in the quantized block, and for the block output {@code ‖y_q − y_fp‖²};
+     * {@code perLayer = false} skips the per-layer errors (after an equivalent transformation a layer's weight and
+     * input are both changed, so comparing it with the original layer means nothing).
      */
     static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] inputs, int batch, int seq, boolean perLayer) {
         TensorBackend be = fp.linears().get(0).weight().backend();
         long rows = (long) batch * seq;
-        return be.scratchValue(() -> outputs(fp, quantized, be.fromFloats(inputs, rows, inputs.length / rows), batch, seq, perLayer));
+        return be.scratchValue(() -> outputs(fp, quantized, be.fromFloats(inputs, rows, inputs.length / rows), batch, seq, perLayer, false));
     }
 
-    /** As above, on inputs already on the blocks' backend. */
-    static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, Tensor x, int batch, int seq, boolean perLayer) {
+    /** As above, on inputs already on the blocks' backend; {@code keep}: the outputs also as a tensor there. */
+    static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, Tensor x, int batch, int seq, boolean perLayer, boolean keep) {
         Map<String, Tensor> fpWeights = new HashMap<>();
         for (Linear l : fp.linears()) fpWeights.put(l.name(), l.weight());
         BlockStats stats = new BlockStats();
@@ -117,14 +122,18 @@ public final class BlockWork {
             Tensor err = be.sub(ref, be.matmul(in, l.weight(), false, true));
             stats.addLayer(l.name(), be.sumOfSquares(err), be.sumOfSquares(ref), in.size(0));
         }));
-        float[] out = be.scratchValue(() -> {
+        float[][] out = new float[1][];
+        java.util.function.Supplier<Tensor> pass = () -> {
             Tensor yq = measured.forward(x, batch, seq);
             Tensor yfp = fp.forward(x, batch, seq);
             stats.block[0] += be.sumOfSquares(be.sub(yq, yfp));
             stats.block[1] += be.sumOfSquares(yfp);
-            return yq.toFloats();
-        });
-        return new Outputs(out, stats);
+            out[0] = yq.toFloats();
+            return yq;
+        };
+        Tensor kept = keep ? be.scratch(pass) : null;
+        if (!keep) be.scratchValue(pass::get);
+        return new Outputs(out[0], stats, kept);
     }
 
     /**
