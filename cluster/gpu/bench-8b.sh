@@ -11,6 +11,7 @@
 #   BQ_SHAPE [llama-3-8b]  BQ_BLOCKS [32]  BQ_BASELINE_BLOCKS [8, 0: none]  BQ_MASTER [local[4]]
 #   BQ_QUANTIZE_ARGS [extra quantize flags]  BQ_STEPS [baseline quantize eval export]  BQ_STEP_SECONDS [560]
 #   BQ_TINY [0; 1: first a tiny-llama GPTQ W4 g64 on kjv.train with its kjv.test perplexity, the CPU check]
+#   BQ_TINY_OPTS [JVM flags of that run, e.g. -Dspark.blockquant.tf32=false]
 set -uo pipefail
 stage=${1:?usage: bench-8b.sh STAGE_DIR OUT_DIR} out=${2:?usage: bench-8b.sh STAGE_DIR OUT_DIR}
 mkdir -p "$out"
@@ -85,7 +86,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 calib=data-samples/corpus/kjv.train.txt text=data-samples/corpus/kjv.test.txt
 
 if [ "${BQ_TINY:-0}" = 1 ]; then
-  step tiny cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model data-samples/models/tiny-llama \
+  BLOCKQUANT_JAVA_OPTS="$BLOCKQUANT_JAVA_OPTS ${BQ_TINY_OPTS:-}" step tiny cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model data-samples/models/tiny-llama \
     --calib "$calib" --method gptq --wbits 4 --group 64 --eval-text "$text" --out "$work/tiny-gptq"
 fi
 

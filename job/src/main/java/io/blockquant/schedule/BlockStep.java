@@ -60,17 +60,25 @@ final class BlockStep {
         private final Tensor[] kept;
         private final int[] rows;
 
-        /** {@code onDevice}: the partitions already on the device (kept there by the task that computed them), or null. */
-        OnBackend(Inputs inputs, TensorBackend be, Tensor[] onDevice) {
+        /**
+         * {@code resident}: keep the partitions once read (a device backend); {@code onDevice}: the partitions already
+         * there (kept by the task that computed them), or null.
+         */
+        OnBackend(Inputs inputs, TensorBackend be, boolean resident, Tensor[] onDevice) {
             this.inputs = inputs;
             this.be = be;
-            this.kept = onDevice != null ? onDevice : be.onDevice() ? new Tensor[inputs.partitions()] : null;
+            this.kept = onDevice != null ? onDevice : resident ? new Tensor[inputs.partitions()] : null;
             this.rows = new int[inputs.partitions()];
             if (onDevice != null) for (int p = 0; p < rows.length; p++) rows[p] = Math.toIntExact(onDevice[p].size(0));
         }
 
         int partitions() {
             return inputs.partitions();
+        }
+
+        /** Whether the partitions stay where the block computes (and so should the outputs that feed the next block). */
+        boolean resident() {
+            return kept != null;
         }
 
         <T> T apply(int p, PartitionWork<T> work) throws IOException {
@@ -160,7 +168,7 @@ final class BlockStep {
                                     Outputs next) throws IOException {
         DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
         boolean perLayer = !(s.calibrator() instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs();
-        boolean keep = next != null && fp.linears().get(0).weight().backend().onDevice();
+        boolean keep = next != null && inputs.resident();
         BlockStats stats = new BlockStats();
         for (int p = 0; p < inputs.partitions(); p++) {
             int[] shape = new int[2];

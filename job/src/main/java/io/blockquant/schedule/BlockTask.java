@@ -33,6 +33,12 @@ final class BlockTask {
 
     private BlockTask() {}
 
+    /**
+     * Tests: the CPU backend takes the device path (inputs kept across the block's passes and for the next block
+     * task), so the CPU suite checks its bookkeeping against the path that reads files.
+     */
+    static volatile boolean residentOnCpu;
+
     /** {@code next}: where the calibrated block's outputs go (the next block's inputs), null when nothing reads them. */
     static BlockLoop.Outcome calibrate(int block, DecoderBlock fp, ActivationFiles inputs, ActivationFiles next, BlockFiles files,
                                        Configuration conf, List<Integer> parts, BlockPlan plan, QuantizeSettings s, String omniParams,
@@ -43,8 +49,9 @@ final class BlockTask {
         long tokens = 0;
         double solve = 0, sums = 0;
         TensorBackend be = fp.linears().get(0).weight().backend();
-        Tensor[] kept = be.onDevice() ? KeptInputs.take(inputs, conf, block, parts) : null;
-        try (BlockStep.OnBackend in = new BlockStep.OnBackend(inputs.inputs(conf, block, parts), be, kept)) {
+        boolean resident = be.onDevice() || residentOnCpu;
+        Tensor[] kept = resident ? KeptInputs.take(inputs, conf, block, parts) : null;
+        try (BlockStep.OnBackend in = new BlockStep.OnBackend(inputs.inputs(conf, block, parts), be, resident, kept)) {
             if (s.calibrator() instanceof BlockCalibrator.OnBlockTargets) {
                 // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
                 calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
@@ -78,8 +85,8 @@ final class BlockTask {
                 t2 = System.nanoTime();
                 List<Path> written = new ArrayList<>();
                 for (CompletableFuture<Path> w : writes) written.add(join(w));
-                if (next != null && be.onDevice()) {
-                    KeptInputs.put(next, block + 1, written, nextOnDevice, be);
+                if (next != null && resident) {
+                    KeptInputs.put(next, block + 1, written, nextOnDevice.clone(), be);
                     Arrays.fill(nextOnDevice, null);
                 }
             } finally {

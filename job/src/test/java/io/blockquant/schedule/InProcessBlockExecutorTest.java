@@ -31,7 +31,8 @@ import org.junit.jupiter.api.io.TempDir;
  * tokens, 2 a task) with its
  * block tasks in this JVM ({@link InProcessBlockExecutor}, 2 threads) writes the same store, to the bit, and records
  * the same errors as with its tasks on Spark's executors ({@code local[2]}); and so does the step that calibrates each
- * block whole in one task ({@link BlockTask}), which sequential mode takes with one slot or on GPUs.
+ * block whole in one task ({@link BlockTask}), which sequential mode takes with one slot or on GPUs, also with the
+ * GPU's bookkeeping (inputs kept across the block's passes, outputs kept for the next block task) on the CPU.
  */
 class InProcessBlockExecutorTest {
 
@@ -66,6 +67,21 @@ class InProcessBlockExecutorTest {
                 spec, ParallelQuantizeJobTest.calibration(), new InProcessBlockExecutor(Backends.cpu(), spark.sparkContext().hadoopConfiguration(), 1),
                 new PrintStream(log, true));
         org.junit.jupiter.api.Assertions.assertTrue(log.toString().contains("each block in one task (one task slot)"), log.toString());
+        ByteArrayOutputStream taskErr = new ByteArrayOutputStream();
+        PrintStream err = System.err;
+        QuantizeJob.Summary resident;
+        BlockTask.residentOnCpu = true;
+        System.setErr(new PrintStream(taskErr, true));
+        try {
+            resident = QuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("resident").toString(), s, false), spec,
+                    ParallelQuantizeJobTest.calibration(), new InProcessBlockExecutor(Backends.cpu(), spark.sparkContext().hadoopConfiguration(), 1),
+                    quiet);
+        } finally {
+            BlockTask.residentOnCpu = false;
+            System.setErr(err);
+        }
+        org.junit.jupiter.api.Assertions.assertTrue(taskErr.toString().contains("block 2/2 in one task: ") && taskErr.toString()
+                .contains("(inputs kept on the device)"), taskErr.toString());
 
         assertEquals(spec.numLayers(), here.blocks().size());
         for (int b = 0; b < spec.numLayers(); b++) {
@@ -75,15 +91,18 @@ class InProcessBlockExecutorTest {
             assertEquals(x.layerErrors(), y.layerErrors(), "block " + b + " layer errors");
             assertEquals(x.blockError(), oneTask.blocks().get(b).blockError(), 0.0, "block " + b + " output error in one task");
             assertEquals(x.layerErrors(), oneTask.blocks().get(b).layerErrors(), "block " + b + " layer errors in one task");
+            assertEquals(x.layerErrors(), resident.blocks().get(b).layerErrors(), "block " + b + " layer errors, inputs kept");
         }
         InMemoryWeights a = StoredModel.read(StoreReader.open(spark, tmp.resolve("spark").toString()), spec);
         InMemoryWeights c = StoredModel.read(StoreReader.open(spark, tmp.resolve("here").toString()), spec);
         assertEquals(a.tensorNames(), c.tensorNames());
         InMemoryWeights one = StoredModel.read(StoreReader.open(spark, tmp.resolve("one").toString()), spec);
+        InMemoryWeights kept = StoredModel.read(StoreReader.open(spark, tmp.resolve("resident").toString()), spec);
         assertEquals(a.tensorNames(), one.tensorNames());
         for (String t : new TreeSet<>(a.tensorNames())) {
             assertArrayEquals(a.readFloats(t), c.readFloats(t), 0f, t);
             assertArrayEquals(a.readFloats(t), one.readFloats(t), 0f, t + " (one task per block)");
+            assertArrayEquals(a.readFloats(t), kept.readFloats(t), 0f, t + " (one task per block, inputs kept)");
         }
     }
 }
