@@ -10,8 +10,8 @@
 # Environment (defaults in brackets):
 #   BQ_SHAPE [llama-3-8b]  BQ_BLOCKS [32]  BQ_BASELINE_BLOCKS [8, 0: none]  BQ_MASTER [local[4]]
 #   BQ_QUANTIZE_ARGS [extra quantize flags]  BQ_STEPS [baseline quantize eval export]  BQ_STEP_SECONDS [560]
-#   BQ_TINY [0; 1: first a tiny-llama GPTQ W4 g64 on kjv.train with its kjv.test perplexity, the CPU check]
-#   BQ_TINY_OPTS [JVM flags of that run, e.g. -Dspark.blockquant.tf32=false]
+#   BQ_TINY_RUNS [none; "NAME|JVM FLAGS|QUANTIZE FLAGS;...": tiny-llama quantize runs with their kjv.test perplexity]
+#   BQ_CLUSTER [0; 1: a standalone cluster here (BQ_WORKERS_PER_GPU workers per GPU) runs quantize and eval --store]
 set -uo pipefail
 stage=${1:?usage: bench-8b.sh STAGE_DIR OUT_DIR} out=${2:?usage: bench-8b.sh STAGE_DIR OUT_DIR}
 mkdir -p "$out"
@@ -75,6 +75,8 @@ step() { # NAME COMMAND...: output to OUT/NAME.log, a line to OUT/summary.txt
 if [ -f "$stage/prebuilt/libblockquant_cuda.so" ]; then export BQ_PREBUILT_CUDA=$stage/prebuilt; fi
 step unstage cluster/gpu/unstage-job.sh "$stage"
 [ -f job/target/runtime-classpath.txt ] || { cat "$logs/unstage.log"; exit 1; }
+# corpora that travel compressed (the call's 64 MiB): STAGE_DIR/corpus.tar.xz into data-samples/corpus
+[ -f "$stage/corpus.tar.xz" ] && tar -C data-samples/corpus -xJf "$stage/corpus.tar.xz"
 u=$(cd "$stage" && pwd)/unpacked
 cp "$u/native/lib/libblockquant_cuda.so" "$out/" 2>/dev/null
 export JAVA=$u/jre/bin/java JAVA_HOME=$u/jre SPARK_HOME=$PWD/job/target/spark-home
@@ -85,10 +87,15 @@ nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --form
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >> "$out/summary.txt" 2>&1
 calib=data-samples/corpus/kjv.train.txt text=data-samples/corpus/kjv.test.txt
 
-if [ "${BQ_TINY:-0}" = 1 ]; then
-  BLOCKQUANT_JAVA_OPTS="$BLOCKQUANT_JAVA_OPTS ${BQ_TINY_OPTS:-}" step tiny cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model data-samples/models/tiny-llama \
-    --calib "$calib" --method gptq --wbits 4 --group 64 --eval-text "$text" --out "$work/tiny-gptq"
-fi
+# tiny-llama runs first (the CPU figures' check): BQ_TINY_RUNS="NAME|JVM FLAGS|QUANTIZE FLAGS;..." each a quantize
+# of tiny-llama with its kjv.test perplexity (default calibration: the corpus' *.train.txt files)
+IFS=';' read -ra tiny_runs <<< "${BQ_TINY_RUNS:-}"
+for r in "${tiny_runs[@]}"; do
+  IFS='|' read -r name jopts flags <<< "$r"
+  # shellcheck disable=SC2086
+  BLOCKQUANT_JAVA_OPTS="$BLOCKQUANT_JAVA_OPTS $jopts" step "tiny-$name" cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" \
+    --model data-samples/models/tiny-llama $flags --eval-text "$text" --out "$work/tiny-$name"
+done
 
 ckpt=$work/$shape-$blocks
 if [ ! -f "$ckpt/config.json" ]; then
@@ -114,6 +121,19 @@ for s in $steps; do
       du -sh "$work/export" "$ckpt" >> "$out/summary.txt" 2>&1 ;;
   esac
 done
+# a standalone cluster on this machine (BQ_CLUSTER=1): a master and BQ_WORKERS_PER_GPU workers per GPU, GPUs found by
+# discover-gpus.sh; quantize (sequential GPTQ, the block tasks asking Spark for a GPU each) and eval --store through it
+if [ "${BQ_CLUSTER:-0}" = 1 ]; then
+  step start-cluster cluster/gpu/start-cluster.sh "$work/cluster"
+  url=$(cat "$work/cluster/master-url" 2>/dev/null || echo spark://127.0.0.1:7077)
+  step c-quantize cluster/bin/blockquant quantize --master "$url" --model data-samples/models/tiny-llama --calib "$calib" \
+    --method gptq --wbits 4 --group 64 --nsamples 32 --seqlen 512 --no-eval --out "$work/c-gptq"
+  step c-eval cluster/bin/blockquant eval --master "$url" --store "$work/c-gptq" --text "$text"
+  kill $(cat "$work/cluster/pids") 2>/dev/null
+  find "$work/cluster" -name stderr -path '*app-*' | head -4 | while read -r f; do
+    cp "$f" "$logs/executor-$(basename "$(dirname "$f")")-$(basename "$(dirname "$(dirname "$f")")").log"; done
+fi
+
 echo "all steps: $((SECONDS - t_start)) s" >> "$out/summary.txt"
 tar -C "$work" -czf "$out/logs.tar.gz" logs
 cat "$out/summary.txt"

@@ -15,9 +15,11 @@ bq=$repo/cluster/bin/blockquant
 model=$repo/data-samples/models/tiny-llama
 corpus=$repo/data-samples/corpus
 small=(--nsamples 4 --seqlen 64 --calib "$corpus/kjv.train.txt" --backend cpu)
-# BQ_TRACE_CLUSTER_ONLY=1: only the standalone cluster's commands (the local ones' logs kept)
+# BQ_TRACE_CLUSTER_ONLY=1: only the standalone cluster's commands (the local ones' logs kept);
+# BQ_TRACE_FAILURES_ONLY=1: only the failing commands below (the others' logs kept)
 only_cluster=${BQ_TRACE_CLUSTER_ONLY:-0}
-[ "$only_cluster" = 1 ] || : > "$trace/results.txt"
+only_failures=${BQ_TRACE_FAILURES_ONLY:-0}
+[ "$only_cluster" = 1 ] || [ "$only_failures" = 1 ] || : > "$trace/results.txt"
 
 # the launcher builds the job first if it must; do that before any trace
 "$bq" --help > /dev/null 2>&1 || true
@@ -29,6 +31,18 @@ run() { # NAME ARGS...: one traced command, its result line in results.txt
     "$bq" "$@" > "$out/$name.out" 2> "$out/$name.err" || rc=$?
   echo "$name rc=$rc $((SECONDS - t0))s: $*" | tee -a "$trace/results.txt"
 }
+
+# a failing task: Spark's error paths (the executor's handling of a task's exception, the status store eval reads
+# after a failed pass) load classes no successful run does; without them a task's error becomes a NoClassDefFoundError
+broken=$out/broken-llama
+rm -rf "$broken" && cp -r "$model" "$broken"
+shard=$(ls "$broken"/model-*.safetensors | tail -1)
+head -c $(( $(stat -c %s "$shard") / 2 )) "$shard" > "$shard.half" && mv "$shard.half" "$shard"
+if [ "$only_cluster" != 1 ]; then
+run fail-quantize quantize --model "$broken" --method rtn --wbits 4 "${small[@]}" --no-eval --out "$out/broken-store"
+run fail-eval eval --model "$broken" --text "$corpus/kjv.test.txt" --seqlen 64 --max-windows 4 --backend cpu
+fi
+[ "$only_failures" = 1 ] && exit 0
 
 if [ "$only_cluster" != 1 ]; then
 run q-rtn quantize --method rtn --wbits 4 --group 64 "${small[@]}" --no-eval --out "$out/rtn"
