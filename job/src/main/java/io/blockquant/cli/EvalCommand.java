@@ -94,6 +94,10 @@ public final class EvalCommand implements Callable<Integer> {
         FakeQuantRecipe recipe = recipe();
         long start = System.nanoTime();
         Configuration conf = new Configuration();
+        // executors resolve relative paths against their own working folders
+        model = UserPaths.absolute(model, conf);
+        store = UserPaths.absolute(store, conf);
+        work = UserPaths.absolute(work, conf);
         SparkSession spark = null;
         ModelSource source = new CheckpointSource(model);
         if (store != null) {

@@ -59,6 +59,10 @@ public final class ExportCommand implements Callable<Integer> {
             default -> throw new IllegalArgumentException("--format '" + format + "' (expected gptq, compressed-tensors or fp8)");
         };
         long maxShardBytes = ShardPlan.parseSize(maxShardSize);
+        // executors resolve relative paths against their own working folders
+        org.apache.hadoop.conf.Configuration conf = new org.apache.hadoop.conf.Configuration();
+        store = UserPaths.absolute(store, conf);
+        out = UserPaths.absolute(out, conf);
         SparkSession spark = SparkSessions.getOrCreate("blockquant export", master);
         CheckpointExport.Result r = CheckpointExport.run(spark, store, f, out, maxShardBytes);
         System.out.printf(Locale.ROOT, "%s checkpoint (%s) of %s written to %s: %d tensors (%d quantized layers) in %d shard%s, %.1f MB%s%n",

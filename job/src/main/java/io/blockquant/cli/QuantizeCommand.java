@@ -183,6 +183,10 @@ public final class QuantizeCommand implements Callable<Integer> {
                         ? new IllegalArgumentException(recipe + ": key 'backend' = '" + backend + "': expected cpu, cuda or auto") : e;
             }
         }
+        // executors resolve relative paths against their own working folders
+        model = UserPaths.absolute(model, conf);
+        workDir = UserPaths.absolute(workDir, conf);
+        omniParams = UserPaths.absolute(omniParams, conf);
         Path modelDir = new Path(model);
         ModelSpec spec = ModelSpecReader.read(modelDir, conf);
         QuantizeSettings settings = settings(spec);
@@ -195,6 +199,7 @@ public final class QuantizeCommand implements Callable<Integer> {
                     + (settings.weights().perChannel() ? "" : "g" + settings.weights().groupSize()) + "-"
                     + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
         }
+        out = UserPaths.absolute(out, conf);
         System.err.printf("quantize: %s%n  recipe: %s%n  %s%n", spec.describe(), settings.label(), settings.toJson());
 
         CalibrationSet calibration;
