@@ -28,11 +28,16 @@ public final class RenameOver {
      * moment with no file at all.
      */
     public static boolean copies(FileSystem fs) {
-        return COPY_RENAME_SCHEMES.contains(fs.getScheme());
+        return COPY_RENAME_SCHEMES.contains(scheme(fs));
+    }
+
+    /** The scheme of {@code fs} from its URI: a raw local file system ({@link LocalDisk#unchecked}) does not implement getScheme. */
+    private static String scheme(FileSystem fs) {
+        return fs.getUri().getScheme();
     }
 
     public static void move(FileSystem fs, Path src, Path dst) throws IOException {
-        if ("hdfs".equals(fs.getScheme())) {
+        if ("hdfs".equals(scheme(fs))) {
             FileContext.getFileContext(fs.getUri(), fs.getConf()).rename(src, dst, Options.Rename.OVERWRITE);
             return;
         }

@@ -10,6 +10,7 @@ import io.blockquant.export.ShardPlan.Stored;
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.DType;
 import io.blockquant.model.InMemoryWeights;
+import io.blockquant.model.LocalDisk;
 import io.blockquant.model.ModelFormatException;
 import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
@@ -82,7 +83,8 @@ public final class CheckpointExport {
         Path out = new Path(outDir);
         FileSystem fs;
         try {
-            fs = out.getFileSystem(conf);
+            // a local folder's files without .crc files beside them (as the shard tasks write theirs)
+            fs = LocalDisk.unchecked(out.getFileSystem(conf));
             out = fs.makeQualified(out);
             ExportFolder.checkWritable(fs, out);  // before any work: someone else's folder is refused untouched
         } catch (IOException e) {
@@ -173,8 +175,9 @@ public final class CheckpointExport {
                 System.err.printf(Locale.ROOT, "export: %s re-expresses the store's scales (E4M3 x a power-of-two global scale per block): "
                         + "relative weight error %.3e over all layers, largest %.3e in %s%n", layout.label(), added, worst, worstLayer);
             }
-            System.err.printf(Locale.ROOT, "export: %d shard%s, %d tensors, %.1f MB written to %s in %.1f s%n", shards.size(),
-                    shards.size() == 1 ? "" : "s", tensors.size(), bytes / 1e6, out, (System.nanoTime() - started) / 1e9);
+            double seconds = (System.nanoTime() - started) / 1e9;
+            System.err.printf(Locale.ROOT, "export: %d shard%s, %d tensors, %.1f MB written to %s in %.1f s (%.0f MB/s)%n", shards.size(),
+                    shards.size() == 1 ? "" : "s", tensors.size(), bytes / 1e6, out, seconds, bytes / 1e6 / seconds);
             return new Result(out.toString(), tensors.size(), layers.count, shards.size(), bytes, layout.label(), added, worstLayer, worst);
         } catch (IOException e) {
             throw new UncheckedIOException(out + ": cannot write the checkpoint (" + e.getMessage() + ")", e);

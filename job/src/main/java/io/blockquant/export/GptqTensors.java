@@ -6,6 +6,8 @@ import io.blockquant.model.SafetensorsWriter.Tensor;
 import io.blockquant.store.BlockRecords;
 import io.blockquant.store.StoreTensors;
 import io.blockquant.store.TensorRecord;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -96,7 +98,7 @@ public final class GptqTensors implements LayerLayout {
         TensorRecord qweight = require(name, kinds, TensorRecord.QWEIGHT);
         check(name, qweight.format(), qweight.dtype(), qweight.bits(), qweight.shape(), hasLorc(kinds));
         int bits = qweight.bits(), out = (int) qweight.shape()[0], in = (int) qweight.shape()[1];
-        int[] levels = qweight.levels();
+        byte[] packed = qweight.packedLevels();
         float[] scales = require(name, kinds, BlockRecords.SCALES).toFloats();
         TensorRecord zerosRow = require(name, kinds, BlockRecords.ZEROS);
         int[] gIdx = require(name, kinds, BlockRecords.G_IDX).toInts();
@@ -122,7 +124,7 @@ public final class GptqTensors implements LayerLayout {
             }
         }
         List<Tensor> tensors = new ArrayList<>();
-        tensors.add(Tensor.ints(name + ".qweight", packColumns(levels, out, in, bits), in / 32 * bits, out));
+        tensors.add(new Tensor(name + ".qweight", DType.I32, new long[] {in / 32 * bits, out}, transposeWords(packed, out, in / 32 * bits)));
         tensors.add(Tensor.ints(name + ".qzeros", packRows(storedZeros, groups, out, bits), groups, out / 32 * bits));
         tensors.add(Tensor.floats(name + ".scales", DType.F16, scalesT, groups, out));
         tensors.add(Tensor.ints(name + ".g_idx", gIdx, in));
@@ -141,6 +143,29 @@ public final class GptqTensors implements LayerLayout {
             for (int c = 0; c < cols; c++) put(packed, r, rows, (long) c * bits, values[r * cols + c], bits);
         }
         return packed;
+    }
+
+    /**
+     * Little-endian int32 words {@code [rows, words]} transposed to {@code [words, rows]}, as bytes. A store's packed
+     * levels {@code [out, in]} with {@code in·bits} a multiple of 32 are each row's stream in whole words, i.e.
+     * {@link #packRows} of the levels; transposed they are {@link #packColumns} of the levels, without unpacking.
+     */
+    static byte[] transposeWords(byte[] packed, int rows, int words) {
+        int[] src = new int[rows * words], dst = new int[rows * words];
+        ByteBuffer.wrap(packed).order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().get(src);
+        final int tile = 64;  // tiles of 64×64 words: both sides stay in cache
+        for (int r0 = 0; r0 < rows; r0 += tile) {
+            int r1 = Math.min(rows, r0 + tile);
+            for (int w0 = 0; w0 < words; w0 += tile) {
+                int w1 = Math.min(words, w0 + tile);
+                for (int r = r0; r < r1; r++) {
+                    for (int w = w0; w < w1; w++) dst[w * rows + r] = src[r * words + w];
+                }
+            }
+        }
+        byte[] out = new byte[packed.length];
+        ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().put(dst);
+        return out;
     }
 
     /** {@code values [rows, cols]} packed along each row into the rows of the result {@code [rows, cols·bits/32]}. */

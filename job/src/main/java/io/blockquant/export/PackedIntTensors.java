@@ -81,7 +81,7 @@ final class PackedIntTensors implements LayerLayout {
         boolean sym = qweight.format().equals("int-sym");
         check(layer, qweight.format(), qweight.dtype(), qweight.bits(), qweight.shape(), GptqTensors.hasLorc(kinds), sym);
         int bits = qweight.bits(), out = (int) qweight.shape()[0], in = (int) qweight.shape()[1];
-        int[] levels = qweight.levels();
+        byte[] packed = qweight.packedLevels();  // each row's levels in whole 32-bit words: weight_packed as it is
         float[] scales = GptqTensors.require(layer, kinds, BlockRecords.SCALES).toFloats();
         TensorRecord zerosRow = GptqTensors.require(layer, kinds, BlockRecords.ZEROS);
         float[] zeros = zerosRow.dtype().equals(TensorRecord.INT32) ? toFloats(zerosRow.toInts()) : zerosRow.toFloats();
@@ -114,11 +114,11 @@ final class PackedIntTensors implements LayerLayout {
         List<Tensor> t = new ArrayList<>();
         if (w8a8) {
             byte[] q = new byte[out * in];
-            for (int k = 0; k < q.length; k++) q[k] = (byte) (levels[k] - half);
+            for (int k = 0; k < q.length; k++) q[k] = (byte) (packed[k] ^ 0x80);  // 8-bit levels one a byte: L − 128
             t.add(new Tensor(layer + ".weight", DType.I8, new long[] {out, in}, q));
             t.add(Tensor.floats(layer + ".weight_scale", scales, out, 1));
         } else {
-            t.add(Tensor.ints(layer + ".weight_packed", GptqTensors.packRows(levels, out, in, bits), out, in / 32 * bits));
+            t.add(new Tensor(layer + ".weight_packed", DType.I32, new long[] {out, in / 32 * bits}, packed));
             t.add(new Tensor(layer + ".weight_shape", DType.I64, new long[] {2}, longs(out, in)));
             t.add(Tensor.floats(layer + ".weight_scale", DType.F16, scales, out, groups));
             if (!sym) t.add(Tensor.ints(layer + ".weight_zero_point", GptqTensors.packColumns(zeroLevels, groups, out, bits), out / 32 * bits, groups));

@@ -5,6 +5,7 @@ import io.blockquant.export.ShardPlan.Planned;
 import io.blockquant.export.ShardPlan.Shard;
 import io.blockquant.export.ShardPlan.Stored;
 import io.blockquant.model.DType;
+import io.blockquant.model.LocalDisk;
 import io.blockquant.model.SafetensorsWriter;
 import io.blockquant.model.SafetensorsWriter.Tensor;
 import io.blockquant.spark.HadoopConf;
@@ -60,11 +61,13 @@ final class ShardTask implements Function<Integer, List<AddedError>> {
         Path root = new Path(store), file = new Path(dir, shard.file());
         FileSystem fs;
         try {
-            fs = file.getFileSystem(c);
+            // no .crc files on a local disk: the driver checks each shard's length, loaders read safetensors by its header
+            fs = LocalDisk.unchecked(file.getFileSystem(c));
         } catch (IOException e) {
             throw new UncheckedIOException(file + ": cannot open the file system (" + e.getMessage() + ")", e);
         }
         Blocks blocks = new Blocks(c, root, layout);
+        StoreTensors.Located located = null;  // where block -1's parts are (the only block whose tensors are split)
         try (SafetensorsWriter.Streaming out = SafetensorsWriter.open(fs, file,
                 shard.tensors().stream().map(Planned::header).toList(), METADATA)) {
             for (Planned t : shard.tensors()) {
@@ -78,10 +81,11 @@ final class ShardTask implements Function<Integer, List<AddedError>> {
                     byte[] bytes = convert(blocks.tensor(s), dtype);
                     out.write(name, bytes, 0, bytes.length);
                 } else if (t.source() instanceof Stored s) {
+                    if (s.parts() > 1 && located == null) located = StoreTensors.locate(c, root, s.block());
                     for (int p = 0; p < s.parts(); p++) {
                         // one part in memory at a time; a tensor stored whole (older stores) is its only part
                         TensorRecord part = s.parts() == 1 ? StoreTensors.read(c, root, s.block(), s.module(), s.kind())
-                                : StoreTensors.part(c, root, s.block(), s.module(), s.kind(), p);
+                                : located.part(s.module(), s.kind(), p);
                         byte[] bytes = convert(part, dtype);
                         out.write(name, bytes, 0, bytes.length);
                     }

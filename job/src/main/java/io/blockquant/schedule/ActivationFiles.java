@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.TreeMap;
 import java.util.UUID;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.blockquant.model.LocalDisk;
 import io.blockquant.store.FileReplace;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.conf.Configuration;
@@ -101,7 +102,9 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
     void write(Configuration conf, int block, int partition, float[] values, int rows, int cols, String attempt) throws IOException {
         Path p = path(block, partition, attempt);
         Path tmp = new Path(p.getParent(), "." + p.getName() + ".tmp");
-        FileSystem fs = unchecked(p.getFileSystem(conf));
+        // no checksum files on a local disk: activations are written once and read back by the same run (gigabytes per
+        // block at real widths), where a CRC beside every 512 bytes doubled the I/O for nothing a rerun would not redo
+        FileSystem fs = LocalDisk.unchecked(p.getFileSystem(conf));
         ByteBuffer buf = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
         buf.asFloatBuffer().put(values);
         try {
@@ -149,19 +152,10 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
         }
     }
 
-    /**
-     * The local file system without its checksum files: activations are written once and read back by the same run
-     * (gigabytes per block at real widths), where computing and writing a CRC beside every 512 bytes doubled the I/O
-     * for nothing a rerun of the block would not redo. Other file systems as they are.
-     */
-    private static FileSystem unchecked(FileSystem fs) {
-        return fs instanceof org.apache.hadoop.fs.LocalFileSystem local ? local.getRawFileSystem() : fs;
-    }
-
     /** {rows, cols} in {@code shape}, the values returned. */
     public float[] read(Configuration conf, int block, int partition, int[] shape) throws IOException {
         Path p = resolve(conf, block, partition);
-        FileSystem fs = unchecked(p.getFileSystem(conf));
+        FileSystem fs = LocalDisk.unchecked(p.getFileSystem(conf));
         try (FSDataInputStream in = fs.open(p)) {
             DataInputStream d = new DataInputStream(in);
             shape[0] = d.readInt();

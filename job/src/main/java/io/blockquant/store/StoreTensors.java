@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -13,6 +14,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.parquet.HadoopReadOptions;
 import org.apache.parquet.example.data.Group;
 import org.apache.parquet.filter2.compat.FilterCompat;
 import org.apache.parquet.filter2.predicate.FilterApi;
@@ -22,6 +24,7 @@ import org.apache.parquet.hadoop.ParquetReader;
 import org.apache.parquet.hadoop.api.ReadSupport;
 import org.apache.parquet.hadoop.example.GroupReadSupport;
 import org.apache.parquet.hadoop.util.HadoopInputFile;
+import org.apache.parquet.io.InputFile;
 import org.apache.parquet.io.api.Binary;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.Type;
@@ -114,8 +117,11 @@ public final class StoreTensors {
                 return out;
             }
 
+            private Located located;
+
             private TensorRecord readPart(int part) {
-                return StoreTensors.part(conf, root, block, module, kind, part);
+                if (located == null) located = locate(conf, root, block);
+                return located.part(module, kind, part);
             }
         };
     }
@@ -125,12 +131,59 @@ public final class StoreTensors {
      * checksum verified: how a tensor too large to join is copied one bounded value at a time.
      */
     public static TensorRecord part(Configuration conf, Path root, int block, String module, String kind, int part) {
+        return pick(scan(conf, root, block, partFilter(module, part), true), root, block, module, kind, part);
+    }
+
+    /**
+     * Where each value of {@code block} is stored, from one metadata listing: then each part is read from the one
+     * file that holds it ({@link Located#part}), where {@link #part} opens every file of the block — a block of
+     * k parts in k files read part by part would open k² files.
+     */
+    public static Located locate(Configuration conf, Path root, int block) {
+        Map<String, Path> files = new HashMap<>();
+        try {
+            for (Path f : files(conf, root, block)) {
+                for (Object o : scanFile(conf, f, block, null, false)) {
+                    Info i = (Info) o;
+                    files.put(partKey(i.module(), i.kind(), i.part()), f);
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(blockDir(root, block) + ": cannot read the stored tensors (" + e.getMessage() + ")", e);
+        }
+        return new Located(conf, root, block, files);
+    }
+
+    /** The values of {@code block} in store {@code root} by the file that holds each (keyed by module, kind, part): see {@link #locate}. */
+    public record Located(Configuration conf, Path root, int block, Map<String, Path> files) {
+
+        /** As {@link StoreTensors#part}, reading only the file that holds the part. */
+        public TensorRecord part(String module, String kind, int part) {
+            Path f = files.get(partKey(module, kind, part));
+            if (f == null) return pick(List.of(), root, block, module, kind, part);
+            try {
+                return pick(scanFile(conf, f, block, partFilter(module, part), true), root, block, module, kind, part);
+            } catch (IOException e) {
+                throw new UncheckedIOException(f + ": cannot read the stored tensors (" + e.getMessage() + ")", e);
+            }
+        }
+    }
+
+    private static String partKey(String module, String kind, int part) {
+        return module + "\u0000" + kind + "\u0000" + part;
+    }
+
+    /** Rows of one module's part {@code part}. */
+    private static FilterPredicate partFilter(String module, int part) {
         // format 1 has no part column (read as null): its tensors are whole, part 0
         FilterPredicate isPart = part == 0
                 ? FilterApi.or(FilterApi.eq(FilterApi.intColumn("part"), 0), FilterApi.eq(FilterApi.intColumn("part"), (Integer) null))
                 : FilterApi.eq(FilterApi.intColumn("part"), part);
-        FilterPredicate p = FilterApi.and(FilterApi.eq(FilterApi.binaryColumn("module"), Binary.fromString(module)), isPart);
-        for (Object o : scan(conf, root, block, p, true)) {
+        return FilterApi.and(FilterApi.eq(FilterApi.binaryColumn("module"), Binary.fromString(module)), isPart);
+    }
+
+    private static TensorRecord pick(List<Object> values, Path root, int block, String module, String kind, int part) {
+        for (Object o : values) {
             TensorRecord t = (TensorRecord) o;
             if (t.kind().equals(kind) && t.part() == part) return t;
         }
@@ -185,25 +238,54 @@ public final class StoreTensors {
         Path dir = blockDir(root, block);
         List<Object> out = new ArrayList<>();
         try {
-            FileSystem fs = dir.getFileSystem(conf);
-            if (!fs.exists(dir)) throw new ModelFormatException(dir + ": block " + block + " is not in the model store");
             FilterPredicate predicate = filter instanceof FilterPredicate p ? p
                     : filter instanceof String module ? FilterApi.eq(FilterApi.binaryColumn("module"), Binary.fromString(module)) : null;
-            for (FileStatus f : fs.listStatus(dir)) {
-                String n = f.getPath().getName();
-                if (!n.endsWith(".parquet") || n.startsWith(".") || n.startsWith("_")) continue;
-                Configuration c = new Configuration(conf);
-                if (!data) c.set(ReadSupport.PARQUET_READ_SCHEMA, metadataSchema(conf, f.getPath()).toString());
-                ParquetReader.Builder<Group> b = ParquetReader.builder(new GroupReadSupport(), f.getPath()).withConf(c);
-                if (predicate != null) b = b.withFilter(FilterCompat.get(predicate));
-                try (ParquetReader<Group> reader = b.build()) {
-                    for (Group g = reader.read(); g != null; g = reader.read()) out.add(data ? record(block, g, dir) : info(block, g, dir));
-                }
-            }
+            for (Path f : files(conf, root, block)) out.addAll(scanFile(conf, f, block, predicate, data));
         } catch (IOException e) {
             throw new UncheckedIOException(dir + ": cannot read the stored tensors (" + e.getMessage() + ")", e);
         }
         return out;
+    }
+
+    /** The Parquet files of a block. */
+    private static List<Path> files(Configuration conf, Path root, int block) throws IOException {
+        Path dir = blockDir(root, block);
+        FileSystem fs = dir.getFileSystem(conf);
+        if (!fs.exists(dir)) throw new ModelFormatException(dir + ": block " + block + " is not in the model store");
+        List<Path> files = new ArrayList<>();
+        for (FileStatus f : fs.listStatus(dir)) {
+            String n = f.getPath().getName();
+            if (n.endsWith(".parquet") && !n.startsWith(".") && !n.startsWith("_")) files.add(f.getPath());
+        }
+        return files;
+    }
+
+    /** One Parquet file of a block, its rows passing {@code predicate} (all when null). */
+    private static List<Object> scanFile(Configuration conf, Path file, int block, FilterPredicate predicate, boolean data) throws IOException {
+        Path dir = file.getParent();
+        List<Object> out = new ArrayList<>();
+        Configuration c = new Configuration(conf);
+        if (!data) c.set(ReadSupport.PARQUET_READ_SCHEMA, metadataSchema(conf, file).toString());
+        // built from an InputFile with our configuration: ParquetReader.builder(support, path) makes a fresh
+        // Configuration that parses Hadoop's default XML files, per file read (most of an export's time once)
+        ParquetReader.Builder<Group> b = new GroupReader(HadoopInputFile.fromPath(file, c));
+        if (predicate != null) b = b.withFilter(FilterCompat.get(predicate));
+        try (ParquetReader<Group> reader = b.build()) {
+            for (Group g = reader.read(); g != null; g = reader.read()) out.add(data ? record(block, g, dir) : info(block, g, dir));
+        }
+        return out;
+    }
+
+    /** A reader of {@link Group}s over an {@link InputFile}, configured by that file's configuration alone. */
+    private static final class GroupReader extends ParquetReader.Builder<Group> {
+        GroupReader(InputFile file) {
+            super(file);
+        }
+
+        @Override
+        protected ReadSupport<Group> getReadSupport() {
+            return new GroupReadSupport();
+        }
     }
 
     /**
@@ -213,7 +295,7 @@ public final class StoreTensors {
      */
     private static MessageType metadataSchema(Configuration conf, Path file) throws IOException {
         MessageType written;
-        try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromPath(file, conf))) {
+        try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromPath(file, conf), HadoopReadOptions.builder(conf, file).build())) {
             written = r.getFooter().getFileMetaData().getSchema();
         }
         List<Type> columns = new ArrayList<>();

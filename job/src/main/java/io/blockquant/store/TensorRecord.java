@@ -189,16 +189,35 @@ public record TensorRecord(int block, String module, String kind, String dtype, 
 
     /** The unpacked levels of a {@code uint<bits>-packed} tensor. */
     public int[] levels() {
-        if (bits < 1 || !dtype.equals(packedDtype(bits))) {
-            throw new IllegalStateException(describe() + ": dtype " + dtype + " with bits " + bits
-                    + " is not packed levels (expected " + (bits < 1 ? "uint<bits>-packed, bits 1..8" : packedDtype(bits)) + ")");
-        }
-        int n = elementCount();
+        int n = requirePacked();
         try {
             return BitPacking.unpack(data, bits, n);
         } catch (IllegalArgumentException e) {
             throw new ModelFormatException(describe() + ": " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * The levels of a {@code uint<bits>-packed} tensor as stored, checked as {@link #levels} checks them: one
+     * little-endian bit stream in row-major order, level {@code i} in bits {@code [i·bits, (i+1)·bits)} counted from
+     * bit 0 of byte 0. The array itself, not a copy.
+     */
+    public byte[] packedLevels() {
+        int n = requirePacked();
+        if (data.length != BitPacking.packedLength(n, bits)) {
+            throw new ModelFormatException(describe() + ": packed data has " + data.length + " bytes, expected "
+                    + BitPacking.packedLength(n, bits) + " for " + n + " values of " + bits + " bits");
+        }
+        return data;
+    }
+
+    /** The element count of a packed-levels tensor, or an error saying it is not one. */
+    private int requirePacked() {
+        if (bits < 1 || !dtype.equals(packedDtype(bits))) {
+            throw new IllegalStateException(describe() + ": dtype " + dtype + " with bits " + bits
+                    + " is not packed levels (expected " + (bits < 1 ? "uint<bits>-packed, bits 1..8" : packedDtype(bits)) + ")");
+        }
+        return elementCount();
     }
 
     /** Recomputes the CRC32C of {@code data}; throws when it is not {@link #checksum()}. */
