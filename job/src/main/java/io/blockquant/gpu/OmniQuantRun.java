@@ -68,8 +68,8 @@ public final class OmniQuantRun {
         if (c.length != 7) throw new IllegalArgumentException("configuration '" + config + "': expected FAMILY:WBITS:GROUP:ABITS:LWC:LET:EPOCHS");
         OmniQuantConfig d = OmniQuantConfig.of(CheckCases.spec(in, c[0]).family(), Integer.parseInt(c[1]), Integer.parseInt(c[2]),
                 Integer.parseInt(c[3]));
-        return new OmniQuantConfig(d.wbits(), d.groupSize(), d.abits(), Boolean.parseBoolean(c[4]), Boolean.parseBoolean(c[5]),
-                d.qkScale(), Integer.parseInt(c[6]), d.batchSize(), d.lwcLr(), d.letLr(), d.weightDecay(), d.alpha());
+        return new OmniQuantConfig(d.wbits(), d.groupSize(), d.activations(), Boolean.parseBoolean(c[4]), Boolean.parseBoolean(c[5]),
+                d.qkScale() && Boolean.parseBoolean(c[5]), Integer.parseInt(c[6]), d.batchSize(), d.lwcLr(), d.letLr(), d.weightDecay(), d.alpha());
     }
 
     static void run(TensorBackend be, ArrayBundle in, String family, ModelSpec spec, OmniQuantConfig cfg, Path out, PrintStream log)
