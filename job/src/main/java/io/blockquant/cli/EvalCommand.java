@@ -198,21 +198,23 @@ public final class EvalCommand implements Callable<Integer> {
      */
     static FakeQuantRecipe storedActivations(StoreReader reader) {
         try {
-            var recipe = new com.fasterxml.jackson.databind.ObjectMapper().readTree(reader.readJson("recipe.json"));
-            int bits = recipe.has("abits") ? recipe.get("abits").asInt() : 0;
-            String format = recipe.has("aformat") ? recipe.get("aformat").asText() : "int";
-            FpFormat af = switch (format) {
-                case "e4m3" -> FpFormat.E4M3;
-                case "e5m2" -> FpFormat.E5M2;
-                default -> null;
-            };
-            int kvBits = recipe.path("kv_bits").asInt(0);
-            FpFormat kvf = "fp8".equals(recipe.path("kv_format").asText("int")) ? FpFormat.E4M3 : null;
-            return new FakeQuantRecipe(null, ActivationQuant.of(bits == 0 ? 16 : bits, af, recipe.path("asym_acts").asBoolean(false),
-                    recipe.path("quant_attn").asBoolean(false), kvBits, kvf));
+            return activationsOf(new com.fasterxml.jackson.databind.ObjectMapper().readTree(reader.readJson("recipe.json")));
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             throw new io.blockquant.model.ModelFormatException(reader.root() + "/recipe.json: not valid JSON (" + e.getOriginalMessage() + ")", e);
         }
+    }
+
+    /** The activation quantization recipe.json records ({@link QuantizeSettings#toJson}'s keys). */
+    static FakeQuantRecipe activationsOf(com.fasterxml.jackson.databind.JsonNode recipe) {
+        int bits = recipe.path("abits").asInt(0);
+        FpFormat af = switch (recipe.path("aformat").asText("int")) {
+            case "e4m3" -> FpFormat.E4M3;
+            case "e5m2" -> FpFormat.E5M2;
+            default -> null;
+        };
+        FpFormat kvf = "fp8".equals(recipe.path("kv_format").asText("int")) ? FpFormat.E4M3 : null;
+        return new FakeQuantRecipe(null, ActivationQuant.of(bits == 0 ? 16 : bits, af, recipe.path("asym_acts").asBoolean(false),
+                recipe.path("quant_attn").asBoolean(false), recipe.path("kv_bits").asInt(0), kvf));
     }
 
     /**
