@@ -1,6 +1,7 @@
 package io.blockquant.algo;
 
 import io.blockquant.model.Family;
+import io.blockquant.quant.ActivationQuant;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -16,9 +17,9 @@ public final class Methods {
 
     private Methods() {}
 
-    /** Reads a method's settings; {@code abits} is the run's activation bits (16: none). */
+    /** Reads a method's settings; {@code acts} is the run's activation quantization (NONE: weight-only). */
     interface Parser {
-        MethodSettings parse(RecipeKeys keys, Family family, int abits);
+        MethodSettings parse(RecipeKeys keys, Family family, ActivationQuant acts);
     }
 
     /**
@@ -37,7 +38,9 @@ public final class Methods {
                     "--act-order, --static-groups and --damp are GPTQ options, not %s ones"),
             new Method("omniquant", with(FORMAT_KEYS, "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size"),
                     absent("omniquant", null), OmniQuantSettings::parse,
-                    "--lwc, --let, --epochs, --lwc-lr, --let-lr and --batch-size are OmniQuant options; use --method omniquant"));
+                    "--lwc, --let, --epochs, --lwc-lr, --let-lr and --batch-size are OmniQuant options; use --method omniquant"),
+            new Method("smoothquant", with(FORMAT_KEYS, "alpha"), absent("smoothquant", null), SmoothQuantSettings::parse,
+                    "--alpha is a SmoothQuant option; use --method smoothquant"));
 
     /** Every method's recipe keys. */
     public static Set<String> keys() {
@@ -50,10 +53,10 @@ public final class Methods {
      * The settings of the method {@code name} from {@code keys}; a key that belongs to other methods only is an
      * error naming the flag (read the run's keys before calling this).
      */
-    public static MethodSettings parse(String name, RecipeKeys keys, Family family, int abits) {
+    public static MethodSettings parse(String name, RecipeKeys keys, Family family, ActivationQuant acts) {
         Method m = ALL.stream().filter(x -> x.name().equals(name)).findFirst().orElseThrow(() -> new IllegalArgumentException(
                 "--method '" + name + "' is not known to quantize (expected " + names() + ")"));
-        MethodSettings s = m.parser().parse(keys, family, abits);
+        MethodSettings s = m.parser().parse(keys, family, acts);
         for (String key : keys.unread()) {
             Method owner = ALL.stream().filter(x -> x.keys().contains(key)).findFirst().orElseThrow(() ->
                     new IllegalArgumentException("--" + key + " is not a recipe key"));

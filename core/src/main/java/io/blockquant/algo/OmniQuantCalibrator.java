@@ -69,7 +69,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         }
         EquivalentTransform let = transform(fp, cfg);
         if (let != null) initialize(let, fp, fpBlock, inputs, nsamples, seq, cfg);
-        OmniQuantObjective objective = new OmniQuantObjective(fp, let, cfg.weightSpec(), cfg.lwc(), cfg.abits());
+        OmniQuantObjective objective = new OmniQuantObjective(fp, let, cfg.weightSpec(), cfg.lwc(), cfg.activations());
 
         List<float[]> params = new ArrayList<>();
         List<Double> lrs = new ArrayList<>();
@@ -124,7 +124,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
     private static OmniQuantObjective restore(DecoderBlock fpBlock, OmniQuantConfig cfg, java.util.Map<String, float[]> learned,
                                              String source) {
         HeapBlock fp = HeapBlock.of(fpBlock);
-        OmniQuantObjective objective = new OmniQuantObjective(fp, transform(fp, cfg), cfg.weightSpec(), cfg.lwc(), cfg.abits());
+        OmniQuantObjective objective = new OmniQuantObjective(fp, transform(fp, cfg), cfg.weightSpec(), cfg.lwc(), cfg.activations());
         objective.restore(learned, source);
         return objective;
     }

@@ -1,6 +1,7 @@
 package io.blockquant.algo;
 
 import io.blockquant.model.Family;
+import io.blockquant.quant.ActivationQuant;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -11,15 +12,17 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
         if (!config.lwc() && !config.let()) throw new IllegalArgumentException("--method omniquant needs --lwc and/or --let");
     }
 
-    /** {@code abits}: the run's activation bits (16: none), which training quantizes too. */
-    static OmniQuantSettings parse(RecipeKeys keys, Family family, int abits) {
+    /** {@code acts}: the run's activation quantization (NONE: weight-only), which training quantizes too. */
+    static OmniQuantSettings parse(RecipeKeys keys, Family family, ActivationQuant acts) {
         WeightFormat w = WeightFormat.parse(keys);
         if (w.levels().symmetric()) throw new IllegalArgumentException("--sym: OmniQuant's learnable clipping is asymmetric (min-max); drop --sym");
         if (w.isFp()) throw new IllegalArgumentException("--wformat " + keys.text("wformat", "int") + ": OmniQuant here learns INT clipping only");
         if (LorcSettings.parse(keys).isOn()) throw new IllegalArgumentException("--lorc-rank: LoRC follows RTN or GPTQ here, not OmniQuant");
-        OmniQuantConfig d = OmniQuantConfig.of(family, w.levels().bits(), w.levels().groupSize(), abits);
-        return new OmniQuantSettings(new OmniQuantConfig(d.wbits(), d.groupSize(), d.abits(), keys.bool("lwc", d.lwc()),
-                keys.bool("let", d.let()), d.qkScale(), keys.integer("epochs", d.epochs()), keys.integer("batch-size", d.batchSize()),
+        OmniQuantConfig d = OmniQuantConfig.of(family, w.levels().bits(), w.levels().groupSize(), acts);
+        boolean let = keys.bool("let", d.let());
+        // eq. 6's query/key scale is learned where it can change the loss: LET on, queries and keys quantized
+        return new OmniQuantSettings(new OmniQuantConfig(d.wbits(), d.groupSize(), d.activations(), keys.bool("lwc", d.lwc()),
+                let, let && OmniQuantConfig.quantizesQueryKey(acts), keys.integer("epochs", d.epochs()), keys.integer("batch-size", d.batchSize()),
                 keys.number("lwc-lr", d.lwcLr()), keys.number("let-lr", d.letLr()), d.weightDecay(), d.alpha()));
     }
 
@@ -45,7 +48,7 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
 
     @Override
     public String options() {
-        return (config.lwc() ? " lwc" : "") + (config.let() ? " let" : "") + " " + config.epochs() + "ep";
+        return (config.lwc() ? " lwc" : "") + (config.let() ? " let" : "") + (config.qkScale() ? " qk" : "") + " " + config.epochs() + "ep";
     }
 
     @Override
@@ -58,6 +61,7 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
         o.put("lwc_lr", config.lwcLr());
         o.put("let_lr", config.letLr());
         o.put("weight_decay", config.weightDecay());
+        o.put("qk_scale", config.qkScale());
         return Map.of("omniquant", o);
     }
 }

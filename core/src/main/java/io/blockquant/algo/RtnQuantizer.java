@@ -11,7 +11,8 @@ import io.blockquant.tensor.Tensor;
 /**
  * Round-to-nearest: every linear layer inside the decoder blocks gets its weight fake-quantized
  * independently (no calibration data); embeddings and the head stay in full precision. With activation
- * bits set, each such layer's input is quantized per token at run time as well.
+ * quantization set, each such layer's input (and attention's Q, K, V or KV cache, when the recipe says so) is
+ * quantized per token at run time as well.
  */
 public final class RtnQuantizer {
 
@@ -50,15 +51,17 @@ public final class RtnQuantizer {
         if (recipe.weights() != null) {
             out = out.withWeight(linear.weight().backend().fakeQuantizeWeight(linear.weight(), recipe.weights()));
         }
-        if (recipe.activationFormat() != null) return out.withInputFormat(recipe.activationFormat());
-        return recipe.activationBits() > 0 ? out.withInputBits(recipe.activationBits()) : out;
+        return out.withInput(recipe.activations().linearInputs());
     }
 
     public static DecoderBlock apply(DecoderBlock block, FakeQuantRecipe recipe) {
-        return recipe.isFullPrecision() ? block : block.mapLinears(l -> apply(l, recipe));
+        return recipe.isFullPrecision() ? block
+                : block.mapLinears(l -> apply(l, recipe)).withAttnQuant(recipe.activations().attention());
     }
 
     public static CausalLm apply(CausalLm model, FakeQuantRecipe recipe) {
-        return recipe.isFullPrecision() ? model : model.mapBlockLinears(l -> apply(l, recipe));
+        if (recipe.isFullPrecision()) return model;
+        return new CausalLm(model.spec(), model.tokenEmbedding(), model.positions(), model.projectIn(),
+                model.blocks().stream().map(b -> apply(b, recipe)).toList(), model.finalNorm(), model.projectOut(), model.head());
     }
 }

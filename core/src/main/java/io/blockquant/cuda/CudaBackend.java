@@ -669,6 +669,18 @@ public final class CudaBackend implements TensorBackend {
         return out;
     }
 
+    /**
+     * No kernel yet: composed of the existing host copies and the reference arithmetic ({@code IntQuantizer}),
+     * exact but a device-host round trip per call; a {@code fakeQuantizeTokensAsym} kernel would remove it.
+     */
+    @Override
+    public Tensor fakeQuantizeTokensAsym(Tensor x, int bits) {
+        float[] v = toFloats(x);
+        int width = lastDim(x);
+        io.blockquant.quant.IntQuantizer.fakeQuantizeTokensAsym(v, v.length / width, width, bits);
+        return fromFloats(v, x.shape());
+    }
+
     @Override
     public Tensor fakeQuantizeTokensFp(Tensor x, FpFormat format) {
         int width = lastDim(x);

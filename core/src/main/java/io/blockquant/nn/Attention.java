@@ -1,5 +1,6 @@
 package io.blockquant.nn;
 
+import io.blockquant.quant.AttentionQuant;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 
@@ -7,7 +8,8 @@ import io.blockquant.tensor.TensorBackend;
  * Causal multi-head attention over a batch of windows, from already projected queries, keys and
  * values ({@code [batch·seq, heads·headDim]}, kv with {@code kvHeads} heads): optional RoPE, scaled
  * dot products, causal softmax, weighted values; returns {@code [batch·seq, heads·headDim]} before the
- * output projection.
+ * output projection. With an {@link AttentionQuant}, queries and keys after RoPE and the values are
+ * fake-quantized per head and per token before the two products (the probabilities are not).
  */
 public final class Attention {
 
@@ -15,6 +17,11 @@ public final class Attention {
 
     public static Tensor causal(Tensor q, Tensor k, Tensor v, int batch, int seq, int heads, int kvHeads,
                                 int headDim, float[] ropeInvFreq) {
+        return causal(q, k, v, batch, seq, heads, kvHeads, headDim, ropeInvFreq, AttentionQuant.NONE);
+    }
+
+    public static Tensor causal(Tensor q, Tensor k, Tensor v, int batch, int seq, int heads, int kvHeads,
+                                int headDim, float[] ropeInvFreq, AttentionQuant quant) {
         TensorBackend be = q.backend();
         Tensor qh = be.splitHeads(q, batch, seq, heads, headDim);
         Tensor kh = be.splitHeads(k, batch, seq, kvHeads, headDim);
@@ -23,6 +30,11 @@ public final class Attention {
             qh = be.rope(qh, ropeInvFreq);
             kh = be.rope(kh, ropeInvFreq);
         }
+        // rows of [b·h, seq, d] are (head, token): per-head per-token scales; quantizing a kv head before
+        // repeating it for its query heads gives the same values as the reference's after repeat_kv
+        qh = be.fakeQuantizeTokens(qh, quant.query());
+        kh = be.fakeQuantizeTokens(kh, quant.key());
+        vh = be.fakeQuantizeTokens(vh, quant.value());
         int groups = heads / kvHeads;
         kh = be.repeatHeads(kh, batch, kvHeads, groups);
         vh = be.repeatHeads(vh, batch, kvHeads, groups);

@@ -1,23 +1,31 @@
 package io.blockquant.nn;
 
+import io.blockquant.quant.AttentionQuant;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 
 /**
  * {@link Attention#causal} with its intermediates kept, and the backward pass through it: gradients of
- * the projected queries, keys and values from the gradient of the merged attention output.
+ * the projected queries, keys and values from the gradient of the merged attention output. Quantized
+ * queries, keys and values ({@link AttentionQuant}) pass the gradient straight through (STE): the products'
+ * gradients are taken at the quantized operands and handed on unchanged to the unquantized ones.
  */
 public final class AttentionBackward {
 
     private AttentionBackward() {}
 
-    /** What the backward needs from the forward: rotated queries, repeated keys/values, probabilities. */
+    /** What the backward needs from the forward: rotated (and quantized) queries, repeated keys/values, probabilities. */
     public record Cache(Tensor qh, Tensor kh, Tensor vh, Tensor probs, Tensor out, int batch, int seq, int heads,
                         int kvHeads, int headDim, float[] ropeInvFreq) {}
 
     /** The forward of {@link Attention#causal}, same arithmetic, keeping what the backward needs. */
     public static Cache forward(Tensor q, Tensor k, Tensor v, int batch, int seq, int heads, int kvHeads,
                                 int headDim, float[] ropeInvFreq) {
+        return forward(q, k, v, batch, seq, heads, kvHeads, headDim, ropeInvFreq, AttentionQuant.NONE);
+    }
+
+    public static Cache forward(Tensor q, Tensor k, Tensor v, int batch, int seq, int heads, int kvHeads,
+                                int headDim, float[] ropeInvFreq, AttentionQuant quant) {
         TensorBackend be = q.backend();
         Tensor qh = be.splitHeads(q, batch, seq, heads, headDim);
         Tensor kh = be.splitHeads(k, batch, seq, kvHeads, headDim);
@@ -26,6 +34,9 @@ public final class AttentionBackward {
             qh = be.rope(qh, ropeInvFreq);
             kh = be.rope(kh, ropeInvFreq);
         }
+        qh = be.fakeQuantizeTokens(qh, quant.query());
+        kh = be.fakeQuantizeTokens(kh, quant.key());
+        vh = be.fakeQuantizeTokens(vh, quant.value());
         int groups = heads / kvHeads;
         kh = be.repeatHeads(kh, batch, kvHeads, groups);
         vh = be.repeatHeads(vh, batch, kvHeads, groups);

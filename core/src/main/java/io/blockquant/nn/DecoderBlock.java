@@ -1,6 +1,7 @@
 package io.blockquant.nn;
 
 import io.blockquant.model.ModelSpec;
+import io.blockquant.quant.AttentionQuant;
 import io.blockquant.tensor.Tensor;
 import java.util.List;
 import java.util.Map;
@@ -27,6 +28,12 @@ public interface DecoderBlock {
 
     /** A copy of this block with every linear layer replaced by {@code f(linear)}. */
     DecoderBlock mapLinears(UnaryOperator<Linear> f);
+
+    /** What attention quantizes besides its linears' inputs: Q, K, V per head and token (a KV cache: K, V). */
+    AttentionQuant attnQuant();
+
+    /** A copy of this block whose attention quantizes as {@code q} says. */
+    DecoderBlock withAttnQuant(AttentionQuant q);
 
     /**
      * Every tensor of the block under its checkpoint name relative to the block's prefix

@@ -1,26 +1,22 @@
 package io.blockquant.nn;
 
 import io.blockquant.quant.FpFormat;
+import io.blockquant.quant.TokenQuant;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.function.Consumer;
 
 /**
  * A linear layer {@code y = x·Wᵀ + b} as Hugging Face stores it ({@code weight [out, in]}, optional bias),
- * named by its module path inside the block (e.g. {@code self_attn.q_proj}). {@code inputBits > 0} makes
- * its input pass through dynamic per-token symmetric INT fake quantization first (the A of W8A8);
- * {@code inputFormat}, when set, makes it dynamic per-token FP8 fake quantization instead (ZeroQuant-FP's A8);
- * {@code inputTap}, when set, sees that input (how calibration collects a layer's Hessian).
+ * named by its module path inside the block (e.g. {@code self_attn.q_proj}). {@code input}, when set, makes
+ * its input pass through dynamic per-token fake quantization first (the A of W8A8 or W4A4: symmetric or
+ * asymmetric INT, or ZeroQuant-FP's FP8); {@code inputTap}, when set, sees that input (how calibration collects
+ * a layer's Hessian).
  */
-public record Linear(String name, Tensor weight, Tensor bias, int inputBits, FpFormat inputFormat,
-                     Consumer<Tensor> inputTap) {
+public record Linear(String name, Tensor weight, Tensor bias, TokenQuant input, Consumer<Tensor> inputTap) {
 
     public Linear(String name, Tensor weight, Tensor bias) {
-        this(name, weight, bias, 0, null, null);
-    }
-
-    public Linear(String name, Tensor weight, Tensor bias, int inputBits, Consumer<Tensor> inputTap) {
-        this(name, weight, bias, inputBits, null, inputTap);
+        this(name, weight, bias, null, null);
     }
 
     public int outFeatures() {
@@ -31,30 +27,40 @@ public record Linear(String name, Tensor weight, Tensor bias, int inputBits, FpF
         return (int) weight.size(1);
     }
 
+    /** The input's bits, 0 when it is not quantized. */
+    public int inputBits() {
+        return input == null ? 0 : input.bits();
+    }
+
     public Tensor forward(Tensor x) {
         TensorBackend be = weight.backend();
-        Tensor in = inputFormat != null ? be.fakeQuantizeTokensFp(x, inputFormat)
-                : inputBits > 0 ? be.fakeQuantizeTokens(x, inputBits) : x;
+        Tensor in = be.fakeQuantizeTokens(x, input);
         if (inputTap != null) inputTap.accept(in);
         Tensor y = be.matmul(in, weight, false, true);
         return bias == null ? y : be.addRowVector(y, bias);
     }
 
     public Linear withWeight(Tensor newWeight) {
-        return new Linear(name, newWeight, bias, inputBits, inputFormat, inputTap);
+        return new Linear(name, newWeight, bias, input, inputTap);
     }
 
+    /** The same layer with its input quantized by {@code q} (null: not at all). */
+    public Linear withInput(TokenQuant q) {
+        return new Linear(name, weight, bias, q, inputTap);
+    }
+
+    /** Symmetric per-token INT input quantization of {@code bits} (0: none), the W8A8 rule. */
     public Linear withInputBits(int bits) {
-        return new Linear(name, weight, bias, bits, inputFormat, inputTap);
+        return withInput(bits > 0 ? TokenQuant.integer(bits, false) : null);
     }
 
     /** The same layer, handing every input it sees (after activation quantization) to {@code tap}: a forward hook. */
     public Linear withInputTap(Consumer<Tensor> tap) {
-        return new Linear(name, weight, bias, inputBits, inputFormat, tap);
+        return new Linear(name, weight, bias, input, tap);
     }
 
     /** The same layer with dynamic per-token FP activation quantization of its input (null: none). */
     public Linear withInputFormat(FpFormat format) {
-        return new Linear(name, weight, bias, inputBits, format, inputTap);
+        return withInput(format == null ? null : TokenQuant.fp8(format));
     }
 }

@@ -85,4 +85,32 @@ public final class IntQuantizer {
             }
         }
     }
+
+    /** The reference's bounds on an activation scale and zero point ({@code quantize/quantizer.py}: CLIPMIN, 1e4). */
+    static final float SCALE_MIN = 1e-5f, SCALE_MAX = 1e4f, ZERO_BOUND = 1e4f;
+
+    /**
+     * Dynamic asymmetric per-token fake quantization of activations {@code [rows, cols]} in place, as the
+     * OmniQuant reference's {@code UniformAffineQuantizer} with {@code symmetric: False}: per row
+     * {@code scale = clamp((max − min)/(2^b − 1), 1e-5, 1e4)} over the row's own min and max (not widened to
+     * include zero), {@code zero = round(clamp(−min/scale, ±1e4))}, level {@code clamp(round(x/scale) + zero, 0,
+     * 2^b − 1)}, value {@code (level − zero)·scale}. Rounding is half-to-even like {@code torch.round}.
+     */
+    public static void fakeQuantizeTokensAsym(float[] x, int rows, int cols, int bits) {
+        int qmax = (1 << bits) - 1;
+        for (int r = 0; r < rows; r++) {
+            int off = r * cols;
+            float min = Float.POSITIVE_INFINITY, max = Float.NEGATIVE_INFINITY;
+            for (int i = off; i < off + cols; i++) {
+                min = Math.min(min, x[i]);
+                max = Math.max(max, x[i]);
+            }
+            float scale = Math.max(SCALE_MIN, Math.min(SCALE_MAX, (max - min) / qmax));
+            float zero = (float) Math.rint(Math.max(-ZERO_BOUND, Math.min(ZERO_BOUND, -min / scale)));
+            for (int i = off; i < off + cols; i++) {
+                float q = (float) Math.rint(x[i] / scale) + zero;
+                x[i] = (Math.max(0f, Math.min(qmax, q)) - zero) * scale;
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@ package io.blockquant.tensor;
 
 import io.blockquant.quant.FpFormat;
 import io.blockquant.quant.IntQuantSpec;
+import io.blockquant.quant.TokenQuant;
 
 /**
  * Fake quantization (quantize, then dequantize, in float32) of weights and activations: how a quantized
@@ -14,6 +15,19 @@ public interface FakeQuantOps {
 
     /** Dynamic symmetric per-token (per-row) fake quantization of activations, scale = absmax/(2^(b−1)−1). */
     Tensor fakeQuantizeTokens(Tensor x, int bits);
+
+    /**
+     * Dynamic asymmetric per-token (per-row) fake quantization, the OmniQuant reference's activation rule:
+     * min-max scale and zero point per row ({@code IntQuantizer#fakeQuantizeTokensAsym}).
+     */
+    Tensor fakeQuantizeTokensAsym(Tensor x, int bits);
+
+    /** {@code x} through {@code q} (null: unchanged), rows of its last dimension. */
+    default Tensor fakeQuantizeTokens(Tensor x, TokenQuant q) {
+        if (q == null) return x;
+        if (q.format() != null) return fakeQuantizeTokensFp(x, q.format());
+        return q.asymmetric() ? fakeQuantizeTokensAsym(x, q.bits()) : fakeQuantizeTokens(x, q.bits());
+    }
 
     /** Dynamic per-token FP fake quantization of activations (ZeroQuant-FP): scale = row absmax / format max. */
     Tensor fakeQuantizeTokensFp(Tensor x, FpFormat format);

@@ -613,6 +613,14 @@ public final class Nd4jBackend implements TensorBackend {
     }
 
     @Override
+    public Tensor fakeQuantizeTokensAsym(Tensor x, int bits) {
+        float[] v = toFloats(x);
+        int cols = (int) x.size(-1);
+        IntQuantizer.fakeQuantizeTokensAsym(v, (int) (v.length / cols), cols, bits);
+        return t(v, x.shape());
+    }
+
+    @Override
     public Tensor fakeQuantizeTokensFp(Tensor x, io.blockquant.quant.FpFormat format) {
         float[] v = toFloats(x);
         int cols = (int) x.size(-1);

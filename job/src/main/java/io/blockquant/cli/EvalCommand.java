@@ -9,7 +9,10 @@ import io.blockquant.eval.TokenWindows;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.model.ModelSpecReader;
 import io.blockquant.model.TextTokenizer;
+import io.blockquant.quant.ActivationQuant;
 import io.blockquant.quant.FakeQuantRecipe;
+import io.blockquant.quant.FpFormat;
+import io.blockquant.schedule.QuantizeSettings;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.spark.SparkSessions;
 import io.blockquant.eval.EvalRecord;
@@ -19,6 +22,7 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
@@ -70,6 +74,21 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--abits", paramLabel = "N", description = "per-token activation bits on the input of every block linear; 16 = off (default: ${DEFAULT-VALUE})")
     int abits = 16;
 
+    @Option(names = "--asym-acts", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "asymmetric per-token "
+            + "INT activations (min-max, zero point); false: symmetric absmax (default: on below 8 activation bits)")
+    Boolean asymActs;
+
+    @Option(names = "--quant-attn", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "also quantize "
+            + "attention's queries, keys (after RoPE) and values per head and token at --abits (default: on below 8 activation bits)")
+    Boolean quantAttn;
+
+    @Option(names = "--kv-bits", paramLabel = "8|4", description = "KV cache: keys (after RoPE) and values per head and token at 8 or 4 bits; "
+            + "16 = off (default: ${DEFAULT-VALUE})")
+    int kvBits = 16;
+
+    @Option(names = "--kv-format", description = "KV cache format: int (asymmetric) or fp8 (E4M3, needs --kv-bits 8) (default: ${DEFAULT-VALUE})")
+    String kvFormat = "int";
+
     @Option(names = "--windows-per-task", paramLabel = "N", description = "windows batched into one Spark task (default: ${DEFAULT-VALUE})")
     int windowsPerTask = 4;
 
@@ -101,7 +120,7 @@ public final class EvalCommand implements Callable<Integer> {
         SparkSession spark = null;
         ModelSource source = new CheckpointSource(model);
         if (store != null) {
-            if (!recipe.isFullPrecision()) throw new IllegalArgumentException("--store evaluates the stored model as it is; drop --method/--wbits/--abits");
+            if (!recipe.isFullPrecision()) throw new IllegalArgumentException("--store evaluates the stored model as it is; drop --method/--wbits/--abits/--kv-bits");
             spark = SparkSessions.getOrCreate("blockquant eval", master, backend);
             StoredEval stored = StoredEval.open(spark, store);
             source = stored.source();
@@ -128,7 +147,8 @@ public final class EvalCommand implements Callable<Integer> {
 
         System.out.printf(Locale.ROOT, "%-12s %-24s %-20s %8s %8s %10s%n", "model", "text", "method", "windows", "tokens", "perplexity");
         System.out.printf(Locale.ROOT, "%-12s %-24s %-20s %8d %8d %10.4f%n", store != null ? new Path(store).getName() : modelDir.getName(), new Path(text).getName(),
-                store != null ? "store" + (recipe.activationBits() > 0 ? " A" + recipe.activationBits() : "") : recipe.label(), result.windows(), tokens.length, result.perplexity());
+                store != null ? "store" + (recipe.activationBits() > 0 ? " A" + recipe.activationBits() : "")
+                        + (recipe.activations().attention().key() != null ? " kv" : "") : recipe.label(), result.windows(), tokens.length, result.perplexity());
         System.out.printf(Locale.ROOT, "done in %.1f s on %s%n", seconds, spark.sparkContext().master());
         if (store != null) {
             new EvalRecord(result.perplexity(), text, seqlen, result.windows(), tokens.length, result.tokens(), result.nll() / result.tokens(),
@@ -146,34 +166,59 @@ public final class EvalCommand implements Callable<Integer> {
     }
 
     FakeQuantRecipe recipe() {
-        String m = method != null ? method : (wbits < 16 || abits < 16 ? "rtn" : "fp");
+        String m = method != null ? method : (wbits < 16 || abits < 16 || kvBits < 16 ? "rtn" : "fp");
         switch (m) {
             case "fp":
-                if (wbits < 16 || abits < 16) throw new IllegalArgumentException("--method fp takes no --wbits/--abits; use --method rtn");
+                if (wbits < 16 || abits < 16 || kvBits < 16) throw new IllegalArgumentException("--method fp takes no --wbits/--abits/--kv-bits; use --method rtn");
                 return FakeQuantRecipe.NONE;
             case "rtn":
-                if (wbits >= 16 && abits >= 16) throw new IllegalArgumentException("--method rtn needs --wbits (2..8) and/or --abits");
+                if (wbits >= 16 && abits >= 16 && kvBits >= 16) throw new IllegalArgumentException("--method rtn needs --wbits (2..8), --abits and/or --kv-bits");
                 IntQuantSpec w = wbits < 16 ? new IntQuantSpec(wbits, group, symmetric) : null;
-                return new FakeQuantRecipe(w, abits < 16 ? abits : 0);
+                return new FakeQuantRecipe(w, activations());
             default:
                 throw new IllegalArgumentException("--method '" + m + "' is not known to eval (expected fp or rtn)");
         }
     }
 
-    /** How the stored recipe quantizes linear inputs at inference: INT bits, FP8 format, or not at all. */
+    /**
+     * eval's {@code --abits}, {@code --asym-acts}, {@code --quant-attn}, {@code --kv-bits}, {@code --kv-format} as
+     * {@code quantize} reads them: through {@link QuantizeSettings#parse}, the one settings parser.
+     */
+    ActivationQuant activations() {
+        Map<String, String> keys = new java.util.LinkedHashMap<>();
+        keys.put("method", "rtn");
+        keys.put("abits", String.valueOf(abits));
+        if (asymActs != null) keys.put("asym-acts", asymActs.toString());
+        if (quantAttn != null) keys.put("quant-attn", quantAttn.toString());
+        keys.put("kv-bits", String.valueOf(kvBits));
+        keys.put("kv-format", kvFormat);
+        return QuantizeSettings.parse(keys, null).activations();
+    }
+
+    /**
+     * How the stored recipe quantizes activations at inference: linear inputs (INT bits, symmetric or not, FP8
+     * format, or none) and attention's Q, K, V or KV cache. A store from before quantized attention has no
+     * {@code asym_acts}, {@code quant_attn}, {@code kv_bits}: symmetric linear inputs only, as it was made.
+     */
     static FakeQuantRecipe storedActivations(StoreReader reader) {
         try {
-            var recipe = new com.fasterxml.jackson.databind.ObjectMapper().readTree(reader.readJson("recipe.json"));
-            int bits = recipe.has("abits") ? recipe.get("abits").asInt() : 0;
-            String format = recipe.has("aformat") ? recipe.get("aformat").asText() : "int";
-            return switch (format) {
-                case "e4m3" -> new FakeQuantRecipe(null, 0, io.blockquant.quant.FpFormat.E4M3);
-                case "e5m2" -> new FakeQuantRecipe(null, 0, io.blockquant.quant.FpFormat.E5M2);
-                default -> new FakeQuantRecipe(null, bits);
-            };
+            return activationsOf(new com.fasterxml.jackson.databind.ObjectMapper().readTree(reader.readJson("recipe.json")));
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             throw new io.blockquant.model.ModelFormatException(reader.root() + "/recipe.json: not valid JSON (" + e.getOriginalMessage() + ")", e);
         }
+    }
+
+    /** The activation quantization recipe.json records ({@link QuantizeSettings#toJson}'s keys). */
+    static FakeQuantRecipe activationsOf(com.fasterxml.jackson.databind.JsonNode recipe) {
+        int bits = recipe.path("abits").asInt(0);
+        FpFormat af = switch (recipe.path("aformat").asText("int")) {
+            case "e4m3" -> FpFormat.E4M3;
+            case "e5m2" -> FpFormat.E5M2;
+            default -> null;
+        };
+        FpFormat kvf = "fp8".equals(recipe.path("kv_format").asText("int")) ? FpFormat.E4M3 : null;
+        return new FakeQuantRecipe(null, ActivationQuant.of(bits == 0 ? 16 : bits, af, recipe.path("asym_acts").asBoolean(false),
+                recipe.path("quant_attn").asBoolean(false), recipe.path("kv_bits").asInt(0), kvf));
     }
 
     /**

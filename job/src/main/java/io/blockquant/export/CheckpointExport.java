@@ -347,6 +347,10 @@ public final class CheckpointExport {
             throw new IllegalArgumentException(layers.store + ": the store quantizes activations too (abits "
                     + recipe.path("abits").asInt() + "); the GPTQ layout holds weight-only models");
         }
+        if (recipe.path("kv_bits").asInt(0) > 0) {
+            throw new IllegalArgumentException(layers.store + ": the store quantizes the KV cache (kv_bits " + recipe.path("kv_bits").asInt()
+                    + "); the GPTQ layout has no place for it: use --format compressed-tensors (kv_cache_scheme)");
+        }
         ObjectNode q = JSON.createObjectNode();
         q.put("quant_method", "gptq");
         q.put("bits", layers.bits);

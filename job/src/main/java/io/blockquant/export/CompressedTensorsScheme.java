@@ -21,7 +21,7 @@ import org.apache.hadoop.fs.Path;
  * </table>
  *
  * Every linear of the blocks is one {@code config_group} targeting {@code Linear}; {@code lm_head} is ignored (kept
- * in the source dtype). No {@code kv_cache_scheme}: stores do not quantize K/V.
+ * in the source dtype). A store with {@code --kv-bits} gets a {@code kv_cache_scheme} ({@link #kvCacheScheme}).
  */
 record CompressedTensorsScheme(LayerLayout layout, ObjectNode config) {
 
@@ -32,7 +32,33 @@ record CompressedTensorsScheme(LayerLayout layout, ObjectNode config) {
      * with recipe {@code recipe}; a store no scheme holds is refused naming the setting.
      */
     static CompressedTensorsScheme of(StoreTensors.Info first, JsonNode recipe, Path store) {
+        CompressedTensorsScheme s = weightsAndInputs(first, recipe, store);
+        s.config().set("kv_cache_scheme", kvCacheScheme(recipe));
+        return s;
+    }
+
+    /**
+     * The store's KV cache ({@code --kv-bits}) as compressed-tensors' {@code kv_cache_scheme}: keys and values
+     * quantized dynamically per token (per head: each head's row has its own scale), INT asymmetric or FP8 E4M3
+     * symmetric; null when the store keeps them in full precision. No k_scale/v_scale tensors are written: the
+     * scales are computed at run time, as the store's model was evaluated.
+     */
+    static JsonNode kvCacheScheme(JsonNode recipe) {
+        int bits = recipe.path("kv_bits").asInt(0);
+        if (bits == 0) return com.fasterxml.jackson.databind.node.NullNode.getInstance();
+        boolean fp8 = "fp8".equals(recipe.path("kv_format").asText("int"));
+        ObjectNode kv = args(bits, fp8 ? "float" : "int", fp8, "token", null);
+        kv.put("dynamic", true);
+        return kv;
+    }
+
+    private static CompressedTensorsScheme weightsAndInputs(StoreTensors.Info first, JsonNode recipe, Path store) {
         int abits = recipe.path("abits").asInt(0);
+        if (abits != 0 && recipe.path("quant_attn").asBoolean(false)) {
+            throw new IllegalArgumentException(store + ": the store quantizes attention's queries, keys and values (quant_attn); "
+                    + "compressed-tensors has no place for quantized queries: quantize with --quant-attn=false (and --kv-bits for K and V)");
+        }
+        boolean asymActs = recipe.path("asym_acts").asBoolean(false);
         String aformat = recipe.path("aformat").asText("int");
         String dtype = first.dtype(), format = first.format();
         boolean actOrder = recipe.path("act_order").asBoolean(false);
@@ -57,7 +83,7 @@ record CompressedTensorsScheme(LayerLayout layout, ObjectNode config) {
             return new CompressedTensorsScheme(new PackedIntTensors(false, actOrder), config("pack-quantized", w, null));
         }
         if (abits == 8 && aformat.equals("int") && first.bits() == 8) {
-            ObjectNode a = args(8, "int", true, "token", null);
+            ObjectNode a = args(8, "int", !asymActs, "token", null);
             a.put("dynamic", true);
             return new CompressedTensorsScheme(new PackedIntTensors(true, false),
                     config("int-quantized", args(8, "int", true, "channel", null), a));

@@ -194,7 +194,7 @@ public final class CheckCases {
         }
         BlockGraph.Result r = be.scratchValue(() -> BlockGraph.run(hb.spec, hb.rms, hb.eps,
                 hb.graphParams(be, hb.attnNorm, hb.mlpNorm, ws, bs), be.fromFloats(x, (long) BATCH * SEQ, h),
-                be.fromFloats(target, (long) BATCH * SEQ, h), BATCH, SEQ, 16, true, true));
+                be.fromFloats(target, (long) BATCH * SEQ, h), BATCH, SEQ, io.blockquant.quant.ActivationQuant.NONE, true, true));
         String g = family + "/grad/";
         out.put(family + "/loss", new float[] {(float) r.loss()});
         out.put(family + "/train_output", r.output());

@@ -262,7 +262,7 @@ public final class GpuCheck {
                     new Tensor[] {block.q().weight(), block.k().weight(), block.v().weight(), block.o().weight(),
                         block.gate().weight(), block.up().weight(), block.down().weight()},
                     new Tensor[BlockGraph.Proj.values().length]);
-            double fb = time(be, 1, 3, () -> BlockGraph.run(spec, true, spec.normEps(), p, x, target, batch, seq, 16, true, false));
+            double fb = time(be, 1, 3, () -> BlockGraph.run(spec, true, spec.normEps(), p, x, target, batch, seq, io.blockquant.quant.ActivationQuant.NONE, true, false));
             OUT.printf(Locale.ROOT, "7B-shaped block forward+backward (%s, gradients of every weight, copied to the Java heap): %.1f ms, "
                     + "%.1f TFLOP/s (FLOPs = 3× forward) = %.0f %% of the best measured product rate%n",
                     mode, fb * 1e3, 3 * flop / fb / 1e12, 100 * 3 * flop / fb / 1e9 / ceiling);

@@ -7,6 +7,7 @@ import io.blockquant.model.ModelLoader;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
+import io.blockquant.quant.ActivationQuant;
 import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -56,10 +57,13 @@ public final class BlockWork {
         return bits <= 0 ? block : block.mapLinears(l -> l.withInputBits(bits));
     }
 
-    /** The block with the recipe's activation quantization on every linear's input: FP8 or INT per token, or none. */
+    /**
+     * The block with the recipe's activation quantization: every linear's input (FP8, symmetric or asymmetric INT
+     * per token, or none) and attention's Q, K, V or KV cache.
+     */
     static DecoderBlock withActivations(DecoderBlock block, QuantizeSettings s) {
-        if (s.activationFormat() != null) return block.mapLinears(l -> l.withInputFormat(s.activationFormat()));
-        return withInputBits(block, s.activationBits());
+        ActivationQuant a = s.activations();
+        return block.mapLinears(l -> l.withInput(a.linearInputs())).withAttnQuant(a.attention());
     }
 
     /**

@@ -240,7 +240,7 @@ public final class SequentialQuantizeJob {
                 files.writeRows(conf, b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf, s, paramsDir, seq, windows, blocks)));
                 return null;
             });
-            log.printf(Locale.ROOT, "  block %d/%d: OmniQuant %s in %.1f s (%s)%n", block + 1, blocks,
+            log.printf(Locale.ROOT, "  block %d/%d: %s %s in %.1f s (%s)%n", block + 1, blocks, s.method(),
                     learned.contains(block) ? "folded from learned parameters" : "trained", (System.nanoTime() - t0) / 1e9, s.label());
         }
     }

@@ -225,6 +225,30 @@ class IntQuantizerTest {
     }
 
     @Test
+    void asymmetricPerTokenActivationsHandComputed() {
+        // the OmniQuant reference's activation rule: the row's own min and max (not widened to include 0),
+        // scale = (max − min)/(2^b − 1), zero = round(−min/scale), level = clamp(round(x/scale) + zero, 0, 2^b − 1)
+        // row 0, 2 bits: min −1, max 2 -> scale 1, zero 1:  −1 -> 0 -> −1;  0.4 -> 1 -> 0;  0.5 -> round(0.5) = 0 -> 1 -> 0;  2 -> 3 -> 2
+        // row 1, 2 bits, all positive: min 1, max 4 -> scale 1, zero round(−1) = −1:
+        //   1 -> 0 -> 1;  2.5 -> round(2.5) = 2 -> 1 -> 2;  3.5 -> round(3.5) = 4 -> 3 -> 4;  4 -> 3 -> 4
+        //   (symmetric absmax would give scale 4: 0, 4, 4, 4; the weight rule, widened to 0, scale 4/3)
+        float[] x = {-1f, 0.4f, 0.5f, 2f, 1f, 2.5f, 3.5f, 4f};
+        float[] v = x.clone();
+        IntQuantizer.fakeQuantizeTokensAsym(v, 2, 4, 2);
+        assertArrayEquals(new float[] {-1f, 0f, 0f, 2f, 1f, 2f, 4f, 4f}, v);
+        // 4 bits: min −0.5, max 7 -> scale 0.5, zero 1:  −0.5 -> 0;  7 -> 15;  0.25 -> round(0.5) = 0 -> 1 -> 0;  0.75 -> round(1.5) = 2 -> 3 -> 1
+        float[] y = {-0.5f, 7f, 0.25f, 0.75f};
+        IntQuantizer.fakeQuantizeTokensAsym(y, 1, 4, 4);
+        assertArrayEquals(new float[] {-0.5f, 7f, 0f, 1f}, y);
+        // the backend op is the same arithmetic, row by row over the last dimension (a [2, 1, 4] split-head tensor)
+        var be = Nd4jBackend.INSTANCE;
+        float[] expect = x.clone();
+        IntQuantizer.fakeQuantizeTokensAsym(expect, 2, 4, 2);
+        assertArrayEquals(expect, be.fakeQuantizeTokensAsym(be.fromFloats(x, 2, 1, 4), 2).toFloats());
+        assertArrayEquals(expect, be.fakeQuantizeTokens(be.fromFloats(x, 2, 4), TokenQuant.integer(2, true)).toFloats());
+    }
+
+    @Test
     void groupSizeNotDividingWidthIsRejected() {
         float[] w = new float[2 * 10];
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,

@@ -82,7 +82,8 @@ class RunRecipeTest {
         for (String[] change : new String[][] {{"windows-per-task", "4", "windows_per_task (store 2, this run 4)"},
                 {"seed", "7", "seed (store 0, this run 7)"}, {"wbits", "3", "wbits (store 4, this run 3)"},
                 {"nsamples", "16", "nsamples (store 8, this run 16)"}, {"mode", "parallel", "mode (store sequential, this run parallel)"},
-                {"method", "gptq", "method (store rtn, this run gptq)"}}) {
+                {"method", "gptq", "method (store rtn, this run gptq)"}, {"kv-bits", "8", "kv_bits (store 0, this run 8)"},
+                {"abits", "4", "asym_acts (store false, this run true)"}}) {
             String msg = resume(theirs, recipe(settings(change[0], change[1]), calibA));
             assertNotNull(msg, change[0] + " accepted");
             assertTrue(msg.contains(change[2]), msg);

@@ -2,6 +2,7 @@ package io.blockquant.algo.omniquant;
 
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.AttentionBackward;
+import io.blockquant.quant.ActivationQuant;
 import io.blockquant.tensor.Activation;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -12,7 +13,8 @@ import java.util.function.UnaryOperator;
  * Forward and backward of one decoder block for block-wise training: given the effective weights of a step
  * (already transformed and fake-quantized), the block output, the MSE loss against the full-precision target
  * and the gradients of that loss w.r.t. every effective weight, bias and norm parameter. Activation fake
- * quantization (the linears' per-token input quantization) passes gradients straight through (STE). Written
+ * quantization (the linears' per-token inputs; attention's queries, keys and values) passes gradients straight
+ * through (STE: the quantization offset is held fixed, the dynamic scale gets no gradient). Written
  * against {@link TensorBackend} only; the gradients end on the heap.
  *
  * <p>The pieces every family shares (norms, attention with its projections, the two MLP forms) are
@@ -57,13 +59,13 @@ public final class BlockGraph {
 
     /**
      * @param rms     RMSNorm (Llama) or LayerNorm
-     * @param abits   activation bits of every linear's input, 16 or more for none
+     * @param acts    the activations' quantization: every linear's input, attention's Q, K, V
      * @param target  the full-precision block output, or null to only compute the output
      */
     public static Result run(ModelSpec spec, boolean rms, float eps, Params p, Tensor x, Tensor target,
-                             int batch, int seq, int abits, boolean backward, boolean keepOutput) {
+                             int batch, int seq, ActivationQuant acts, boolean backward, boolean keepOutput) {
         TensorBackend be = x.backend();
-        return be.scratchValue(() -> new Ops(spec, rms, eps, p, be, abits, batch, seq).go(x, target, backward, keepOutput));
+        return be.scratchValue(() -> new Ops(spec, rms, eps, p, be, acts, batch, seq).go(x, target, backward, keepOutput));
     }
 
     /** The shared pieces of a block's graph over one step's {@link Params}; backwards record gradients here. */
@@ -90,18 +92,19 @@ public final class BlockGraph {
         private final float eps;
         private final Params p;
         private final TensorBackend be;
-        private final int abits, batch, seq;
+        private final ActivationQuant acts;
+        private final int batch, seq;
         private final float[][] dW = new float[Proj.values().length][];
         private final float[][] dB = new float[Proj.values().length][];
         private float[] dAttnW, dAttnB, dMlpW, dMlpB;
 
-        Ops(ModelSpec spec, boolean rms, float eps, Params p, TensorBackend be, int abits, int batch, int seq) {
+        Ops(ModelSpec spec, boolean rms, float eps, Params p, TensorBackend be, ActivationQuant acts, int batch, int seq) {
             this.spec = spec;
             this.rms = rms;
             this.eps = eps;
             this.p = p;
             this.be = be;
-            this.abits = abits;
+            this.acts = acts;
             this.batch = batch;
             this.seq = seq;
         }
@@ -117,7 +120,7 @@ public final class BlockGraph {
 
         /** The linears' dynamic per-token input quantization; its backward is the identity (STE). */
         public Tensor quantIn(Tensor x) {
-            return abits < 16 ? be.fakeQuantizeTokens(x, abits) : x;
+            return be.fakeQuantizeTokens(x, acts.linearInputs());
         }
 
         public Step attnNorm(Tensor x) {
@@ -138,10 +141,11 @@ public final class BlockGraph {
             });
         }
 
-        /** q, k, v from the (quantized) normed input, causal attention, the output projection. */
+        /** q, k, v from the (quantized) normed input, causal attention (Q, K, V quantized when asked), the output projection. */
         public Step attention(Tensor nq) {
             AttentionBackward.Cache att = AttentionBackward.forward(linear(nq, Proj.Q), linear(nq, Proj.K),
-                    linear(nq, Proj.V), batch, seq, spec.numHeads(), spec.numKvHeads(), spec.headDim(), spec.invFreq());
+                    linear(nq, Proj.V), batch, seq, spec.numHeads(), spec.numKvHeads(), spec.headDim(), spec.invFreq(),
+                    acts.attention());
             Tensor aq = quantIn(att.out());
             return new Step(linear(aq, Proj.O), dO -> {
                 Tensor[] dqkv = AttentionBackward.backward(att, linearBackward(aq, dO, Proj.O));

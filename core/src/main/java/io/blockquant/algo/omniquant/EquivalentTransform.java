@@ -67,6 +67,11 @@ public final class EquivalentTransform {
         return a;
     }
 
+    /** The linears reading each norm's output (the family's). */
+    public NormReaders readers() {
+        return readers;
+    }
+
     /** Every learnable vector, for the optimizer. */
     public List<float[]> parameters() {
         List<float[]> out = new ArrayList<>();

@@ -7,6 +7,7 @@ import io.blockquant.model.FamilyDescriptor;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.nn.Norm;
+import io.blockquant.quant.ActivationQuant;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.ArrayList;
@@ -119,19 +120,19 @@ public final class HeapBlock {
                 mlp == null || mlp.b() == null ? null : be.fromFloats(mlp.b(), h), w, b);
     }
 
-    /** An ordinary block from norms and per-layer weights/biases; linears get input bits when {@code abits < 16}. */
-    public DecoderBlock toBlock(TensorBackend be, NormParams attn, NormParams mlp, float[][] ws, float[][] bs, int abits) {
+    /** An ordinary block from norms and per-layer weights/biases, quantizing activations as {@code acts} says. */
+    public DecoderBlock toBlock(TensorBackend be, NormParams attn, NormParams mlp, float[][] ws, float[][] bs, ActivationQuant acts) {
         List<Linear> ls = new ArrayList<>();
         for (int i = 0; i < layers.size(); i++) {
             Layer l = layers.get(i);
             Linear lin = new Linear(l.name(), be.fromFloats(ws[i], l.out(), l.in()),
                     bs[i] == null ? null : be.fromFloats(bs[i], l.out()));
-            ls.add(abits < 16 ? lin.withInputBits(abits) : lin);
+            ls.add(lin.withInput(acts.linearInputs()));
         }
         int h = hidden();
         Norm na = rms ? Norm.rms(be.fromFloats(attn.w(), h), eps) : Norm.layer(be.fromFloats(attn.w(), h), be.fromFloats(attn.b(), h), eps);
         Norm nm = mlp == null ? null : rms ? Norm.rms(be.fromFloats(mlp.w(), h), eps)
                 : Norm.layer(be.fromFloats(mlp.w(), h), be.fromFloats(mlp.b(), h), eps);
-        return spec.family().descriptor().block(spec, na, nm, ls);
+        return spec.family().descriptor().block(spec, na, nm, ls).withAttnQuant(acts.attention());
     }
 }

@@ -6,6 +6,7 @@ import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.algo.omniquant.HeapBlock.Layer;
 import io.blockquant.algo.omniquant.HeapBlock.NormParams;
 import io.blockquant.nn.DecoderBlock;
+import io.blockquant.quant.ActivationQuant;
 import io.blockquant.quant.IntQuantSpec;
 import io.blockquant.tensor.TensorBackend;
 import java.util.ArrayList;
@@ -24,12 +25,18 @@ public final class OmniQuantObjective {
     final HeapBlock fp;
     final EquivalentTransform let;            // null: no LET
     final LearnableClipping[] clips;          // per stored layer
-    final int abits;
+    final ActivationQuant acts;
 
+    /** Symmetric per-token INT inputs of {@code abits} on the linears only (the W8A8 rule; 16: none). */
     public OmniQuantObjective(HeapBlock fp, EquivalentTransform let, IntQuantSpec weights, boolean learnableClipping, int abits) {
+        this(fp, let, weights, learnableClipping, ActivationQuant.of(abits, null, false, false, 0, null));
+    }
+
+    public OmniQuantObjective(HeapBlock fp, EquivalentTransform let, IntQuantSpec weights, boolean learnableClipping,
+                              ActivationQuant acts) {
         this.fp = fp;
         this.let = let;
-        this.abits = abits;
+        this.acts = acts;
         this.clips = new LearnableClipping[fp.layers.size()];
         for (int i = 0; i < clips.length; i++) {
             Layer l = fp.layers.get(i);
@@ -125,7 +132,7 @@ public final class OmniQuantObjective {
         int h = fp.hidden();
         BlockGraph.Result r = be.scratchValue(() -> BlockGraph.run(fp.spec, fp.rms, fp.eps,
                 fp.graphParams(be, s.attn(), s.mlp(), s.wq(), s.b2()), be.fromFloats(x, (long) batch * seq, h),
-                be.fromFloats(target, (long) batch * seq, h), batch, seq, abits, gradients, keepOutput));
+                be.fromFloats(target, (long) batch * seq, h), batch, seq, acts, gradients, keepOutput));
         if (!gradients) return new Evaluation(r.loss(), r.output(), null, null);
 
         // gather the projections' gradients back onto the stored layers (Falcon: rows of the fused qkv)
@@ -164,7 +171,7 @@ public final class OmniQuantObjective {
 
     /**
      * The trained block folded into an ordinary one: LET moved into norms, weights and biases, every weight
-     * replaced by its LWC-quantized value, each linear's input quantized when {@code abits < 16}; with the
+     * replaced by its LWC-quantized value, activations quantized as training saw them; with the
      * stored form of each quantized weight by module name.
      */
     public CalibratedBlock fold(TensorBackend be) {
@@ -176,13 +183,13 @@ public final class OmniQuantObjective {
             layers.put(fp.layers.get(i).name(), ql);
             w[i] = ql.dequantize();
         }
-        DecoderBlock block = fp.toBlock(be, s.attn(), s.mlp(), w, s.b2(), abits);
+        DecoderBlock block = fp.toBlock(be, s.attn(), s.mlp(), w, s.b2(), acts);
         return new CalibratedBlock(block, layers);
     }
 
     /** The LET-transformed block in full precision (no weight quantization): the same function as the original. */
     public DecoderBlock transformedFullPrecision(TensorBackend be) {
         EquivalentTransform.Applied a = let.apply();
-        return fp.toBlock(be, a.attnNorm, a.mlpNorm, a.weight, a.bias, 16);
+        return fp.toBlock(be, a.attnNorm, a.mlpNorm, a.weight, a.bias, ActivationQuant.NONE);
     }
 }

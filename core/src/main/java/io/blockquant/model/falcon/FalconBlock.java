@@ -5,6 +5,7 @@ import io.blockquant.nn.Attention;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.nn.Norm;
+import io.blockquant.quant.AttentionQuant;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.LinkedHashMap;
@@ -19,7 +20,11 @@ import java.util.function.UnaryOperator;
  * columns are split into q, k and v by the layout's column indices.
  */
 public record FalconBlock(ModelSpec spec, Norm attnNorm, Norm mlpNorm, Linear qkv, Linear dense,
-                          Linear up, Linear down) implements DecoderBlock {
+                          Linear up, Linear down, AttentionQuant attnQuant) implements DecoderBlock {
+
+    public FalconBlock(ModelSpec spec, Norm attnNorm, Norm mlpNorm, Linear qkv, Linear dense, Linear up, Linear down) {
+        this(spec, attnNorm, mlpNorm, qkv, dense, up, down, AttentionQuant.NONE);
+    }
 
     @Override
     public Tensor forward(Tensor x, int batch, int seq) {
@@ -30,7 +35,7 @@ public record FalconBlock(ModelSpec spec, Norm attnNorm, Norm mlpNorm, Linear qk
         int[][] cols = qkvColumns(spec);
         Tensor attn = Attention.causal(be.selectColumns(fused, cols[0]), be.selectColumns(fused, cols[1]),
                 be.selectColumns(fused, cols[2]), batch, seq, spec.numHeads(), spec.numKvHeads(), spec.headDim(),
-                spec.invFreq());
+                spec.invFreq(), attnQuant);
         Tensor mlp = down.forward(be.activate(up.forward(nm), spec.activation()));
         return be.add(be.add(x, dense.forward(attn)), mlp);
     }
@@ -62,7 +67,12 @@ public record FalconBlock(ModelSpec spec, Norm attnNorm, Norm mlpNorm, Linear qk
 
     @Override
     public FalconBlock mapLinears(UnaryOperator<Linear> f) {
-        return new FalconBlock(spec, attnNorm, mlpNorm, f.apply(qkv), f.apply(dense), f.apply(up), f.apply(down));
+        return new FalconBlock(spec, attnNorm, mlpNorm, f.apply(qkv), f.apply(dense), f.apply(up), f.apply(down), attnQuant);
+    }
+
+    @Override
+    public FalconBlock withAttnQuant(AttentionQuant a) {
+        return new FalconBlock(spec, attnNorm, mlpNorm, qkv, dense, up, down, a);
     }
 
     @Override

@@ -5,6 +5,7 @@ import io.blockquant.nn.Attention;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.nn.Norm;
+import io.blockquant.quant.AttentionQuant;
 import io.blockquant.tensor.Activation;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -18,14 +19,19 @@ import java.util.function.UnaryOperator;
  * with {@code n = rmsnorm(h)}; {@code attnNorm} is input_layernorm, {@code mlpNorm} post_attention_layernorm.
  */
 public record LlamaBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Linear v, Linear o,
-                         Norm mlpNorm, Linear gate, Linear up, Linear down) implements DecoderBlock {
+                         Norm mlpNorm, Linear gate, Linear up, Linear down, AttentionQuant attnQuant) implements DecoderBlock {
+
+    public LlamaBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Linear v, Linear o, Norm mlpNorm, Linear gate,
+                      Linear up, Linear down) {
+        this(spec, attnNorm, q, k, v, o, mlpNorm, gate, up, down, AttentionQuant.NONE);
+    }
 
     @Override
     public Tensor forward(Tensor x, int batch, int seq) {
         TensorBackend be = x.backend();
         Tensor n = attnNorm.forward(x);
         Tensor attn = Attention.causal(q.forward(n), k.forward(n), v.forward(n), batch, seq,
-                spec.numHeads(), spec.numKvHeads(), spec.headDim(), spec.invFreq());
+                spec.numHeads(), spec.numKvHeads(), spec.headDim(), spec.invFreq(), attnQuant);
         Tensor h = be.add(x, o.forward(attn));
         Tensor m = mlpNorm.forward(h);
         Tensor act = be.mul(be.activate(gate.forward(m), Activation.SILU), up.forward(m));
@@ -40,7 +46,12 @@ public record LlamaBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Line
     @Override
     public LlamaBlock mapLinears(UnaryOperator<Linear> f) {
         return new LlamaBlock(spec, attnNorm, f.apply(q), f.apply(k), f.apply(v), f.apply(o), mlpNorm,
-                f.apply(gate), f.apply(up), f.apply(down));
+                f.apply(gate), f.apply(up), f.apply(down), attnQuant);
+    }
+
+    @Override
+    public LlamaBlock withAttnQuant(AttentionQuant a) {
+        return new LlamaBlock(spec, attnNorm, q, k, v, o, mlpNorm, gate, up, down, a);
     }
 
     @Override

@@ -5,6 +5,7 @@ import io.blockquant.nn.Attention;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.nn.Linear;
 import io.blockquant.nn.Norm;
+import io.blockquant.quant.AttentionQuant;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.LinkedHashMap;
@@ -17,7 +18,11 @@ import java.util.function.UnaryOperator;
  * post-LN (OPT-350m) normalizes after each residual instead.
  */
 public record OptBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Linear v, Linear out,
-                       Norm mlpNorm, Linear fc1, Linear fc2) implements DecoderBlock {
+                       Norm mlpNorm, Linear fc1, Linear fc2, AttentionQuant attnQuant) implements DecoderBlock {
+
+    public OptBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Linear v, Linear out, Norm mlpNorm, Linear fc1, Linear fc2) {
+        this(spec, attnNorm, q, k, v, out, mlpNorm, fc1, fc2, AttentionQuant.NONE);
+    }
 
     @Override
     public Tensor forward(Tensor x, int batch, int seq) {
@@ -25,7 +30,7 @@ public record OptBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Linear
         boolean before = OptFlags.of(spec).normBefore();
         Tensor n = before ? attnNorm.forward(x) : x;
         Tensor attn = Attention.causal(q.forward(n), k.forward(n), v.forward(n), batch, seq,
-                spec.numHeads(), spec.numHeads(), spec.headDim(), null);
+                spec.numHeads(), spec.numHeads(), spec.headDim(), null, attnQuant);
         Tensor h = be.add(x, out.forward(attn));
         if (!before) h = attnNorm.forward(h);
         Tensor m = before ? mlpNorm.forward(h) : h;
@@ -41,7 +46,12 @@ public record OptBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Linear
     @Override
     public OptBlock mapLinears(UnaryOperator<Linear> f) {
         return new OptBlock(spec, attnNorm, f.apply(q), f.apply(k), f.apply(v), f.apply(out), mlpNorm,
-                f.apply(fc1), f.apply(fc2));
+                f.apply(fc1), f.apply(fc2), attnQuant);
+    }
+
+    @Override
+    public OptBlock withAttnQuant(AttentionQuant a) {
+        return new OptBlock(spec, attnNorm, q, k, v, out, mlpNorm, fc1, fc2, a);
     }
 
     @Override

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.blockquant.model.Family;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
+import io.blockquant.quant.ActivationQuant;
 import io.blockquant.quant.IntQuantSpec;
 import java.util.ArrayList;
 import java.util.List;
@@ -15,21 +16,30 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * The backward pass (block graph, LWC, LET, STE) against central finite differences of the float64
- * {@link ReferenceObjective}, for every kind of learnable parameter and all three families.
+ * {@link ReferenceObjective}, for every kind of learnable parameter and all three families: symmetric per-token
+ * linear inputs (W8A8's rule), asymmetric ones (the OmniQuant reference's), quantized queries, keys and values
+ * (its QuantMatMul, where the query/key scale gets a gradient), and a quantized KV cache alone.
  */
 class OmniQuantGradientTest {
 
     static final String[] LET_NAMES = {"attnScale", "attnShift", "mlpScale", "mlpShift", "outScale", "outShift", "qkScale"};
 
-    @ParameterizedTest(name = "{0} W{1} g{2} A{3}")
+    @ParameterizedTest(name = "{0} W{1} g{2} A{3} asym {4} qkv {5} kv {6}")
     @CsvSource({
-        "LLAMA, 3, 0, 16",
-        "LLAMA, 4, 8, 6",
-        "OPT, 3, 0, 16",
-        "OPT, 4, 0, 6",
-        "FALCON, 3, 0, 16",
-        "FALCON, 4, 8, 6"})
-    void gradientsMatchFiniteDifferences(Family family, int wbits, int group, int abits) {
+        "LLAMA, 3, 0, 16, false, false, 0",
+        "LLAMA, 4, 8, 6, false, false, 0",
+        "OPT, 3, 0, 16, false, false, 0",
+        "OPT, 4, 0, 6, false, false, 0",
+        "FALCON, 3, 0, 16, false, false, 0",
+        "FALCON, 4, 8, 6, false, false, 0",
+        "LLAMA, 4, 0, 6, true, false, 0",
+        "LLAMA, 4, 8, 4, true, true, 0",
+        "OPT, 4, 0, 4, true, true, 0",
+        "FALCON, 4, 0, 6, true, true, 0",
+        "LLAMA, 3, 0, 16, false, false, 4",
+        "OPT, 4, 0, 16, false, false, 8"})
+    void gradientsMatchFiniteDifferences(Family family, int wbits, int group, int abits, boolean asym, boolean qkv, int kvBits) {
+        ActivationQuant acts = ActivationQuant.of(abits, null, asym, qkv, kvBits, null);
         int batch = 2, seq = 5;
         ModelSpec spec = TestBlocks.spec(family, 16, 4, 2, 24, true);
         DecoderBlock block = TestBlocks.block(spec, 11);
@@ -39,8 +49,8 @@ class OmniQuantGradientTest {
         for (int i = 0; i < target.length; i++) target[i] += (float) (0.05 * rnd.nextGaussian());
 
         HeapBlock fp = HeapBlock.of(block);
-        EquivalentTransform let = new EquivalentTransform(fp, abits < 16, abits < 16);
-        OmniQuantObjective prod = new OmniQuantObjective(fp, let, new IntQuantSpec(wbits, group, false), true, abits);
+        EquivalentTransform let = new EquivalentTransform(fp, abits < 16, abits < 16 || kvBits > 0);
+        OmniQuantObjective prod = new OmniQuantObjective(fp, let, new IntQuantSpec(wbits, group, false), true, acts);
         // parameters away from their start: clipping that cuts, non-trivial scales and shifts
         for (float[] p : prod.lwcParameters()) for (int i = 0; i < p.length; i++) p[i] = (float) (0.5 + 3 * rnd.nextDouble());
         for (float[] s : let.scales()) for (int i = 0; i < s.length; i++) s[i] = (float) Math.exp(0.3 * rnd.nextGaussian());
@@ -49,7 +59,7 @@ class OmniQuantGradientTest {
         }
 
         OmniQuantObjective.Evaluation ev = prod.evaluate(TestBlocks.BE, x, target, batch, seq, true, false);
-        ReferenceObjective ref = new ReferenceObjective(fp, prod, x, target, wbits, group, abits, batch, seq);
+        ReferenceObjective ref = new ReferenceObjective(fp, prod, x, target, wbits, group, acts, batch, seq);
         double base = ref.loss();
         assertEquals(base, ev.loss(), 1e-4 * base, "the float32 loss and the float64 reference agree");
 
@@ -63,9 +73,9 @@ class OmniQuantGradientTest {
         float[][] letVectors = {let.attnScale, let.attnShift, let.mlpScale, let.mlpShift, let.outScale, let.outShift, let.qkScale};
         for (int i = 0; i < letVectors.length; i++) if (letVectors[i] != null) names.add(LET_NAMES[i]);
         assertEquals(ref.params.size(), grads.size());
-        if (abits < 16) {
+        if (abits < 16 || kvBits > 0) {
             assertTrue(names.contains("qkScale") && names.contains("outScale") && names.contains("attnScale"));
-            if (family != Family.LLAMA) assertTrue(names.contains("attnShift") && names.contains("outShift"), names.toString());
+            if (family != Family.LLAMA && abits < 16) assertTrue(names.contains("attnShift") && names.contains("outShift"), names.toString());
         }
 
         // Tolerance: the analytic gradient is computed in float32 (relative rounding ~1e-6 per operation,
@@ -93,7 +103,7 @@ class OmniQuantGradientTest {
         }
         for (int k = 0; k < grads.size(); k++) {
             String name = names.get(k);
-            if (name.equals("qkScale")) {
+            if (name.equals("qkScale") && acts.attention().key() == null) {
                 // Row-wise weight quantization is equivariant to scaling a row, and the block does not quantize
                 // query/key states, so q/s·(k·s) leaves the loss unchanged: both gradients vanish.
                 assertTrue(scales[k] < 1e-6 * global, "qkScale finite differences " + scales[k]);

@@ -3,6 +3,8 @@ package io.blockquant.algo.omniquant;
 import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.model.Family;
 import io.blockquant.model.ModelSpec;
+import io.blockquant.quant.ActivationQuant;
+import io.blockquant.quant.TokenQuant;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -22,6 +24,8 @@ final class ReferenceObjective {
     final ModelSpec spec;
     final int bits, group, abits, batch, seq;
     final double[] x, target;
+    /** Linear inputs and attention's Q, K, V as production quantizes them (the rules re-done here in float64). */
+    final ActivationQuant acts;
     /** Parameter vectors in the production order: γ, β per layer, then the LET vectors present. */
     final List<double[]> params = new ArrayList<>();
     final double[][] gamma, beta;
@@ -33,6 +37,13 @@ final class ReferenceObjective {
 
     ReferenceObjective(HeapBlock fp, OmniQuantObjective prod, float[] x, float[] target, int bits, int group, int abits,
                        int batch, int seq) {
+        this(fp, prod, x, target, bits, group, ActivationQuant.of(abits, null, false, false, 0, null), batch, seq);
+    }
+
+    ReferenceObjective(HeapBlock fp, OmniQuantObjective prod, float[] x, float[] target, int bits, int group, ActivationQuant acts,
+                       int batch, int seq) {
+        this.acts = acts;
+        int abits = acts.linearInputs() == null ? 16 : acts.linearInputs().bits();
         this.fp = fp;
         this.spec = fp.spec;
         this.bits = bits;
@@ -247,26 +258,47 @@ final class ReferenceObjective {
         return out;
     }
 
-    /** Per-token symmetric fake quantization with its offsets held fixed (STE). */
+    /** Per-token fake quantization of every row (the linears' input rule) with its offsets held fixed (STE). */
     double[][] quantIn(double[][] a) {
-        if (abits >= 16) return a;
-        double[][] off = decision(() -> {
-            int qmax = (1 << (abits - 1)) - 1;
-            double[][] o = new double[a.length][a[0].length];
-            for (int r = 0; r < a.length; r++) {
+        if (acts.linearInputs() == null) return a;
+        double[][] out = new double[a.length][];
+        for (int r = 0; r < a.length; r++) out[r] = quantRow(a[r], acts.linearInputs());
+        return out;
+    }
+
+    /**
+     * One row through a per-token quantizer, the offset {@code fq(a) − a} recorded once and replayed: the
+     * straight-through estimator's derivative (identity) is then the exact derivative of this function.
+     * Symmetric: {@code s = absmax/(2^(b−1) − 1)}, levels in [−2^(b−1), 2^(b−1) − 1]; asymmetric (the OmniQuant
+     * reference's {@code UniformAffineQuantizer}): {@code s = clamp((max − min)/(2^b − 1), 1e-5, 1e4)},
+     * {@code z = round(−min/s)}, levels in [0, 2^b − 1].
+     */
+    double[] quantRow(double[] a, TokenQuant q) {
+        if (q == null) return a;
+        if (q.format() != null) throw new UnsupportedOperationException("FP8 rows are not part of this reference");
+        double[] off = decision(() -> {
+            double[] o = new double[a.length];
+            if (q.asymmetric()) {
+                int qmax = (1 << q.bits()) - 1;
+                double mn = Double.POSITIVE_INFINITY, mx = Double.NEGATIVE_INFINITY;
+                for (double v : a) {
+                    mn = Math.min(mn, v);
+                    mx = Math.max(mx, v);
+                }
+                double s = Math.max(1e-5, Math.min(1e4, (mx - mn) / qmax)), z = Math.rint(-mn / s);
+                for (int c = 0; c < a.length; c++) o[c] = (Math.max(0, Math.min(qmax, Math.rint(a[c] / s) + z)) - z) * s - a[c];
+            } else {
+                int qmax = (1 << (q.bits() - 1)) - 1;
                 double m = 0;
-                for (double v : a[r]) m = Math.max(m, Math.abs(v));
-                if (m == 0) continue;
+                for (double v : a) m = Math.max(m, Math.abs(v));
+                if (m == 0) return o;
                 double s = m / qmax;
-                for (int c = 0; c < a[r].length; c++) o[r][c] = s * Math.max(-qmax - 1, Math.min(qmax, Math.rint(a[r][c] / s))) - a[r][c];
+                for (int c = 0; c < a.length; c++) o[c] = s * Math.max(-qmax - 1, Math.min(qmax, Math.rint(a[c] / s))) - a[c];
             }
             return o;
         });
-        double[][] out = new double[a.length][];
-        for (int r = 0; r < a.length; r++) {
-            out[r] = a[r].clone();
-            for (int c = 0; c < out[r].length; c++) out[r][c] += off[r][c];
-        }
+        double[] out = a.clone();
+        for (int c = 0; c < out.length; c++) out[c] += off[c];
         return out;
     }
 
@@ -298,10 +330,12 @@ final class ReferenceObjective {
         for (int b = 0; b < batch; b++) {
             for (int hh = 0; hh < heads; hh++) {
                 int kh = hh / (heads / kvHeads);
-                double[][] qs = new double[seq][], ks = new double[seq][];
+                double[][] qs = new double[seq][], ks = new double[seq][], vs = new double[seq][];
+                // per head and token, after RoPE: the reference's QuantMatMul operands
                 for (int p = 0; p < seq; p++) {
-                    qs[p] = rope(slice(q[b * seq + p], hh * d, d), p, inv);
-                    ks[p] = rope(slice(k[b * seq + p], kh * d, d), p, inv);
+                    qs[p] = quantRow(rope(slice(q[b * seq + p], hh * d, d), p, inv), acts.attention().query());
+                    ks[p] = quantRow(rope(slice(k[b * seq + p], kh * d, d), p, inv), acts.attention().key());
+                    vs[p] = quantRow(slice(v[b * seq + p], kh * d, d), acts.attention().value());
                 }
                 for (int i = 0; i < seq; i++) {
                     double[] sc = new double[i + 1];
@@ -314,7 +348,7 @@ final class ReferenceObjective {
                     }
                     for (int j = 0; j <= i; j++) sum += sc[j] = Math.exp(sc[j] - mx);
                     for (int j = 0; j <= i; j++) {
-                        for (int c = 0; c < d; c++) out[b * seq + i][hh * d + c] += sc[j] / sum * v[b * seq + j][kh * d + c];
+                        for (int c = 0; c < d; c++) out[b * seq + i][hh * d + c] += sc[j] / sum * vs[j][c];
                     }
                 }
             }

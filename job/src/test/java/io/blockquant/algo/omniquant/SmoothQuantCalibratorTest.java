@@ -1,0 +1,80 @@
+package io.blockquant.algo.omniquant;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.blockquant.algo.BlockCalibrator;
+import io.blockquant.algo.SmoothQuantCalibrator;
+import io.blockquant.algo.omniquant.BlockGraph.Proj;
+import io.blockquant.model.Family;
+import io.blockquant.model.ModelSpec;
+import io.blockquant.nn.DecoderBlock;
+import io.blockquant.quant.ActivationQuant;
+import io.blockquant.quant.IntQuantSpec;
+import io.blockquant.tensor.Tensor;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * SmoothQuant against its definition (Xiao et al. eq. 4, smoothquant's smooth_ln_fcs): the scales from the
+ * calibration inputs' channel maxima and the readers' weight maxima, the smoothing an exact equivalence (only
+ * the weight rounding changes the function), and a restore from the learned scales giving the same block.
+ */
+class SmoothQuantCalibratorTest {
+
+    @ParameterizedTest
+    @EnumSource(Family.class)
+    void scalesFollowEquation4AndTheFoldKeepsTheFunction(Family family) {
+        int batch = 3, seq = 6, hidden = 16;
+        ModelSpec spec = TestBlocks.spec(family, hidden, 4, 2, 24, true);
+        DecoderBlock block = TestBlocks.block(spec, 21);
+        float[] x = TestBlocks.inputs(new Random(3), batch * seq, hidden);
+        double alpha = 0.5;
+        SmoothQuantCalibrator sq = new SmoothQuantCalibrator(new IntQuantSpec(8, 0, false), ActivationQuant.NONE, alpha);
+        BlockCalibrator.Learned learned = sq.train(block, x, TestBlocks.forward(block, x, batch, seq), batch, seq, 0, null);
+
+        // eq. 4 by hand: the attention norm's output channel max over all tokens, the weight max over q, k, v (and
+        // Falcon-7B's MLP, which reads the same norm)
+        HeapBlock heap = HeapBlock.of(block);
+        EquivalentTransform t = new EquivalentTransform(heap, false, false);
+        Tensor n = block.attnNorm().forward(TestBlocks.BE.fromFloats(x, batch * seq, hidden));
+        float[] nv = n.toFloats();
+        float[] expect = new float[hidden];
+        for (int c = 0; c < hidden; c++) {
+            double a = 0, w = 0;
+            for (int r = 0; r < batch * seq; r++) a = Math.max(a, Math.abs(nv[r * hidden + c]));
+            for (Proj p : t.readers().attnNorm()) {
+                HeapBlock.Layer l = heap.layer(p);
+                int[] rows = heap.rowsOf[p.ordinal()];
+                for (int i = 0; i < (rows == null ? l.out() : rows.length); i++) {
+                    w = Math.max(w, Math.abs(l.w()[(rows == null ? i : rows[i]) * hidden + c]));
+                }
+            }
+            expect[c] = (float) (Math.pow(a, alpha) / Math.pow(w, 1 - alpha));
+        }
+        float[] got = learned.parameters().get("smoothquant.attn_scale");
+        for (int c = 0; c < hidden; c++) assertEquals(expect[c], got[c], 1e-5 * expect[c], "attn scale " + c);
+        assertEquals(family != Family.FALCON, learned.parameters().containsKey("smoothquant.mlp_scale"));
+
+        // W8 after smoothing: the function is kept up to 8-bit rounding
+        float[] y = TestBlocks.forward(block, x, batch, seq), yq = TestBlocks.forward(learned.block().block(), x, batch, seq);
+        double err = 0, ref = 0;
+        for (int i = 0; i < y.length; i++) {
+            err += (y[i] - yq[i]) * (double) (y[i] - yq[i]);
+            ref += y[i] * (double) y[i];
+        }
+        assertTrue(err < 1e-4 * ref, "relative squared error " + err / ref);
+
+        // the learned scales restore the same block; a wrong one is refused by name
+        float[] restored = TestBlocks.forward(sq.restore(block, learned.parameters(), "test").block(), x, batch, seq);
+        assertArrayEquals(yq, restored);
+        Map<String, float[]> bad = new java.util.LinkedHashMap<>(learned.parameters());
+        bad.put("smoothquant.attn_scale", new float[3]);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> sq.check(block, bad, "f.safetensors"));
+        assertTrue(e.getMessage().contains("'smoothquant.attn_scale' has 3 values"), e.getMessage());
+    }
+}
