@@ -74,20 +74,8 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--abits", paramLabel = "N", description = "per-token activation bits on the input of every block linear; 16 = off (default: ${DEFAULT-VALUE})")
     int abits = 16;
 
-    @Option(names = "--asym-acts", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "asymmetric per-token "
-            + "INT activations (min-max, zero point); false: symmetric absmax (default: on below 8 activation bits)")
-    Boolean asymActs;
-
-    @Option(names = "--quant-attn", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "also quantize "
-            + "attention's queries, keys (after RoPE) and values per head and token at --abits (default: on below 8 activation bits)")
-    Boolean quantAttn;
-
-    @Option(names = "--kv-bits", paramLabel = "8|4", description = "KV cache: keys (after RoPE) and values per head and token at 8 or 4 bits; "
-            + "16 = off (default: ${DEFAULT-VALUE})")
-    int kvBits = 16;
-
-    @Option(names = "--kv-format", description = "KV cache format: int (asymmetric) or fp8 (E4M3, needs --kv-bits 8) (default: ${DEFAULT-VALUE})")
-    String kvFormat = "int";
+    @picocli.CommandLine.Mixin
+    AttentionQuantOptions attention = new AttentionQuantOptions();
 
     @Option(names = "--windows-per-task", paramLabel = "N", description = "windows batched into one Spark task (default: ${DEFAULT-VALUE})")
     int windowsPerTask = 4;
@@ -166,13 +154,14 @@ public final class EvalCommand implements Callable<Integer> {
     }
 
     FakeQuantRecipe recipe() {
-        String m = method != null ? method : (wbits < 16 || abits < 16 || kvBits < 16 ? "rtn" : "fp");
+        boolean kv = attention.kvCacheAsked();
+        String m = method != null ? method : (wbits < 16 || abits < 16 || kv ? "rtn" : "fp");
         switch (m) {
             case "fp":
-                if (wbits < 16 || abits < 16 || kvBits < 16) throw new IllegalArgumentException("--method fp takes no --wbits/--abits/--kv-bits; use --method rtn");
+                if (wbits < 16 || abits < 16 || kv) throw new IllegalArgumentException("--method fp takes no --wbits/--abits/--kv-bits; use --method rtn");
                 return FakeQuantRecipe.NONE;
             case "rtn":
-                if (wbits >= 16 && abits >= 16 && kvBits >= 16) throw new IllegalArgumentException("--method rtn needs --wbits (2..8), --abits and/or --kv-bits");
+                if (wbits >= 16 && abits >= 16 && !kv) throw new IllegalArgumentException("--method rtn needs --wbits (2..8), --abits and/or --kv-bits");
                 IntQuantSpec w = wbits < 16 ? new IntQuantSpec(wbits, group, symmetric) : null;
                 return new FakeQuantRecipe(w, activations());
             default:
@@ -188,10 +177,7 @@ public final class EvalCommand implements Callable<Integer> {
         Map<String, String> keys = new java.util.LinkedHashMap<>();
         keys.put("method", "rtn");
         keys.put("abits", String.valueOf(abits));
-        if (asymActs != null) keys.put("asym-acts", asymActs.toString());
-        if (quantAttn != null) keys.put("quant-attn", quantAttn.toString());
-        keys.put("kv-bits", String.valueOf(kvBits));
-        keys.put("kv-format", kvFormat);
+        attention.putGiven(keys);
         return QuantizeSettings.parse(keys, null).activations();
     }
 

@@ -75,20 +75,8 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--abits", paramLabel = "N", description = "per-token activation bits at inference, 16 = off (default: 16)")
     String abits;
 
-    @Option(names = "--asym-acts", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "asymmetric per-token INT "
-            + "activations (min-max with a zero point, the OmniQuant reference's); false: symmetric absmax (default: on below 8 activation bits)")
-    String asymActs;
-
-    @Option(names = "--quant-attn", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "also quantize attention's "
-            + "queries, keys (after RoPE) and values per head and token at --abits, as the reference's QuantMatMul (default: on below 8 activation bits)")
-    String quantAttn;
-
-    @Option(names = "--kv-bits", paramLabel = "8|4", description = "KV cache: keys (after RoPE) and values quantized per head and token at "
-            + "8 or 4 bits, whatever --abits says; 16 = off (default: 16)")
-    String kvBits;
-
-    @Option(names = "--kv-format", description = "KV cache format: int (asymmetric) or fp8 (E4M3, needs --kv-bits 8) (default: int)")
-    String kvFormat;
+    @picocli.CommandLine.Mixin
+    AttentionQuantOptions attention = new AttentionQuantOptions();
 
     @Option(names = "--wformat", description = "weight number format: int, fp4 (E2M1, needs --wbits 4) or fp8 (E4M3, needs --wbits 8) (default: int)")
     String wformat;

@@ -129,12 +129,18 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
     /** The file a reader of {@code block}'s partition takes: the accepted attempt's, else the newest. */
     Path resolve(Configuration conf, int block, int partition) throws IOException {
         FileSystem fs = blockDir(block).getFileSystem(conf);
+        return resolve(fs, block, partition, acceptedFiles(fs, block));
+    }
+
+    /** The accepted attempt's file of each partition, by the marker (empty without one). */
+    private Map<String, String> acceptedFiles(FileSystem fs, int block) throws IOException {
         Path marker = marker(block);
-        if (fs.exists(marker)) {
-            Map<String, String> files = readMarker(fs, marker);
-            String name = files.get(Integer.toString(partition));
-            if (name != null) return new Path(blockDir(block), name);
-        }
+        return fs.exists(marker) ? readMarker(fs, marker) : Map.of();
+    }
+
+    private Path resolve(FileSystem fs, int block, int partition, Map<String, String> accepted) throws IOException {
+        String name = accepted.get(Integer.toString(partition));
+        if (name != null) return new Path(blockDir(block), name);
         String prefix = String.format("part-%05d.", partition);
         FileStatus newest = null;
         for (FileStatus st : fs.listStatus(blockDir(block), f -> f.getName().startsWith(prefix) && f.getName().endsWith(".f32"))) {
@@ -195,8 +201,10 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
 
     /** The files a reader takes for {@code block}'s partitions {@code parts}, in that order. */
     List<Path> resolve(Configuration conf, int block, List<Integer> parts) throws IOException {
+        FileSystem fs = blockDir(block).getFileSystem(conf);
+        Map<String, String> accepted = acceptedFiles(fs, block); // read once, not once per partition
         List<Path> out = new java.util.ArrayList<>();
-        for (int p : parts) out.add(resolve(conf, block, p));
+        for (int p : parts) out.add(resolve(fs, block, p, accepted));
         return out;
     }
 
