@@ -11,7 +11,11 @@
 #   BQ_SHAPE [llama-3-8b]  BQ_BLOCKS [32]  BQ_BASELINE_BLOCKS [8, 0: none]  BQ_MASTER [local[4]]
 #   BQ_QUANTIZE_ARGS [extra quantize flags]  BQ_STEPS [baseline quantize eval export]  BQ_STEP_SECONDS [560]
 #   BQ_TINY_RUNS [none; "NAME|JVM FLAGS|QUANTIZE FLAGS;...": tiny-llama quantize runs with their kjv.test perplexity]
-#   BQ_CLUSTER [0; 1: a standalone cluster here (BQ_WORKERS_PER_GPU workers per GPU) runs quantize and eval --store]
+#   BQ_MODE [sequential: quantize's --mode]
+#   BQ_CLUSTER [0; 1: a standalone cluster here (BQ_WORKERS_PER_GPU workers per GPU) quantizes a BQ_CLUSTER_BLOCKS-block
+#     checkpoint of the same shape (default BQ_BLOCKS) in each of BQ_CLUSTER_MODES (default "sequential parallel"), after
+#     the same quantize in local mode on one GPU (BQ_CLUSTER_ONE_GPU [sequential parallel]: its modes) for the ratio;
+#     BQ_CLUSTER_TINY=1 adds a tiny-llama quantize and eval --store through it]
 set -uo pipefail
 stage=${1:?usage: bench-8b.sh STAGE_DIR OUT_DIR} out=${2:?usage: bench-8b.sh STAGE_DIR OUT_DIR}
 mkdir -p "$out"
@@ -110,7 +114,7 @@ for s in $steps; do
       rm -rf "$work/store"
       # shellcheck disable=SC2086
       step quantize cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model "$ckpt" --calib "$calib" \
-        --method gptq --wbits 4 --group 128 --nsamples 128 --seqlen 2048 --mode sequential --no-eval \
+        --method gptq --wbits 4 --group 128 --nsamples 128 --seqlen 2048 --mode "${BQ_MODE:-sequential}" --no-eval \
         --out "$work/store" ${BQ_QUANTIZE_ARGS:-} ;;
     eval)
       step eval cluster/bin/blockquant eval --master "${BQ_MASTER:-local[4]}" --store "$work/store" --text "$text" ;;
@@ -124,11 +128,27 @@ done
 # a standalone cluster on this machine (BQ_CLUSTER=1): a master and BQ_WORKERS_PER_GPU workers per GPU, GPUs found by
 # discover-gpus.sh; quantize (sequential GPTQ, the block tasks asking Spark for a GPU each) and eval --store through it
 if [ "${BQ_CLUSTER:-0}" = 1 ]; then
+  cblocks=${BQ_CLUSTER_BLOCKS:-$blocks}
+  cckpt=$work/$shape-$cblocks
+  if [ ! -f "$cckpt/config.json" ]; then
+    step c-synth cluster/bin/blockquant synth --shape "$shape" --blocks "$cblocks" --tokenizer data-samples/models/tiny-llama --out "$cckpt"
+  fi
+  cquantize() { # NAME MASTER MODE: GPTQ W4A16 g128 of the cluster checkpoint, 128 x 2048
+    rm -rf "$work/$1"
+    # shellcheck disable=SC2086
+    step "$1" cluster/bin/blockquant quantize --master "$2" --model "$cckpt" --calib "$calib" --method gptq --wbits 4 --group 128 \
+      --nsamples 128 --seqlen 2048 --mode "$3" --no-eval --out "$work/$1" ${BQ_QUANTIZE_ARGS:-}
+    rm -rf "$work/$1"
+  }
+  for m in ${BQ_CLUSTER_ONE_GPU-sequential parallel}; do cquantize "one-gpu-$m" "${BQ_MASTER:-local[4]}" "$m"; done
   step start-cluster cluster/gpu/start-cluster.sh "$work/cluster"
   url=$(cat "$work/cluster/master-url" 2>/dev/null || echo spark://127.0.0.1:7077)
-  step c-quantize cluster/bin/blockquant quantize --master "$url" --model data-samples/models/tiny-llama --calib "$calib" \
-    --method gptq --wbits 4 --group 64 --nsamples 32 --seqlen 512 --no-eval --out "$work/c-gptq"
-  step c-eval cluster/bin/blockquant eval --master "$url" --store "$work/c-gptq" --text "$text"
+  for m in ${BQ_CLUSTER_MODES:-sequential parallel}; do cquantize "cluster-$m" "$url" "$m"; done
+  if [ "${BQ_CLUSTER_TINY:-0}" = 1 ]; then
+    step c-quantize cluster/bin/blockquant quantize --master "$url" --model data-samples/models/tiny-llama --calib "$calib" \
+      --method gptq --wbits 4 --group 64 --nsamples 32 --seqlen 512 --no-eval --out "$work/c-gptq"
+    step c-eval cluster/bin/blockquant eval --master "$url" --store "$work/c-gptq" --text "$text"
+  fi
   kill $(cat "$work/cluster/pids") 2>/dev/null
   find "$work/cluster" -name stderr -path '*app-*' | head -4 | while read -r f; do
     cp "$f" "$logs/executor-$(basename "$(dirname "$f")")-$(basename "$(dirname "$(dirname "$f")")").log"; done

@@ -88,6 +88,21 @@ public final class HessianAccumulator implements GramSum, Serializable {
         return be.fromFloats(scaledWithDiagonal(sum, columns, f, d, perm), columns, columns);
     }
 
+    /** The float64 sum rounded to float32 once for all of {@code a}. */
+    @Override
+    public double[] quadraticForms(Tensor... a) {
+        if (a.length == 0) return new double[0];
+        TensorBackend be = a[0].backend();
+        float[] s = new float[sum.length];
+        for (int i = 0; i < s.length; i++) s[i] = (float) sum[i];
+        return be.scratchValue(() -> {
+            Tensor sigma = be.fromFloats(s, columns, columns);
+            double[] out = new double[a.length];
+            for (int i = 0; i < a.length; i++) out[i] = GramSum.quadraticForm(a[i], sigma);
+            return out;
+        });
+    }
+
     /**
      * {@code P·(f·h + diag(d))·Pᵀ} of a row-major float64 {@code [n, n]}, computed in float64 and rounded to float32
      * once (the precision the factorization then works in).

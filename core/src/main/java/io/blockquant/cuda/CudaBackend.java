@@ -807,12 +807,12 @@ public final class CudaBackend implements TensorBackend {
             return out;
         }
 
-        /** In place: the sum is spent. */
+        /** On a copy: the sum stays for the layers' errors ({@link #quadraticForms}). */
         @Override
         public Tensor scaledWithDiagonal(TensorBackend target, double f, double[] d, int[] perm) {
             if (target != be) throw new IllegalArgumentException("a Hessian on " + be.name() + " asked for on " + target.name());
-            CudaTensor h = live();
-            sum = null;
+            CudaTensor h = be.alloc(n, n);
+            CudaNative.copy(h.ptr(), live().ptr(), (long) n * n * Float.BYTES);
             float[] dOriginal = new float[n]; // d is in the permuted order: position i is column perm[i]
             for (int i = 0; i < n; i++) dOriginal[perm[i]] = (float) d[i];
             CudaNative.scaleAddDiagonal(h.ptr(), n, (float) f, dOriginal);
@@ -823,6 +823,13 @@ public final class CudaBackend implements TensorBackend {
             h.close();
             Tensor out = be.gatherRows(columns, perm);
             columns.close();
+            return out;
+        }
+
+        @Override
+        public double[] quadraticForms(Tensor... a) {
+            double[] out = new double[a.length];
+            for (int i = 0; i < a.length; i++) out[i] = GramSum.quadraticForm(a[i], live());
             return out;
         }
 

@@ -22,9 +22,22 @@ public interface GramSum extends AutoCloseable {
     /**
      * {@code P·(f·Σ + diag(d))·Pᵀ} as a float32 {@code [columns, columns]} tensor on {@code be}: the sum scaled,
      * its diagonal raised by {@code d} (given in the permuted order) and rows and columns taken in the order
-     * {@code perm}. The sum may be spent by it (its memory reused).
+     * {@code perm}. The sum stays as it was.
      */
     Tensor scaledWithDiagonal(TensorBackend be, double f, double[] d, int[] perm);
+
+    /**
+     * {@code tr(A·Σ·Aᵀ)} for each {@code A [m, columns]} (tensors of one backend): the sum over the added rows x of
+     * {@code ‖A·x‖²}. With {@code A = W − Ŵ} and {@code A = W} these are a linear layer's squared output error and
+     * squared output over every calibration token, without running the tokens through the layer again.
+     */
+    double[] quadraticForms(Tensor... a);
+
+    /** {@code tr(A·S·Aᵀ) = Σ (A·S) ⊙ A} for a symmetric {@code s}, in exact float32 products summed in float64. */
+    static double quadraticForm(Tensor a, Tensor s) {
+        TensorBackend be = a.backend();
+        return be.exactFloat32(() -> be.scratchValue(() -> be.sum(be.mul(be.matmul(a, s, false, false), a))));
+    }
 
     /** Frees device memory now (a heap sum is left to the garbage collector). */
     @Override

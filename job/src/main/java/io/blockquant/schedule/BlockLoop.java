@@ -15,6 +15,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorCompletionService;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /**
  * The one per-block driver loop of every quantize run: calibrate each block still to do, commit it, log it. The
@@ -48,39 +49,53 @@ public final class BlockLoop {
 
     /**
      * Runs {@code step} on every block of {@code todo}, at most {@code atOnce} at a time, and {@code commit} on each as
-     * it finishes (on this thread); when one fails, {@code cancel} stops the others' work. Returns a summary per block
-     * of the model, those not in {@code todo} marked skipped.
+     * it finishes, in that order, one commit at a time on a committer thread: a block's commit (a Spark job writing its
+     * rows into the store) overlaps the next block's calibration, which in sequential mode otherwise waits for it. When
+     * one fails, {@code cancel} stops the others' work; a commit under way is finished first, so a failed run keeps
+     * every block that was calibrated before the failure. Returns a summary per block of the model, those not in
+     * {@code todo} marked skipped.
      */
     static List<BlockSummary> run(List<Integer> todo, int atOnce, BlockPlan plan, int blocks, long calibrationTokens,
                                   String method, Step step, Commit commit, Runnable cancel, PrintStream log) {
-        List<BlockSummary> summaries = new ArrayList<>();
+        List<BlockSummary> summaries = java.util.Collections.synchronizedList(new ArrayList<>());
         for (int b = 0; b < blocks; b++) {
             if (!todo.contains(b)) summaries.add(new BlockSummary(b, 0, Double.NaN, Map.of(), true));
         }
         // one block at a time runs on this thread (a backend's per-thread state, a CUDA stream, stays the caller's)
         ExecutorService pool = atOnce > 1 ? Executors.newFixedThreadPool(Math.min(atOnce, Math.max(1, todo.size()))) : null;
+        ExecutorService committer = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "block commits");
+            t.setDaemon(true);
+            return t;
+        });
         CompletionService<Outcome> finished = new ExecutorCompletionService<>(pool != null ? pool : Runnable::run);
         Iterator<Integer> next = todo.iterator();
         int running = 0;
+        Future<?> committing = null;
         try {
             for (; running < atOnce && next.hasNext(); running++) submit(finished, step, next.next());
             while (running > 0) {
                 Outcome o = finished.take().get();
                 running--;
-                long t0 = System.nanoTime();
-                Map<String, Double> layerErrors = new LinkedHashMap<>();
-                commit.commit(o, errors(o.block(), plan, o.stats(), o.losses(), calibrationTokens, layerErrors));
-                double seconds = o.seconds() + (System.nanoTime() - t0) / 1e9;
-                summaries.add(new BlockSummary(o.block(), seconds, o.stats().blockError(), layerErrors, false));
-                String worst = worst(layerErrors);
-                log.printf(Locale.ROOT, "block %d/%d done in %.1f s%s: relative output error %.4f (worst layer %s %.4f)%n",
-                        o.block() + 1, blocks, seconds, o.tokens() > 0 ? ", " + method + " on " + o.tokens() + " tokens" : "",
-                        o.stats().blockError(), worst, layerErrors.get(worst));
+                if (committing != null) committing.get(); // the previous block's, which ran beside this one's calibration
+                committing = committer.submit(() -> {
+                    long t0 = System.nanoTime();
+                    Map<String, Double> layerErrors = new LinkedHashMap<>();
+                    commit.commit(o, errors(o.block(), plan, o.stats(), o.losses(), calibrationTokens, layerErrors));
+                    double seconds = o.seconds() + (System.nanoTime() - t0) / 1e9;
+                    summaries.add(new BlockSummary(o.block(), seconds, o.stats().blockError(), layerErrors, false));
+                    String worst = worst(layerErrors);
+                    log.printf(Locale.ROOT, "block %d/%d done in %.1f s%s: relative output error %.4f (worst layer %s %.4f)%n",
+                            o.block() + 1, blocks, seconds, o.tokens() > 0 ? ", " + method + " on " + o.tokens() + " tokens" : "",
+                            o.stats().blockError(), worst, layerErrors.get(worst));
+                    return null;
+                });
                 if (next.hasNext()) {
                     submit(finished, step, next.next());
                     running++;
                 }
             }
+            if (committing != null) committing.get();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted while calibrating blocks", e);
@@ -91,9 +106,20 @@ public final class BlockLoop {
         } finally {
             if (running > 0) cancel.run();
             if (pool != null) pool.shutdownNow();
+            committer.shutdown(); // a commit under way finishes: its block was calibrated
+            awaitQuietly(committer);
         }
-        summaries.sort(java.util.Comparator.comparingInt(BlockSummary::block));
-        return summaries;
+        List<BlockSummary> out = new ArrayList<>(summaries);
+        out.sort(java.util.Comparator.comparingInt(BlockSummary::block));
+        return out;
+    }
+
+    private static void awaitQuietly(ExecutorService committer) {
+        try {
+            committer.awaitTermination(Long.MAX_VALUE, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     private static void submit(CompletionService<Outcome> finished, Step step, int block) {

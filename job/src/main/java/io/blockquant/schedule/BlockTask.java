@@ -48,6 +48,7 @@ final class BlockTask {
         Map<String, Double> losses = Map.of();
         long tokens = 0;
         double solve = 0, sums = 0;
+        BlockStats layerErrors = null;
         TensorBackend be = fp.linears().get(0).weight().backend();
         boolean resident = be.onDevice() || residentOnCpu;
         Tensor[] kept = resident ? KeptInputs.take(inputs, conf, block, parts) : null;
@@ -63,6 +64,7 @@ final class BlockTask {
                 tokens = layers.tokens();
                 solve = layers.calibrationSeconds();
                 sums = layers.hessianSeconds();
+                layerErrors = layers.layerErrors();
             }
             long t1 = System.nanoTime();
             // errors of the calibrated block against the full-precision block, both on this block's inputs; the outputs
@@ -81,7 +83,7 @@ final class BlockTask {
                     writes.add(next.writeInBackground(writer, conf, block + 1, parts.get(p), hidden, rows, cols));
                     nextOnDevice[p] = onDevice;
                 };
-                stats = BlockStep.errors(fp, calibrated, s, in, seq, out);
+                stats = BlockStep.errors(fp, calibrated, s, in, seq, out, layerErrors);
                 t2 = System.nanoTime();
                 List<Path> written = new ArrayList<>();
                 for (CompletableFuture<Path> w : writes) written.add(join(w));

@@ -305,11 +305,13 @@ public final class QuantizeJob {
      * go from executor to Parquet without passing through the driver.
      */
     static org.apache.spark.api.java.JavaRDD<org.apache.spark.sql.Row> blockRows(JavaSparkContext sc, TaskDevices devices, ModelRef model, int block,
-                                                                              boolean omni, BlockFiles files, HadoopConf conf,
+                                                                              boolean folded, BlockFiles files, HadoopConf conf,
                                                                               List<String> linears) {
-        return devices.tasks(sc.parallelize(List.of(block), 1)).flatMap(b -> {
+        org.apache.spark.api.java.JavaRDD<Integer> task = sc.parallelize(List.of(block), 1);
+        // rows already in the work area need no GPU: the commit then runs beside the next block's task on it
+        return (folded ? task : devices.tasks(task)).flatMap(b -> {
             List<TensorRecord> rows;
-            if (omni) {
+            if (folded) {
                 rows = files.readRows(conf.get(), b);
             } else {
                 DecoderBlock fp = ExecutorBlocks.block(model, b, devices.backend(), conf.get());
