@@ -22,7 +22,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 limit=${BQ_STEP_SECONDS:-560}
 shape=${BQ_SHAPE:-llama-3-8b} blocks=${BQ_BLOCKS:-32} base_blocks=${BQ_BASELINE_BLOCKS:-8}
-steps=${BQ_STEPS:-baseline quantize eval export}
+steps=${BQ_STEPS-baseline quantize eval export}
 work=/tmp/bq-bench
 logs=$work/logs
 mkdir -p "$work" "$logs"
@@ -101,7 +101,7 @@ for r in "${tiny_runs[@]}"; do
     --model data-samples/models/tiny-llama $flags --eval-text "$text" --out "$work/tiny-$name"
 done
 
-ckpt=$work/$shape-$blocks
+ckpt=$work/$shape-$blocks store=$work/store-$shape-$blocks
 if [ ! -f "$ckpt/config.json" ]; then
   step synth cluster/bin/blockquant synth --shape "$shape" --blocks "$blocks" --tokenizer data-samples/models/tiny-llama --out "$ckpt"
 fi
@@ -111,16 +111,16 @@ for s in $steps; do
       [ "$base_blocks" -gt 0 ] && step baseline python3 cluster/gpu/gptq_baseline.py --model "$ckpt" --calib "$calib" \
         --nsamples 128 --seqlen 2048 --wbits 4 --group 128 --blocks "$base_blocks" ;;
     quantize)
-      rm -rf "$work/store"
+      rm -rf "$store"
       # shellcheck disable=SC2086
       step quantize cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model "$ckpt" --calib "$calib" \
         --method gptq --wbits 4 --group 128 --nsamples 128 --seqlen 2048 --mode "${BQ_MODE:-sequential}" --no-eval \
-        --out "$work/store" ${BQ_QUANTIZE_ARGS:-} ;;
+        --out "$store" ${BQ_QUANTIZE_ARGS:-} ;;
     eval)
-      step eval cluster/bin/blockquant eval --master "${BQ_MASTER:-local[4]}" --store "$work/store" --text "$text" ;;
+      step eval cluster/bin/blockquant eval --master "${BQ_MASTER:-local[4]}" --store "$store" --text "$text" ;;
     export)
       rm -rf "$work/export"
-      step export cluster/bin/blockquant export --store "$work/store" --format gptq --out "$work/export"
+      step export cluster/bin/blockquant export --store "$store" --format gptq --out "$work/export"
       ls -la "$work/export" >> "$logs/export.log" 2>&1
       du -sh "$work/export" "$ckpt" >> "$out/summary.txt" 2>&1 ;;
   esac
@@ -138,7 +138,6 @@ if [ "${BQ_CLUSTER:-0}" = 1 ]; then
     # shellcheck disable=SC2086
     step "$1" cluster/bin/blockquant quantize --master "$2" --model "$cckpt" --calib "$calib" --method gptq --wbits 4 --group 128 \
       --nsamples 128 --seqlen 2048 --mode "$3" --no-eval --out "$work/$1" ${BQ_QUANTIZE_ARGS:-}
-    rm -rf "$work/$1"
   }
   for m in ${BQ_CLUSTER_ONE_GPU-sequential parallel}; do cquantize "one-gpu-$m" "${BQ_MASTER:-local[4]}" "$m"; done
   step start-cluster cluster/gpu/start-cluster.sh "$work/cluster"

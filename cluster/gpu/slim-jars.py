@@ -23,7 +23,14 @@ NATIVES_ONLY = re.compile(r'/netty-transport-native-epoll-[^/]*linux-x86_64\.jar
 # whole jars: Spark's launcher runs in spark-class's own JVM (bin/spark-submit), which no trace sees; Jackson's
 # parsers reach helper classes only on some inputs (synth's config.json on the GPU machine reached one no trace had);
 # Spark's status store (KVStore) is read only after a failed job (eval waits for its other tasks), which no trace had
-WHOLE = re.compile(r'/(spark-launcher_[^/]*|spark-kvstore_[^/]*|jackson-(core|databind|annotations)-[^/]*)\.jar$')
+# picocli parses some flag forms (`--let=false`) through classes no traced command line reached
+WHOLE = re.compile(r'/(spark-launcher_[^/]*|spark-kvstore_[^/]*|jackson-(core|databind|annotations)-[^/]*|picocli-[^/]*)\.jar$')
+# classes on paths a working trace does not take: a second executor registering grows the driver's TrieMap
+# (scala.collection.concurrent.CNode$), and an executor that fails or is lost reaches Spark's loss and exit
+# reasons; on the two-GPU machine a missing CNode$ killed the first executor and SparkFatalException hid why
+ALWAYS = re.compile(r'^(scala/collection/concurrent/|org/apache/spark/util/SparkFatalException|'
+                    r'org/apache/spark/scheduler/(ExecutorProcessLost|ExecutorLossReason|ExecutorKilled|ExecutorExited|'
+                    r'ExecutorDecommission|LossReasonPending)|org/apache/spark/executor/ExecutorExitCode)')
 LINE = re.compile(r'\[class,load\] (\S+) source: (.*)$')
 # pom.xml and pom.properties of the jar's own build; a jar index (INDEX.LIST), which would name what is gone
 BUILD_INFO = re.compile(r'^META-INF/(maven/|INDEX.LIST$)')
@@ -87,7 +94,7 @@ def main():
                     if whole:
                         return True
                     base = re.sub(r'^META-INF/versions/\d+/', '', n)
-                    return base in classes
+                    return base in classes or ALWAYS.match(base) is not None
                 return not NATIVE.search(n) or keep_native(n)
             chosen = [e for e in infos if wanted(e)]
             n_classes = sum(1 for e in chosen if e.filename.endswith('.class'))

@@ -10,7 +10,8 @@
 # Environment: SPARK_HOME (default job/target/spark-home), JAVA_HOME (default: the java on the PATH),
 #   BQ_MASTER_PORT (7077), BQ_WORKER_CORES (cores per worker = per executor, default: cores / GPUs),
 #   BQ_EXECUTOR_MEMORY (heap per executor, default 24g), BQ_DAEMON_JAVA_OPTS (extra flags for master and workers),
-#   BQ_WORKERS_PER_GPU (default 1; 2 on a one-GPU machine proves the two-worker path: each worker offers the same GPU).
+#   BQ_WORKERS_PER_GPU (default 1; 2 on a one-GPU machine proves the two-worker path: each worker offers the same GPU),
+#   BQ_EXECUTOR_LIBRARY_PATH (the executors' java.library.path; default job/target/native when it has libblockquant_cuda.so).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=${1:?usage: start-cluster.sh WORK_DIR}
@@ -65,6 +66,13 @@ spark.driver.maxResultSize                       8g
 spark.kryoserializer.buffer.max                  1024m
 spark.rpc.message.maxSize                        1024
 CONF
+# where executors find libblockquant_cuda.so (CudaNative falls back to java.library.path): unstage-job.sh leaves it in
+# job/target/native; on the two-GPU machine the executors did not find the copy inside the shipped jar
+native=${BQ_EXECUTOR_LIBRARY_PATH:-}
+if [ -z "$native" ] && [ -f "$repo/job/target/native/libblockquant_cuda.so" ]; then native=$repo/job/target/native; fi
+if [ -n "$native" ]; then
+  echo "spark.executor.extraLibraryPath                  $native" >> "$SPARK_HOME/conf/spark-defaults.conf"
+fi
 
 : > "$work/pids"
 daemon() { # NAME MAIN ARGS...: one daemon JVM, its pid recorded

@@ -57,13 +57,14 @@ run export-fp8 export --store "$out/fp8" --format fp8 --out "$out/ckpt-fp8"
 run report report --store "$out/rtn" --compare "$out/gptq" --out "$out/report.html"
 fi
 
-# a standalone cluster: master and one worker with one (fake) GPU, from a SPARK_HOME of the build's jars
+# a standalone cluster: master and two workers offering one (fake) GPU, from a SPARK_HOME of the build's jars (two
+# executors registering take driver paths one does not)
 sh=$trace/spark-home
 mkdir -p "$sh/bin"
 ln -sfn "$repo/job/target/spark-home/jars" "$sh/jars"
 cp "$repo/cluster/gpu/spark-bin/spark-class" "$repo/cluster/gpu/spark-bin/spark-submit" "$sh/bin/"
 export SPARK_HOME=$sh
-BLOCKQUANT_FAKE_GPUS=1 BQ_WORKER_CORES=2 BQ_EXECUTOR_MEMORY=3g BQ_MASTER_PORT=${BQ_MASTER_PORT:-17077} \
+BLOCKQUANT_FAKE_GPUS=1 BQ_WORKERS_PER_GPU=2 BQ_WORKER_CORES=1 BQ_EXECUTOR_MEMORY=3g BQ_MASTER_PORT=${BQ_MASTER_PORT:-17077} \
   BQ_DAEMON_JAVA_OPTS="-Xshare:off -Xlog:class+load=info:file=$logs/cluster-daemon-%p.log" \
   "$repo/cluster/gpu/start-cluster.sh" "$trace/cluster" | tee -a "$trace/results.txt"
 stop_cluster() { kill $(cat "$trace/cluster/pids") 2>/dev/null || true; }

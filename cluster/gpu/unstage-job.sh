@@ -43,6 +43,9 @@ fi
 mkdir -p "$u/native/res/native/linux-x86_64"
 if [ -f "$u/native/lib/libblockquant_cuda.so" ]; then
   cp "$u/native/lib/libblockquant_cuda.so" "$u/native/res/native/linux-x86_64/"
+  # and where start-cluster.sh points executors' java.library.path: a standalone cluster's executors did not find it
+  # inside the shipped jar (measured on the two-GPU machine)
+  mkdir -p job/target/native && cp "$u/native/lib/libblockquant_cuda.so" job/target/native/
 elif [ "${BQ_UNSTAGE_WITHOUT_CUDA:-0}" = 1 ]; then
   # checking the staged runtime on a machine without nvcc (stage-job.sh's check): no CUDA library
   echo "unstage-job: BQ_UNSTAGE_WITHOUT_CUDA=1: laid out without libblockquant_cuda.so" >&2

@@ -45,6 +45,34 @@ class GptqQuantizerTest {
         return acc.merge(other).hessian();
     }
 
+    /** A layer's squared output over every token, from the Gram sum alone: tr(A·Σ·Aᵀ) = ‖X·Aᵀ‖². */
+    @Test
+    void quadraticFormsOfTheGramSumAreTheSquaredOutputs() {
+        Random rnd = new Random(7);
+        float[] x = inputs(rnd), w = weights(rnd), d = weights(rnd);
+        for (int i = 0; i < d.length; i++) d[i] *= 0.1f; // a small A, as W − Ŵ is
+        HessianAccumulator sum = new HessianAccumulator(COLS);
+        sum.add(BE.fromFloats(java.util.Arrays.copyOfRange(x, 0, TOKENS / 2 * COLS), TOKENS / 2, COLS));
+        sum.add(BE.fromFloats(java.util.Arrays.copyOfRange(x, TOKENS / 2 * COLS, x.length), TOKENS / 2, COLS));
+        double[] f = sum.quadraticForms(BE.fromFloats(d, ROWS, COLS), BE.fromFloats(w, ROWS, COLS));
+        assertEquals(2, f.length);
+        assertEquals(direct(x, d), f[0], 1e-5 * direct(x, d));
+        assertEquals(direct(x, w), f[1], 1e-5 * direct(x, w));
+    }
+
+    /** {@code Σ_t ‖A·x_t‖²} in float64, token by token. */
+    private static double direct(float[] x, float[] a) {
+        double total = 0;
+        for (int t = 0; t < TOKENS; t++) {
+            for (int r = 0; r < ROWS; r++) {
+                double y = 0;
+                for (int c = 0; c < COLS; c++) y += (double) a[r * COLS + c] * x[t * COLS + c];
+                total += y * y;
+            }
+        }
+        return total;
+    }
+
     /** The update of Algorithm 1 without lazy batches: every column's error goes to every later column at once. */
     static float[] naiveGptq(float[] w0, double[] h0, IntQuantSpec spec, boolean actOrder, float[] u) {
         int group = spec.perChannel() ? COLS : spec.groupSize(), maxq = spec.maxLevel();
