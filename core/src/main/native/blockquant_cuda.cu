@@ -596,6 +596,26 @@ __device__ float fpRound(float x, int M, int bias, int maxCode, float maxValue) 
   return negative ? -v : v;
 }
 
+// The OmniQuant reference's activation rule (IntQuantizer.fakeQuantizeTokensAsym): per row, min-max scale clamped to
+// [1e-5, 1e4], zero point rint(−min/scale) clamped to ±1e4, levels in [0, 2^b − 1]; one block per row.
+__global__ void fakeQuantizeTokensAsymKernel(const float* x, int cols, int bits, float* out) {
+  long long off = (long long)blockIdx.x * cols;
+  float mn = INFINITY, mx = -INFINITY;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    mn = fminf(mn, x[off + i]);
+    mx = fmaxf(mx, x[off + i]);
+  }
+  mn = blockMin(mn);
+  mx = blockMax(mx);
+  int qmax = (1 << bits) - 1;
+  float scale = fmaxf(1e-5f, fminf(1e4f, (mx - mn) / qmax));
+  float zero = rintf(fmaxf(-1e4f, fminf(1e4f, -mn / scale)));
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float q = rintf(x[off + i] / scale) + zero;
+    out[off + i] = (fmaxf(0.f, fminf((float)qmax, q)) - zero) * scale;
+  }
+}
+
 __global__ void fakeQuantizeTokensFpKernel(const float* x, int cols, int M, int bias, int maxCode, float maxValue,
                                            float* out) {
   long long off = (long long)blockIdx.x * cols;
@@ -1211,6 +1231,13 @@ JNI(void, fakeQuantizeWeight)(JNIEnv* env, jclass, jlong w, jint rows, jint cols
 JNI(void, fakeQuantizeTokens)(JNIEnv* env, jclass, jlong x, jint rows, jint cols, jint bits, jlong out) {
   guarded(env, [&] {
     fakeQuantizeTokensKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), cols, bits, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, fakeQuantizeTokensAsym)(JNIEnv* env, jclass, jlong x, jint rows, jint cols, jint bits, jlong out) {
+  guarded(env, [&] {
+    fakeQuantizeTokensAsymKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), cols, bits, F(out));
     CHECK_LAUNCH();
   });
 }

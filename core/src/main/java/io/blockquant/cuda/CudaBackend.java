@@ -766,16 +766,13 @@ public final class CudaBackend implements TensorBackend {
         return out;
     }
 
-    /**
-     * No kernel yet: composed of the existing host copies and the reference arithmetic ({@code IntQuantizer}),
-     * exact but a device-host round trip per call; a {@code fakeQuantizeTokensAsym} kernel would remove it.
-     */
+    /** {@code IntQuantizer.fakeQuantizeTokensAsym}'s arithmetic in one kernel (OmniQuant's W4A4/W6A6 steps run it on every linear input). */
     @Override
     public Tensor fakeQuantizeTokensAsym(Tensor x, int bits) {
-        float[] v = toFloats(x);
         int width = lastDim(x);
-        io.blockquant.quant.IntQuantizer.fakeQuantizeTokensAsym(v, v.length / width, width, bits);
-        return fromFloats(v, x.shape());
+        CudaTensor out = alloc(x.shape());
+        CudaNative.fakeQuantizeTokensAsym(p(x), Math.toIntExact(x.length() / width), width, bits, out.ptr());
+        return out;
     }
 
     @Override

@@ -164,6 +164,9 @@ final class CudaNative {
 
     static native void fakeQuantizeTokens(long x, int rows, int cols, int bits, long out);
 
+    /** Asymmetric per-token (per-row) min-max fake quantization, the OmniQuant reference's activation rule. */
+    static native void fakeQuantizeTokensAsym(long x, int rows, int cols, int bits, long out);
+
     static native void fakeQuantizeTokensFp(long x, int rows, int cols, int mantissaBits, int bias, int maxCode,
                                             float maxValue, long out);
 

@@ -320,6 +320,8 @@ public final class CheckCases {
             }
             out.put("quant/tokens_int8", be.fakeQuantizeTokens(x, 8).toFloats());
             out.put("quant/tokens_int4", be.fakeQuantizeTokens(x, 4).toFloats());
+            out.put("quant/tokens_int4_asym", be.fakeQuantizeTokensAsym(x, 4).toFloats());
+            out.put("quant/tokens_int8_asym", be.fakeQuantizeTokensAsym(x, 8).toFloats());
             out.put("quant/weight_w4g64", be.fakeQuantizeWeight(x, new IntQuantSpec(4, 64, false)).toFloats());
             out.put("quant/weight_w3_channel", be.fakeQuantizeWeight(x, new IntQuantSpec(3, 0, false)).toFloats());
             out.put("quant/weight_w4g128_sym", be.fakeQuantizeWeight(x, new IntQuantSpec(4, 128, true)).toFloats());
