@@ -206,27 +206,37 @@ public final class GpuCheck {
             io.blockquant.algo.omniquant.OmniQuantObjective objective = new io.blockquant.algo.omniquant.OmniQuantObjective(hb,
                     withLet ? new io.blockquant.algo.omniquant.EquivalentTransform(hb, false, false) : null, cfg.weightSpec(), true, 16);
             OUT.println("OmniQuant " + (withLet ? "LWC+LET" : "LWC") + " W3A16, tiny-llama block 0");
-            try (io.blockquant.algo.omniquant.ResidentObjective r = objective.resident(be)) {
-                List<Tensor> params = new java.util.ArrayList<>(r.lwcParameters());
-                params.addAll(r.letParameters());
-                double[] lr = new double[params.size()];
-                Arrays.fill(lr, 1e-3);
-                try (io.blockquant.algo.omniquant.AdamW opt = new io.blockquant.algo.omniquant.AdamW(be, params, lr, 0)) {
-                    for (int tokens : new int[] {(int) in.shape("tokens")[1], 4}) {
-                        float[] x = new FastRandom(21).uniform((long) tokens * h, 1.0), t = new FastRandom(22).uniform((long) tokens * h, 1.0);
-                        double s = time(be, 20, 50, () -> be.scratchValue(() -> {
-                            io.blockquant.algo.omniquant.ResidentObjective.Gradients g = r.evaluate(be.fromFloats(x, tokens, h),
-                                    be.fromFloats(t, tokens, h), 1, tokens, true, false);
-                            List<Tensor> grads = new java.util.ArrayList<>(g.lwc());
-                            grads.addAll(g.let());
-                            opt.step(grads);
-                            r.truncateScales();
-                            return g.loss();
-                        }));
-                        OUT.printf(Locale.ROOT, "  one step (loss, gradients, AdamW, on the backend) on a window of %d tokens: %.2f ms%n",
-                                tokens, s * 1e3);
-                    }
-                }
+            for (int tokens : new int[] {(int) in.shape("tokens")[1], 4}) {
+                float[] x = new FastRandom(21).uniform((long) tokens * h, 1.0), t = new FastRandom(22).uniform((long) tokens * h, 1.0);
+                double s = residentStepSeconds(be, objective, x, t, 1, tokens, 20, 50);
+                OUT.printf(Locale.ROOT, "  one step (loss, gradients, AdamW, on the backend) on a window of %d tokens: %.2f ms%n",
+                        tokens, s * 1e3);
+            }
+        }
+    }
+
+    /**
+     * Median seconds of one training step as {@code OmniQuantCalibrator} runs it: the objective resident on the
+     * backend, a step = the windows uploaded, LET, LWC, forward, backward, the chain rule back, AdamW, the loss read.
+     */
+    static double residentStepSeconds(TensorBackend be, io.blockquant.algo.omniquant.OmniQuantObjective objective, float[] x,
+                                      float[] t, int batch, int seq, int warmups, int repeats) {
+        int h = (int) (x.length / ((long) batch * seq));
+        try (io.blockquant.algo.omniquant.ResidentObjective r = objective.resident(be)) {
+            List<Tensor> params = new java.util.ArrayList<>(r.lwcParameters());
+            params.addAll(r.letParameters());
+            double[] lr = new double[params.size()];
+            Arrays.fill(lr, 1e-3);
+            try (io.blockquant.algo.omniquant.AdamW opt = new io.blockquant.algo.omniquant.AdamW(be, params, lr, 0)) {
+                return time(be, warmups, repeats, () -> be.scratchValue(() -> {
+                    io.blockquant.algo.omniquant.ResidentObjective.Gradients g = r.evaluate(be.fromFloats(x, (long) batch * seq, h),
+                            be.fromFloats(t, (long) batch * seq, h), batch, seq, true, false);
+                    List<Tensor> grads = new java.util.ArrayList<>(g.lwc());
+                    grads.addAll(g.let());
+                    opt.step(grads);
+                    r.truncateScales();
+                    return g.loss();
+                }));
             }
         }
     }
@@ -295,6 +305,16 @@ public final class GpuCheck {
             OUT.printf(Locale.ROOT, "7B-shaped block forward+backward (%s, gradients of every weight, left on the device): %.1f ms, "
                     + "%.1f TFLOP/s (FLOPs = 3× forward) = %.0f %% of the best measured product rate%n",
                     mode, fb * 1e3, 3 * flop / fb / 1e12, 100 * 3 * flop / fb / 1e9 / ceiling);
+            // the whole OmniQuant step as training runs it (LWC W4 g128 + LET, AdamW), resident on the backend
+            io.blockquant.algo.omniquant.HeapBlock hb = io.blockquant.algo.omniquant.HeapBlock.of(block);
+            io.blockquant.algo.omniquant.OmniQuantObjective objective = new io.blockquant.algo.omniquant.OmniQuantObjective(hb,
+                    new io.blockquant.algo.omniquant.EquivalentTransform(hb, false, false),
+                    new io.blockquant.quant.IntQuantSpec(4, 128, false), true, 16);
+            float[] ts = target.toFloats();
+            double step = residentStepSeconds(be, objective, xs, ts, batch, seq, 1, 3);
+            OUT.printf(Locale.ROOT, "7B-shaped OmniQuant step (%s, LWC W4 g128 + LET, AdamW; parameters, gradients and moments on the "
+                    + "device): %.1f ms, %.1f TFLOP/s (FLOPs = 3× forward) = %.0f %% of the best measured product rate%n",
+                    mode, step * 1e3, 3 * flop / step / 1e12, 100 * 3 * flop / step / 1e9 / ceiling);
             for (Linear l : block.linears()) l.weight().close();
             x.close();
             target.close();
