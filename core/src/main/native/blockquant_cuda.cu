@@ -766,8 +766,10 @@ __device__ ClipGrid clipGrid(const float* w, long long off, int group, float gam
   }
   mx = blockMax(mx);
   mn = blockMin(mn);
-  float h = sigmoidOf(gamma) * mx, l = sigmoidOf(beta) * mn;  // eq. 3
-  float raw = (h - l) / maxq;                                  // eq. 2
+  // explicit roundings: nvcc would contract σ(γ)·max − σ(β)·min into an FMA, and a scale one ulp off the CPU's
+  // moves rounding boundaries of the whole group
+  float h = __fmul_rn(sigmoidOf(gamma), mx), l = __fmul_rn(sigmoidOf(beta), mn);  // eq. 3
+  float raw = __fdiv_rn(__fsub_rn(h, l), (float)maxq);                            // eq. 2
   float scale = fmaxf(1e-5f, fminf(1e4f, raw));
   float zero = rintf(fmaxf(-1e4f, fminf(1e4f, -l / scale)));
   return ClipGrid{mx, mn, scale, zero, raw != scale};
