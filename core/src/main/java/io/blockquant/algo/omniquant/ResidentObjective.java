@@ -219,7 +219,9 @@ public final class ResidentObjective implements AutoCloseable {
             if (e == null || e.identity()) continue;
             Tensor[] g = be.scaleShiftLinearBackward(w[i], b[i], e.colScale(), e.colShift(), e.rowFactor(), e.rowShift(),
                     dW2[i], r.bias()[i]);
-            if (e.colScale() == attnScale) {
+            if (e.colScale() == null) {
+                // rows only (q, k, v without a norm's scale): nothing to reduce onto a column vector
+            } else if (e.colScale() == attnScale) {
                 gAttnS = plus(gAttnS, g[0]);
                 gAttnD = plus(gAttnD, g[1]);
             } else if (e.colScale() == mlpScale) {
