@@ -14,12 +14,13 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$out" "$stage/payload/native/include"
 
-(cd "$repo" && mvn -B -q -o compile -pl job)
+# -am: the job module needs core's classes, which no local repository holds (core is never installed)
+(cd "$repo" && mvn -B -q -o compile -pl job -am)
 cp_file=$repo/job/target/runtime-classpath.txt
 classes=$repo/job/target/classes
 
 # the CPU reference (needs the full classpath: ND4J, Hadoop, the tokenizer)
-java -Xmx6g -cp "$classes:$(cat "$cp_file")" io.blockquant.gpu.GpuCheckReference \
+java -Xmx6g -cp "$classes:$repo/core/target/classes:$(cat "$cp_file")" io.blockquant.gpu.GpuCheckReference \
   "$fixtures/models" "$fixtures/corpus" "$stage/payload"
 
 # the engine's classes (loading none of Spark, Hadoop or ND4J), the CUDA sources, a Java runtime

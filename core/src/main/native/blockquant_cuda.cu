@@ -253,7 +253,7 @@ __global__ void sumRepeatedKernel(const float* in, long long n, int groups, long
 __global__ void binaryKernel(int op, const float* a, const float* b, float* out, long long n) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
     float x = a[i], y = b[i];
-    out[i] = op == 0 ? x + y : op == 1 ? x - y : x * y;
+    out[i] = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
   }
 }
 
@@ -596,6 +596,26 @@ __device__ float fpRound(float x, int M, int bias, int maxCode, float maxValue) 
   return negative ? -v : v;
 }
 
+// The OmniQuant reference's activation rule (IntQuantizer.fakeQuantizeTokensAsym): per row, min-max scale clamped to
+// [1e-5, 1e4], zero point rint(−min/scale) clamped to ±1e4, levels in [0, 2^b − 1]; one block per row.
+__global__ void fakeQuantizeTokensAsymKernel(const float* x, int cols, int bits, float* out) {
+  long long off = (long long)blockIdx.x * cols;
+  float mn = INFINITY, mx = -INFINITY;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    mn = fminf(mn, x[off + i]);
+    mx = fmaxf(mx, x[off + i]);
+  }
+  mn = blockMin(mn);
+  mx = blockMax(mx);
+  int qmax = (1 << bits) - 1;
+  float scale = fmaxf(1e-5f, fminf(1e4f, (mx - mn) / qmax));
+  float zero = rintf(fmaxf(-1e4f, fminf(1e4f, -mn / scale)));
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float q = rintf(x[off + i] / scale) + zero;
+    out[off + i] = (fmaxf(0.f, fminf((float)qmax, q)) - zero) * scale;
+  }
+}
+
 __global__ void fakeQuantizeTokensFpKernel(const float* x, int cols, int M, int bias, int maxCode, float maxValue,
                                            float* out) {
   long long off = (long long)blockIdx.x * cols;
@@ -639,6 +659,204 @@ void gemmRowMajor(Context& c, bool ta, bool tb, int m, int n, int k, const float
   } else {
     CHECK(cublasSgemmStridedBatched(c.blas, opB, opA, n, m, k, &one, b, ldb, (long long)k * n, a, lda,
                                     (long long)m * k, &zero, out, n, (long long)m * n, batch));
+  }
+}
+
+// ---- block-wise training (OmniQuant, Shao et al. 2023): LWC, LET, AdamW -----------------------------
+// Each mirrors the CPU backend's heap math (quant/ClippedQuantizer, quant/ScaleShift, Nd4jBackend.adamW) with the
+// same float/double choices, so a training step's parameters, gradients and moments never leave the device.
+
+__global__ void reciprocalKernel(const float* a, float* out, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = 1.f / a[i];
+}
+
+// out[r, c] = Σ_{j: columns[j] = c} x[r, j], the j in ascending order (the CPU backend's order): the inverse
+// index (columns by output column, CSR) is built on the host.
+__global__ void scatterAddColumnsKernel(const float* x, int rows, int count, const int* offsets, const int* sources,
+                                        int width, float* out) {
+  long long n = (long long)rows * width;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    long long r = i / width;
+    int c = (int)(i % width);
+    float s = 0.f;
+    for (int k = offsets[c]; k < offsets[c + 1]; k++) s += x[r * count + sources[k]];
+    out[i] = s;
+  }
+}
+
+// LET on a weight (eq. 5 and the row scaling): W2 = (W·s)·r, element-wise as the heap does it.
+__global__ void scaleShiftWeightKernel(const float* w, int cols, long long n, const float* s, const float* r, float* out) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    float v = w[i];
+    if (s) v = v * s[i % cols];
+    if (r) v = v * r[i / cols];
+    out[i] = v;
+  }
+}
+
+// b1 = b + (float)Σ_c W[row, c]·δ[c] (float64 sum; eq. 5), b2 = (b1 − δr)·r; one block per row.
+__global__ void scaleShiftBiasKernel(const float* w, int cols, const float* b, const float* d, const float* r,
+                                     const float* dr, float* out) {
+  int row = blockIdx.x;
+  long long off = (long long)row * cols;
+  float b1 = b ? b[row] : 0.f;
+  if (d) {
+    double acc = 0;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) acc += (double)w[off + c] * d[c];
+    acc = blockSum(acc);
+    b1 += (float)acc;
+  }
+  if (threadIdx.x == 0) {
+    if (r || dr) b1 = (b1 - (dr ? dr[row] : 0.f)) * (r ? r[row] : 1.f);
+    out[row] = b1;
+  }
+}
+
+// Per row of the LET backward: dr = Σ_c dW2·W1 + db2·(b1 − δr) (float64), gb1 = db2·r (as float64 for the dδ
+// column sum), dδr = −db2·r. One block per row.
+__global__ void scaleShiftRowBackwardKernel(const float* w, int cols, const float* b, const float* s, const float* d,
+                                            const float* r, const float* dr, const float* dW, const float* dB, float* gr,
+                                            float* gdr, double* gb1) {
+  int row = blockIdx.x;
+  long long off = (long long)row * cols;
+  float f = r ? r[row] : 1.f;
+  if (r) {
+    double acc = 0, shift = 0;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+      float wv = w[off + c];
+      float w1 = s ? wv * s[c] : wv;
+      acc += (double)dW[off + c] * w1;
+      if (d) shift += (double)wv * d[c];
+    }
+    acc = blockSum(acc);
+    if (d) shift = blockSum(shift);
+    if (threadIdx.x == 0) {
+      if (dB) {
+        float b1 = d ? (b ? b[row] : 0.f) + (float)shift : b[row];
+        acc += (double)dB[row] * (b1 - (dr ? dr[row] : 0.f));
+      }
+      gr[row] = (float)acc;
+    }
+  }
+  if (threadIdx.x == 0) {
+    if (dB) {
+      if (gb1) gb1[row] = dB[row] * f;
+      if (gdr) gdr[row] = -dB[row] * f;
+    } else if (gdr) {
+      gdr[row] = 0.f;
+    }
+  }
+}
+
+__device__ float sigmoidOf(float v) { return (float)(1.0 / (1.0 + exp(-(double)v))); }
+
+// LWC's grid of one (row, group) (eq. 2–3): the group's own max/min scaled by σ(γ), σ(β); scale clamped to
+// [1e-5, 1e4]; zero point rounded.
+struct ClipGrid {
+  float mx, mn, scale, zero;
+  bool clamped;
+};
+
+__device__ ClipGrid clipGrid(const float* w, long long off, int group, float gamma, float beta, int maxq) {
+  float mx = -INFINITY, mn = INFINITY;
+  for (int i = threadIdx.x; i < group; i += blockDim.x) {
+    mx = fmaxf(mx, w[off + i]);
+    mn = fminf(mn, w[off + i]);
+  }
+  mx = blockMax(mx);
+  mn = blockMin(mn);
+  // explicit roundings: nvcc would contract σ(γ)·max − σ(β)·min into an FMA, and a scale one ulp off the CPU's
+  // moves rounding boundaries of the whole group
+  float h = __fmul_rn(sigmoidOf(gamma), mx), l = __fmul_rn(sigmoidOf(beta), mn);  // eq. 3
+  float raw = __fdiv_rn(__fsub_rn(h, l), (float)maxq);                            // eq. 2
+  float scale = fmaxf(1e-5f, fminf(1e4f, raw));
+  float zero = rintf(fmaxf(-1e4f, fminf(1e4f, -l / scale)));
+  return ClipGrid{mx, mn, scale, zero, raw != scale};
+}
+
+// Ŵ = scale·(clamp(round(W/scale) + zero, 0, 2^N − 1) − zero) (eq. 2); one block per (row, group).
+__global__ void fakeQuantizeClippedKernel(const float* w, int cols, int group, int bits, const float* gamma,
+                                          const float* beta, float* out) {
+  int groups = cols / group;
+  long long off = (long long)(blockIdx.x / groups) * cols + (long long)(blockIdx.x % groups) * group;
+  int maxq = (1 << bits) - 1;
+  ClipGrid q = clipGrid(w, off, group, gamma[blockIdx.x], beta[blockIdx.x], maxq);
+  for (int i = threadIdx.x; i < group; i += blockDim.x) {
+    int level = (int)fmaxf(0.f, fminf((float)maxq, rintf(w[off + i] / q.scale) + q.zero));
+    out[off + i] = q.scale * (level - q.zero);
+  }
+}
+
+// Backward of the above: round's straight-through estimator inside the clamp range, the scale's gradient through
+// h and l into γ, β (σ' = σ(1 − σ)) and into the group's max/min elements, split between ties.
+__global__ void fakeQuantizeClippedBackwardKernel(const float* w, int cols, int group, int bits, const float* gamma,
+                                                  const float* beta, const float* dOut, float* dW, float* dGamma,
+                                                  float* dBeta) {
+  int groups = cols / group;
+  int k = blockIdx.x;
+  long long off = (long long)(k / groups) * cols + (long long)(k % groups) * group;
+  int maxq = (1 << bits) - 1;
+  ClipGrid q = clipGrid(w, off, group, gamma[k], beta[k], maxq);
+  int mxTies = 0, mnTies = 0;
+  double dScale = 0;
+  for (int i = threadIdx.x; i < group; i += blockDim.x) {
+    float v = w[off + i], g = dOut[off + i];
+    mxTies += v == q.mx;
+    mnTies += v == q.mn;
+    float t = v / q.scale;
+    float rt = rintf(t);
+    float pre = rt + q.zero;
+    if (pre >= 0.f && pre <= (float)maxq) {
+      dW[off + i] = g;
+      dScale += (double)g * (rt - t);
+    } else {
+      dW[off + i] = 0.f;
+      dScale += (double)g * ((pre < 0.f ? 0.f : (float)maxq) - q.zero);
+    }
+  }
+  mxTies = blockSum(mxTies);
+  mnTies = blockSum(mnTies);
+  dScale = blockSum(dScale);
+  if (q.clamped) {
+    if (threadIdx.x == 0) {
+      dGamma[k] = 0.f;
+      dBeta[k] = 0.f;
+    }
+    return;
+  }
+  double dh = dScale / maxq, dl = -dScale / maxq;
+  float sg = sigmoidOf(gamma[k]), sb = sigmoidOf(beta[k]);
+  if (threadIdx.x == 0) {
+    dGamma[k] = (float)(dh * q.mx * sg * (1.f - sg));
+    dBeta[k] = (float)(dl * q.mn * sb * (1.f - sb));
+  }
+  double toMax = dh * sg / mxTies, toMin = dl * sb / mnTies;
+  for (int i = threadIdx.x; i < group; i += blockDim.x) {
+    float v = w[off + i], g = dW[off + i];
+    if (v == q.mx) g += (float)toMax;
+    if (v == q.mn) g += (float)toMin;
+    dW[off + i] = g;
+  }
+}
+
+// torch.optim.AdamW in place, in float64 (c1 = 1 − β1^t, c2 = 1 − β2^t from the host).
+__global__ void adamWKernel(float* p, const float* g, float* m, float* v, long long n, double lr, double beta1,
+                            double beta2, double eps, double wd, double c1, double c2) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    double pi = p[i] * (1 - lr * wd);  // decoupled weight decay
+    double mi = beta1 * m[i] + (1 - beta1) * g[i];
+    double vi = beta2 * v[i] + (1 - beta2) * (double)g[i] * g[i];
+    m[i] = (float)mi;
+    v[i] = (float)vi;
+    p[i] = (float)(pi - lr * (mi / c1) / (sqrt(vi / c2) + eps));
+  }
+}
+
+__global__ void clampAwayFromZeroKernel(float* a, long long n, float min) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    float x = a[i];
+    if (fabsf(x) < min) a[i] = x < 0.f ? -min : min;
   }
 }
 
@@ -1019,6 +1237,13 @@ JNI(void, fakeQuantizeTokens)(JNIEnv* env, jclass, jlong x, jint rows, jint cols
   });
 }
 
+JNI(void, fakeQuantizeTokensAsym)(JNIEnv* env, jclass, jlong x, jint rows, jint cols, jint bits, jlong out) {
+  guarded(env, [&] {
+    fakeQuantizeTokensAsymKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), cols, bits, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
 JNI(void, fakeQuantizeTokensFp)(JNIEnv* env, jclass, jlong x, jint rows, jint cols, jint M, jint bias, jint maxCode,
                                 jfloat maxValue, jlong out) {
   guarded(env, [&] {
@@ -1264,4 +1489,113 @@ JNI(jdouble, gptqIntDevice)(JNIEnv* env, jclass, jlong w, jint rows, jint cols, 
                           zeros);
   });
   return loss;
+}
+
+// ---- block-wise training ----------------------------------------------------------------------------
+
+inline float* FN(jlong p) { return p ? F(p) : nullptr; }
+
+JNI(void, reciprocal)(JNIEnv* env, jclass, jlong a, jlong out, jlong n) {
+  guarded(env, [&] {
+    reciprocalKernel<<<gridFor(n), 256, 0, ctx().stream>>>(F(a), F(out), n);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, scatterAddColumns)(JNIEnv* env, jclass, jlong x, jint rows, jintArray columns, jint width, jlong out) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    jsize count = env->GetArrayLength(columns);
+    std::vector<jint> host(count);
+    env->GetIntArrayRegion(columns, 0, count, host.data());
+    std::vector<int> offsets(width + 1, 0), sources(count);
+    for (jint col : host) {
+      if (col < 0 || col >= width) throw Failure{"scatterAddColumns: column out of range"};
+      offsets[col + 1]++;
+    }
+    for (int i = 0; i < width; i++) offsets[i + 1] += offsets[i];
+    std::vector<int> next(offsets.begin(), offsets.end() - 1);
+    for (int j = 0; j < count; j++) sources[next[host[j]]++] = j;  // ascending j within each column
+    Scratch dOff = uploadArray(offsets.data(), offsets.size(), c.stream);
+    Scratch dSrc = uploadArray(sources.data(), sources.size(), c.stream);
+    scatterAddColumnsKernel<<<gridFor((long long)rows * width), 256, 0, c.stream>>>(F(x), rows, count, dOff.as<int>(),
+                                                                                   dSrc.as<int>(), width, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, scaleShiftLinear)(JNIEnv* env, jclass, jlong w, jint rows, jint cols, jlong b, jlong colScale, jlong colShift,
+                            jlong rowFactor, jlong rowShift, jlong w2, jlong b2) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    long long n = (long long)rows * cols;
+    scaleShiftWeightKernel<<<gridFor(n), 256, 0, c.stream>>>(F(w), cols, n, FN(colScale), FN(rowFactor), F(w2));
+    CHECK_LAUNCH();
+    if (b2) {
+      scaleShiftBiasKernel<<<rows, rowThreads(cols), 0, c.stream>>>(F(w), cols, FN(b), FN(colShift), FN(rowFactor),
+                                                                    FN(rowShift), F(b2));
+      CHECK_LAUNCH();
+    }
+  });
+}
+
+JNI(void, scaleShiftLinearBackward)(JNIEnv* env, jclass, jlong w, jint rows, jint cols, jlong b, jlong colScale,
+                                    jlong colShift, jlong rowFactor, jlong rowShift, jlong dW, jlong dB, jlong dColScale,
+                                    jlong dColShift, jlong dRowFactor, jlong dRowShift) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    Scratch gb1(sizeof(double) * rows, c.stream), factor(sizeof(double) * rows, c.stream);
+    bool shift = colShift && dB;
+    if (rowFactor || rowShift || shift) {
+      scaleShiftRowBackwardKernel<<<rows, rowThreads(cols), 0, c.stream>>>(
+          F(w), cols, FN(b), FN(colScale), FN(colShift), FN(rowFactor), FN(rowShift), F(dW), FN(dB), FN(dRowFactor),
+          FN(dRowShift), shift ? gb1.as<double>() : nullptr);
+      CHECK_LAUNCH();
+    }
+    if (colScale) {
+      // ds[c] = Σ_r dW2[r, c]·r[r]·W[r, c]
+      if (rowFactor) {
+        floatToDoubleKernel<<<gridFor(rows), 256, 0, c.stream>>>(F(rowFactor), factor.as<double>(), rows);
+        CHECK_LAUNCH();
+      }
+      columnReduce(F(dW), F(w), nullptr, rowFactor ? factor.as<double>() : nullptr, rows, cols, F(dColScale), c.stream);
+    }
+    // dδ[c] = Σ_r W[r, c]·db1[r]
+    if (shift) columnReduce(F(w), nullptr, nullptr, gb1.as<double>(), rows, cols, F(dColShift), c.stream);
+  });
+}
+
+JNI(void, fakeQuantizeClipped)(JNIEnv* env, jclass, jlong w, jint rows, jint cols, jint group, jint bits, jlong gamma,
+                               jlong beta, jlong out) {
+  guarded(env, [&] {
+    unsigned blocks = (unsigned)((long long)rows * (cols / group));
+    fakeQuantizeClippedKernel<<<blocks, rowThreads(group), 0, ctx().stream>>>(F(w), cols, group, bits, F(gamma), F(beta),
+                                                                              F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, fakeQuantizeClippedBackward)(JNIEnv* env, jclass, jlong w, jint rows, jint cols, jint group, jint bits,
+                                       jlong gamma, jlong beta, jlong dOut, jlong dW, jlong dGamma, jlong dBeta) {
+  guarded(env, [&] {
+    unsigned blocks = (unsigned)((long long)rows * (cols / group));
+    fakeQuantizeClippedBackwardKernel<<<blocks, rowThreads(group), 0, ctx().stream>>>(
+        F(w), cols, group, bits, F(gamma), F(beta), F(dOut), F(dW), F(dGamma), F(dBeta));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, adamW)(JNIEnv* env, jclass, jlong p, jlong g, jlong m, jlong v, jlong n, jdouble lr, jdouble beta1,
+                 jdouble beta2, jdouble eps, jdouble wd, jdouble c1, jdouble c2) {
+  guarded(env, [&] {
+    adamWKernel<<<gridFor(n), 256, 0, ctx().stream>>>(F(p), F(g), F(m), F(v), n, lr, beta1, beta2, eps, wd, c1, c2);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, clampAwayFromZero)(JNIEnv* env, jclass, jlong a, jlong n, jfloat min) {
+  guarded(env, [&] {
+    clampAwayFromZeroKernel<<<gridFor(n), 256, 0, ctx().stream>>>(F(a), n, min);
+    CHECK_LAUNCH();
+  });
 }

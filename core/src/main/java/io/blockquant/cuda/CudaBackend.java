@@ -460,6 +460,11 @@ public final class CudaBackend implements TensorBackend {
     }
 
     @Override
+    public Tensor div(Tensor a, Tensor b) {
+        return binary("div", CudaNative.DIV, a, b);
+    }
+
+    @Override
     public Tensor scale(Tensor a, float factor) {
         CudaTensor out = alloc(a.shape());
         CudaNative.scale(p(a), factor, out.ptr(), a.length());
@@ -489,6 +494,31 @@ public final class CudaBackend implements TensorBackend {
         CudaTensor out = alloc(a.shape());
         CudaNative.activate(activation.ordinal(), p(a), out.ptr(), a.length());
         return out;
+    }
+
+    @Override
+    public Tensor reciprocal(Tensor a) {
+        CudaTensor out = alloc(a.shape());
+        CudaNative.reciprocal(p(a), out.ptr(), a.length());
+        return out;
+    }
+
+    /** 0 for an absent tensor; otherwise its pointer, checked to hold {@code length} elements. */
+    private long pOrZero(Tensor t, long length, String what) {
+        if (t == null) return 0;
+        if (t.length() != length) throw new IllegalArgumentException(what + " " + t.describe() + ": expected " + length + " elements");
+        return p(t);
+    }
+
+    @Override
+    public Tensor[] scaleShiftLinear(Tensor w, Tensor b, Tensor colScale, Tensor colShift, Tensor rowFactor, Tensor rowShift) {
+        int r = rows(w), cl = cols(w);
+        CudaTensor w2 = alloc(r, cl);
+        CudaTensor b2 = b == null && colShift == null ? null : alloc(r);
+        CudaNative.scaleShiftLinear(p(w), r, cl, pOrZero(b, r, "bias"), pOrZero(colScale, cl, "column scale"),
+                pOrZero(colShift, cl, "column shift"), pOrZero(rowFactor, r, "row factor"), pOrZero(rowShift, r, "row shift"),
+                w2.ptr(), b2 == null ? 0 : b2.ptr());
+        return new Tensor[] {w2, b2};
     }
 
     // ---- reductions ------------------------------------------------------------------------------
@@ -649,7 +679,74 @@ public final class CudaBackend implements TensorBackend {
         return out;
     }
 
+    @Override
+    public Tensor scatterAddColumns(Tensor x, int[] columns, int width) {
+        if (columns.length != x.size(1)) throw new IllegalArgumentException(columns.length + " columns for " + x.describe());
+        CudaTensor out = alloc(x.size(0), width);
+        CudaNative.scatterAddColumns(p(x), rows(x), columns, width, out.ptr());
+        return out;
+    }
+
+    @Override
+    public Tensor[] scaleShiftLinearBackward(Tensor w, Tensor b, Tensor colScale, Tensor colShift, Tensor rowFactor,
+                                             Tensor rowShift, Tensor dW, Tensor dB) {
+        int r = rows(w), cl = cols(w);
+        if (!Arrays.equals(w.shape(), dW.shape())) throw new IllegalArgumentException("scaleShiftLinearBackward: " + dW.describe() + " for " + w.describe());
+        CudaTensor gs = colScale == null ? null : alloc(cl);
+        CudaTensor gd = colShift == null || dB == null ? null : alloc(cl);
+        CudaTensor gr = rowFactor == null ? null : alloc(r);
+        CudaTensor gdr = rowShift == null ? null : alloc(r);
+        CudaNative.scaleShiftLinearBackward(p(w), r, cl, pOrZero(b, r, "bias"), pOrZero(colScale, cl, "column scale"),
+                pOrZero(colShift, cl, "column shift"), pOrZero(rowFactor, r, "row factor"), pOrZero(rowShift, r, "row shift"),
+                p(dW), pOrZero(dB, r, "bias gradient"), gs == null ? 0 : gs.ptr(), gd == null ? 0 : gd.ptr(),
+                gr == null ? 0 : gr.ptr(), gdr == null ? 0 : gdr.ptr());
+        return new Tensor[] {gs, gd, gr, gdr};
+    }
+
+    @Override
+    public Tensor[] fakeQuantizeClippedBackward(Tensor w, Tensor gamma, Tensor beta, int group, int bits, Tensor dOut) {
+        checkClipping(w, gamma, beta, group);
+        if (!Arrays.equals(w.shape(), dOut.shape())) throw new IllegalArgumentException("fakeQuantizeClippedBackward: " + dOut.describe() + " for " + w.describe());
+        CudaTensor dw = alloc(w.shape()), dg = alloc(gamma.shape()), db = alloc(beta.shape());
+        CudaNative.fakeQuantizeClippedBackward(p(w), rows(w), cols(w), group, bits, p(gamma), p(beta), p(dOut), dw.ptr(),
+                dg.ptr(), db.ptr());
+        return new Tensor[] {dw, dg, db};
+    }
+
     // ---- quantization ----------------------------------------------------------------------------
+
+    @Override
+    public Tensor fakeQuantizeClipped(Tensor w, Tensor gamma, Tensor beta, int group, int bits) {
+        checkClipping(w, gamma, beta, group);
+        CudaTensor out = alloc(w.shape());
+        CudaNative.fakeQuantizeClipped(p(w), rows(w), cols(w), group, bits, p(gamma), p(beta), out.ptr());
+        return out;
+    }
+
+    private static void checkClipping(Tensor w, Tensor gamma, Tensor beta, int group) {
+        if (w.rank() != 2 || group <= 0 || w.size(1) % group != 0 || gamma.length() != w.size(0) * (w.size(1) / group)
+                || beta.length() != gamma.length()) {
+            throw new IllegalArgumentException("clipped quantizer: " + w.describe() + " in groups of " + group + " with γ "
+                    + gamma.describe() + ", β " + beta.describe());
+        }
+    }
+
+    // ---- in-place updates ------------------------------------------------------------------------
+
+    @Override
+    public void adamW(Tensor p, Tensor g, Tensor m, Tensor v, int step, double lr, double beta1, double beta2, double eps,
+                      double weightDecay) {
+        for (Tensor t : new Tensor[] {g, m, v}) {
+            if (!Arrays.equals(p.shape(), t.shape())) throw new IllegalArgumentException("adamW: " + t.describe() + " for " + p.describe());
+        }
+        CudaNative.adamW(p(p), p(g), p(m), p(v), p.length(), lr, beta1, beta2, eps, weightDecay, 1 - Math.pow(beta1, step),
+                1 - Math.pow(beta2, step));
+    }
+
+    @Override
+    public void clampAwayFromZero(Tensor t, float min) {
+        CudaNative.clampAwayFromZero(p(t), t.length(), min);
+    }
 
     @Override
     public Tensor fakeQuantizeWeight(Tensor w, IntQuantSpec spec) {
@@ -669,16 +766,13 @@ public final class CudaBackend implements TensorBackend {
         return out;
     }
 
-    /**
-     * No kernel yet: composed of the existing host copies and the reference arithmetic ({@code IntQuantizer}),
-     * exact but a device-host round trip per call; a {@code fakeQuantizeTokensAsym} kernel would remove it.
-     */
+    /** {@code IntQuantizer.fakeQuantizeTokensAsym}'s arithmetic in one kernel (OmniQuant's W4A4/W6A6 steps run it on every linear input). */
     @Override
     public Tensor fakeQuantizeTokensAsym(Tensor x, int bits) {
-        float[] v = toFloats(x);
         int width = lastDim(x);
-        io.blockquant.quant.IntQuantizer.fakeQuantizeTokensAsym(v, v.length / width, width, bits);
-        return fromFloats(v, x.shape());
+        CudaTensor out = alloc(x.shape());
+        CudaNative.fakeQuantizeTokensAsym(p(x), Math.toIntExact(x.length() / width), width, bits, out.ptr());
+        return out;
     }
 
     @Override

@@ -117,7 +117,7 @@ final class CudaNative {
     static native void gemmAccumulate(boolean transA, boolean transB, int m, int n, int k, long a, long b, long c);
 
     // ---- element-wise ----------------------------------------------------------------------------
-    static final int ADD = 0, SUB = 1, MUL = 2;
+    static final int ADD = 0, SUB = 1, MUL = 2, DIV = 3;
 
     static native void binary(int op, long a, long b, long out, long n);
 
@@ -164,6 +164,9 @@ final class CudaNative {
 
     static native void fakeQuantizeTokens(long x, int rows, int cols, int bits, long out);
 
+    /** Asymmetric per-token (per-row) min-max fake quantization, the OmniQuant reference's activation rule. */
+    static native void fakeQuantizeTokensAsym(long x, int rows, int cols, int bits, long out);
+
     static native void fakeQuantizeTokensFp(long x, int rows, int cols, int mantissaBits, int bias, int maxCode,
                                             float maxValue, long out);
 
@@ -187,4 +190,31 @@ final class CudaNative {
     /** GPTQ's integer column loop on the device ({@link CudaBackend#gptqIntColumns}); returns the loss. */
     static native double gptqInt(float[] w, int rows, int cols, float[] hinvUpper, int blockSize, int group, int bits,
                                  boolean symmetric, int[] levels, float[] scales, float[] zeros);
+
+    // ---- block-wise training (OmniQuant) ---------------------------------------------------------
+    /** Pointers of 0 stand for absent (null) tensors. */
+    static native void reciprocal(long a, long out, long n);
+
+    /** {@code out [rows, width]}, {@code out[r, columns[j]] += x[r, j]} over x {@code [rows, columns.length]}. */
+    static native void scatterAddColumns(long x, int rows, int[] columns, int width, long out);
+
+    /** LET on a linear: {@code w2 = diag(rowFactor)·w·diag(colScale)}, {@code b2 = rowFactor⊙(b + w·colShift − rowShift)} (b2 0: none). */
+    static native void scaleShiftLinear(long w, int rows, int cols, long b, long colScale, long colShift, long rowFactor,
+                                        long rowShift, long w2, long b2);
+
+    static native void scaleShiftLinearBackward(long w, int rows, int cols, long b, long colScale, long colShift,
+                                                long rowFactor, long rowShift, long dW, long dB, long dColScale,
+                                                long dColShift, long dRowFactor, long dRowShift);
+
+    /** LWC's clipped fake quantizer (OmniQuant eq. 2–3), γ and β per (row, group). */
+    static native void fakeQuantizeClipped(long w, int rows, int cols, int group, int bits, long gamma, long beta, long out);
+
+    static native void fakeQuantizeClippedBackward(long w, int rows, int cols, int group, int bits, long gamma, long beta,
+                                                   long dOut, long dW, long dGamma, long dBeta);
+
+    /** AdamW in place on p, m, v; {@code c1 = 1 − β1^t}, {@code c2 = 1 − β2^t}. */
+    static native void adamW(long p, long g, long m, long v, long n, double lr, double beta1, double beta2, double eps,
+                             double weightDecay, double c1, double c2);
+
+    static native void clampAwayFromZero(long a, long n, float min);
 }

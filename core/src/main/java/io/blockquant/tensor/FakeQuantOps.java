@@ -13,6 +13,13 @@ public interface FakeQuantOps {
     /** Round-to-nearest fake quantization of a weight {@code [out, in]}: quantize, then dequantize. */
     Tensor fakeQuantizeWeight(Tensor w, IntQuantSpec spec);
 
+    /**
+     * LWC's learnable clipped fake quantizer (OmniQuant eq. 2–3, {@link io.blockquant.quant.ClippedQuantizer}) of a
+     * weight {@code [out, in]} in groups of {@code group} columns, asymmetric with {@code bits} bits: the group's range
+     * {@code [σ(β)·min, σ(γ)·max]}, γ and β {@code [out·in/group]} (row-major by row, then group).
+     */
+    Tensor fakeQuantizeClipped(Tensor w, Tensor gamma, Tensor beta, int group, int bits);
+
     /** Dynamic symmetric per-token (per-row) fake quantization of activations, scale = absmax/(2^(b−1)−1). */
     Tensor fakeQuantizeTokens(Tensor x, int bits);
 

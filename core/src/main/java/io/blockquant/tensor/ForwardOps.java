@@ -69,6 +69,9 @@ public interface ForwardOps {
 
     Tensor mul(Tensor a, Tensor b);
 
+    /** {@code a / b} element-wise, IEEE float32 division. */
+    Tensor div(Tensor a, Tensor b);
+
     Tensor scale(Tensor a, float factor);
 
     /** {@code a[i, j] + row[j]} for a 2-D tensor and a vector of its column count. */
@@ -78,6 +81,17 @@ public interface ForwardOps {
     Tensor mulRowVector(Tensor a, Tensor row);
 
     Tensor activate(Tensor a, Activation activation);
+
+    /** {@code 1/a} element-wise, in float32 (LET's inverse scales). */
+    Tensor reciprocal(Tensor a);
+
+    /**
+     * An equivalent transformation folded into a linear (OmniQuant's LET, eq. 4–5, and its row scaling,
+     * {@link io.blockquant.quant.ScaleShift}): {@code W2 = diag(rowFactor)·W·diag(colScale)},
+     * {@code b2 = rowFactor⊙(b + W·colShift − rowShift)}, W {@code [out, in]}; any of b and the four vectors may be
+     * null (identity). Returns {@code {W2, b2}}, b2 null when b and colShift are null.
+     */
+    Tensor[] scaleShiftLinear(Tensor w, Tensor b, Tensor colScale, Tensor colShift, Tensor rowFactor, Tensor rowShift);
 
     // ---- reductions ------------------------------------------------------------------------------
 

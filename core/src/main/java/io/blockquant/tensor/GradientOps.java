@@ -33,4 +33,23 @@ public interface GradientOps {
      * summing the gradients of the query heads that share a key/value head.
      */
     Tensor sumRepeatedHeads(Tensor x, int batch, int kvHeads, int groups);
+
+    /**
+     * Backward of {@link ForwardOps#selectColumns}: {@code out [rows, width]} with {@code out[r, columns[j]] += x[r, j]}
+     * (a column picked twice gets both gradients, summed in the order of j).
+     */
+    Tensor scatterAddColumns(Tensor x, int[] columns, int width);
+
+    /**
+     * Backward of {@link ForwardOps#scaleShiftLinear} from the gradients of W2 and b2 ({@code dB} null when there is
+     * no b2): {@code {dColScale, dColShift, dRowFactor, dRowShift}}, each null where its vector was null.
+     */
+    Tensor[] scaleShiftLinearBackward(Tensor w, Tensor b, Tensor colScale, Tensor colShift, Tensor rowFactor, Tensor rowShift,
+                                      Tensor dW, Tensor dB);
+
+    /**
+     * Backward of {@link FakeQuantOps#fakeQuantizeClipped} (OmniQuant eq. 2–3 with the straight-through round):
+     * {@code {dW, dGamma, dBeta}}.
+     */
+    Tensor[] fakeQuantizeClippedBackward(Tensor w, Tensor gamma, Tensor beta, int group, int bits, Tensor dOut);
 }

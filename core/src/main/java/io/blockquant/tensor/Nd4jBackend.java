@@ -247,6 +247,12 @@ public final class Nd4jBackend implements TensorBackend {
     }
 
     @Override
+    public Tensor div(Tensor x, Tensor y) {
+        sameShape("div", x, y);
+        return t(a(x).div(a(y)));
+    }
+
+    @Override
     public Tensor scale(Tensor x, float factor) {
         return t(a(x).mul(factor));
     }
@@ -281,6 +287,29 @@ public final class Nd4jBackend implements TensorBackend {
             default:
                 throw new IllegalArgumentException("unknown activation " + activation);
         }
+    }
+
+    @Override
+    public Tensor reciprocal(Tensor x) {
+        float[] v = toFloats(x);
+        for (int i = 0; i < v.length; i++) v[i] = 1f / v[i];
+        return t(v, x.shape());
+    }
+
+    @Override
+    public Tensor[] scaleShiftLinear(Tensor w, Tensor b, Tensor colScale, Tensor colShift, Tensor rowFactor, Tensor rowShift) {
+        int out = (int) w.size(0), in = (int) w.size(1);
+        float[][] r = io.blockquant.quant.ScaleShift.forward(toFloats(w), out, in, orNull(b), orNull(colScale), orNull(colShift),
+                orNull(rowFactor), orNull(rowShift));
+        return new Tensor[] {t(r[0], out, in), r[1] == null ? null : t(r[1], out)};
+    }
+
+    private float[] orNull(Tensor x) {
+        return x == null ? null : toFloats(x);
+    }
+
+    private static Tensor vectorOrNull(float[] v) {
+        return v == null ? null : t(v, v.length);
     }
 
     private static void sameShape(String op, Tensor x, Tensor y) {
@@ -595,7 +624,91 @@ public final class Nd4jBackend implements TensorBackend {
         return t(r.reshape('c', new long[] {(long) batch * kvHeads, seq, d}));
     }
 
+    @Override
+    public Tensor scatterAddColumns(Tensor x, int[] columns, int width) {
+        int rows = (int) x.size(0), count = (int) x.size(1);
+        if (columns.length != count) throw new IllegalArgumentException(columns.length + " columns for " + x.describe());
+        float[] in = toFloats(x), out = new float[rows * width];
+        for (int r = 0; r < rows; r++) for (int j = 0; j < count; j++) out[r * width + columns[j]] += in[r * count + j];
+        return t(out, rows, width);
+    }
+
+    @Override
+    public Tensor[] scaleShiftLinearBackward(Tensor w, Tensor b, Tensor colScale, Tensor colShift, Tensor rowFactor,
+                                             Tensor rowShift, Tensor dW, Tensor dB) {
+        float[][] g = io.blockquant.quant.ScaleShift.backward(toFloats(w), (int) w.size(0), (int) w.size(1), orNull(b),
+                orNull(colScale), orNull(colShift), orNull(rowFactor), orNull(rowShift), toFloats(dW), orNull(dB));
+        return new Tensor[] {vectorOrNull(g[0]), vectorOrNull(g[1]), vectorOrNull(g[2]), vectorOrNull(g[3])};
+    }
+
+    @Override
+    public Tensor[] fakeQuantizeClippedBackward(Tensor w, Tensor gamma, Tensor beta, int group, int bits, Tensor dOut) {
+        int rows = (int) w.size(0), cols = (int) w.size(1);
+        float[] dw = new float[rows * cols], dg = new float[(int) gamma.length()], db = new float[(int) beta.length()];
+        io.blockquant.quant.ClippedQuantizer.backward(toFloats(w), rows, cols, group, bits, toFloats(gamma), toFloats(beta),
+                toFloats(dOut), dw, dg, db);
+        return new Tensor[] {t(dw, rows, cols), t(dg, gamma.shape()), t(db, beta.shape())};
+    }
+
     // ---- quantization ----------------------------------------------------------------------------
+
+    @Override
+    public Tensor fakeQuantizeClipped(Tensor w, Tensor gamma, Tensor beta, int group, int bits) {
+        int rows = (int) w.size(0), cols = (int) w.size(1);
+        checkClipping(w, gamma, beta, group);
+        float[] out = new float[rows * cols];
+        io.blockquant.quant.ClippedQuantizer.forward(toFloats(w), rows, cols, group, bits, toFloats(gamma), toFloats(beta),
+                out, null, null, null);
+        return t(out, rows, cols);
+    }
+
+    static void checkClipping(Tensor w, Tensor gamma, Tensor beta, int group) {
+        long groups = w.size(1) / group;
+        if (w.rank() != 2 || group <= 0 || w.size(1) % group != 0 || gamma.length() != w.size(0) * groups
+                || beta.length() != gamma.length()) {
+            throw new IllegalArgumentException("clipped quantizer: " + w.describe() + " in groups of " + group + " with γ "
+                    + gamma.describe() + ", β " + beta.describe());
+        }
+    }
+
+    // ---- in-place updates ------------------------------------------------------------------------
+
+    @Override
+    public void adamW(Tensor p, Tensor g, Tensor m, Tensor v, int step, double lr, double beta1, double beta2, double eps,
+                      double weightDecay) {
+        sameShape("adamW", p, g);
+        sameShape("adamW", p, m);
+        sameShape("adamW", p, v);
+        float[] pv = toFloats(p), gv = toFloats(g), mv = toFloats(m), vv = toFloats(v);
+        double c1 = 1 - Math.pow(beta1, step), c2 = 1 - Math.pow(beta2, step);
+        for (int i = 0; i < pv.length; i++) {
+            double pi = pv[i] * (1 - lr * weightDecay);                       // decoupled weight decay
+            double mi = beta1 * mv[i] + (1 - beta1) * gv[i];
+            double vi = beta2 * vv[i] + (1 - beta2) * (double) gv[i] * gv[i];
+            mv[i] = (float) mi;
+            vv[i] = (float) vi;
+            pv[i] = (float) (pi - lr * (mi / c1) / (Math.sqrt(vi / c2) + eps)); // bias-corrected Adam step
+        }
+        overwrite(p, pv);
+        overwrite(m, mv);
+        overwrite(v, vv);
+    }
+
+    @Override
+    public void clampAwayFromZero(Tensor x, float min) {
+        float[] v = toFloats(x);
+        for (int i = 0; i < v.length; i++) if (Math.abs(v[i]) < min) v[i] = v[i] < 0 ? -min : min;
+        overwrite(x, v);
+    }
+
+    /** Writes {@code values} into the tensor's own buffer (tensors this backend made are contiguous, never views). */
+    private static void overwrite(Tensor x, float[] values) {
+        INDArray array = a(x);
+        if (array.isView() || array.ordering() != 'c' || array.data().length() != array.length()) {
+            throw new IllegalArgumentException("in-place update of a view " + x.describe());
+        }
+        floatView(array).put(values);
+    }
 
     @Override
     public Tensor fakeQuantizeWeight(Tensor w, IntQuantSpec spec) {

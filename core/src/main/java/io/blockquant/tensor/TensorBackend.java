@@ -4,9 +4,9 @@ package io.blockquant.tensor;
  * A whole backend: every role an algorithm may depend on, which both the CPU implementation
  * ({@link Nd4jBackend}) and the CUDA one ({@code io.blockquant.cuda.CudaBackend}) implement. Code that
  * uses one role only takes that role ({@link ForwardOps}, {@link GradientOps}, {@link FakeQuantOps},
- * {@link LinearAlgebra}); {@link Backends} is where a backend is chosen.
+ * {@link OptimizerOps}, {@link LinearAlgebra}); {@link Backends} is where a backend is chosen.
  */
-public interface TensorBackend extends ForwardOps, GradientOps, FakeQuantOps, LinearAlgebra {
+public interface TensorBackend extends ForwardOps, GradientOps, FakeQuantOps, OptimizerOps, LinearAlgebra {
 
     String name();
 

@@ -31,7 +31,8 @@ import java.util.Map;
 /**
  * The computations the GPU check compares between backends, as one pure function of (backend, inputs):
  * every backend operation on small random tensors, one block of each family forward and backward (the
- * gradients OmniQuant trains on), GPTQ on one tiny-llama block, the INT/FP8/FP4 fake quantizers and the SVD.
+ * gradients OmniQuant trains on), OmniQuant's training ops (LWC, LET, AdamW) and one resident OmniQuant step per
+ * family, GPTQ on one tiny-llama block, the INT/FP8/FP4 fake quantizers and the SVD.
  * {@link GpuCheckReference} runs it on the CPU backend and saves the outputs; {@link GpuCheck} runs it on the
  * CUDA backend and compares.
  */
@@ -85,6 +86,8 @@ public final class CheckCases {
         Map<String, float[]> out = new LinkedHashMap<>();
         ops(be, in, out);
         for (String family : FAMILIES) block(be, in, family, out);
+        training(be, in, out);
+        for (String family : FAMILIES) omniQuant(be, in, family, out);
         quantizers(be, in, out);
         svd(be, in, out);
         gptq(be, in, reference, out);
@@ -192,24 +195,119 @@ public final class CheckCases {
             ws[i] = hb.layers.get(i).w();
             bs[i] = hb.layers.get(i).b();
         }
-        BlockGraph.Result r = be.scratchValue(() -> BlockGraph.run(hb.spec, hb.rms, hb.eps,
-                hb.graphParams(be, hb.attnNorm, hb.mlpNorm, ws, bs), be.fromFloats(x, (long) BATCH * SEQ, h),
-                be.fromFloats(target, (long) BATCH * SEQ, h), BATCH, SEQ, io.blockquant.quant.ActivationQuant.NONE, true, true));
         String g = family + "/grad/";
-        out.put(family + "/loss", new float[] {(float) r.loss()});
-        out.put(family + "/train_output", r.output());
-        putIf(out, g + "attn_norm_w", r.attnNormWeight());
-        putIf(out, g + "attn_norm_b", r.attnNormBias());
-        putIf(out, g + "mlp_norm_w", r.mlpNormWeight());
-        putIf(out, g + "mlp_norm_b", r.mlpNormBias());
-        for (BlockGraph.Proj p : BlockGraph.Proj.values()) {
-            putIf(out, g + "w_" + p.name().toLowerCase(java.util.Locale.ROOT), r.weight()[p.ordinal()]);
-            putIf(out, g + "b_" + p.name().toLowerCase(java.util.Locale.ROOT), r.bias()[p.ordinal()]);
-        }
+        be.scratchValue(() -> {
+            BlockGraph.Result r = BlockGraph.run(hb.spec, hb.rms, hb.eps, hb.graphParams(be, hb.attnNorm, hb.mlpNorm, ws, bs),
+                    be.fromFloats(x, (long) BATCH * SEQ, h), be.fromFloats(target, (long) BATCH * SEQ, h), BATCH, SEQ,
+                    io.blockquant.quant.ActivationQuant.NONE, true, true);
+            out.put(family + "/loss", new float[] {(float) r.loss()});
+            out.put(family + "/train_output", r.output());
+            putIf(out, g + "attn_norm_w", r.attnNormWeight());
+            putIf(out, g + "attn_norm_b", r.attnNormBias());
+            putIf(out, g + "mlp_norm_w", r.mlpNormWeight());
+            putIf(out, g + "mlp_norm_b", r.mlpNormBias());
+            for (BlockGraph.Proj p : BlockGraph.Proj.values()) {
+                putIf(out, g + "w_" + p.name().toLowerCase(java.util.Locale.ROOT), r.weight()[p.ordinal()]);
+                putIf(out, g + "b_" + p.name().toLowerCase(java.util.Locale.ROOT), r.bias()[p.ordinal()]);
+            }
+            return null;
+        });
     }
 
-    private static void putIf(Map<String, float[]> out, String name, float[] v) {
-        if (v != null) out.put(name, v);
+    private static void putIf(Map<String, float[]> out, String name, Tensor v) {
+        if (v != null) out.put(name, v.toFloats());
+    }
+
+    // ---- OmniQuant's training ops (LWC, LET, AdamW) on seeded random inputs ------------------------------
+
+    /** Seeded values in [lo, hi): the same on every machine (no input arrays needed). */
+    private static float[] between(long seed, int n, double lo, double hi) {
+        float[] u = new io.blockquant.bench.RandomBlocks.FastRandom(seed).uniform(n, 1.0 / Math.sqrt(3.0)); // [−1, 1)
+        for (int i = 0; i < n; i++) u[i] = (float) (lo + (hi - lo) * (u[i] + 1) / 2);
+        return u;
+    }
+
+    /**
+     * Every backend op of OmniQuant's resident training step, forward and backward: LWC's clipped quantizer (eq. 2–3;
+     * on activations with outlier channels and an all-zero row, per group of 64 and per channel), LET on a linear
+     * (eq. 4–6; all vectors, and row scaling alone without a bias), the column scatter that reduces LET's per-column
+     * gradients onto value channels, the reciprocal, AdamW (three steps, in place) and LET's scale truncation.
+     */
+    private static void training(TensorBackend be, ArrayBundle in, Map<String, float[]> out) {
+        be.scratchValue(() -> {
+            Tensor x = t(be, in, "quant/x");                                     // [64, 512]
+            for (int group : new int[] {64, 512}) {
+                int n = 64 * (512 / group);
+                Tensor gamma = be.fromFloats(between(40 + group, n, 0.5, 4), n), beta = be.fromFloats(between(41 + group, n, 0.5, 4), n);
+                String k = "train/lwc_w3g" + group;
+                out.put(k, be.fakeQuantizeClipped(x, gamma, beta, group, 3).toFloats());
+                Tensor[] g = be.fakeQuantizeClippedBackward(x, gamma, beta, group, 3,
+                        be.fromFloats(between(42, 64 * 512, -1, 1), 64, 512));
+                out.put(k + "_dw", g[0].toFloats());
+                out.put(k + "_dgamma", g[1].toFloats());
+                out.put(k + "_dbeta", g[2].toFloats());
+            }
+            Tensor w = t(be, in, "ops/a");                                        // [96, 80]
+            Tensor bias = be.fromFloats(between(50, 96, -1, 1), 96);
+            Tensor cs = be.fromFloats(between(51, 80, 0.5, 2), 80), cd = be.fromFloats(between(52, 80, -0.3, 0.3), 80);
+            Tensor rf = be.fromFloats(between(53, 96, 0.5, 2), 96), rd = be.fromFloats(between(54, 96, -0.3, 0.3), 96);
+            Tensor dW = t(be, in, "ops/a2"), dB = be.fromFloats(between(55, 96, -1, 1), 96);
+            Tensor[] f = be.scaleShiftLinear(w, bias, cs, cd, rf, rd);
+            out.put("train/let_w", f[0].toFloats());
+            out.put("train/let_b", f[1].toFloats());
+            Tensor[] gl = be.scaleShiftLinearBackward(w, bias, cs, cd, rf, rd, dW, dB);
+            String[] names = {"dcol_scale", "dcol_shift", "drow_factor", "drow_shift"};
+            for (int i = 0; i < names.length; i++) out.put("train/let_" + names[i], gl[i].toFloats());
+            Tensor[] rows = be.scaleShiftLinear(w, null, null, null, rf, null);
+            out.put("train/let_rows_w", rows[0].toFloats());
+            out.put("train/let_rows_drow_factor", be.scaleShiftLinearBackward(w, null, null, null, rf, null, dW, null)[2].toFloats());
+            int[] columns = new int[80];
+            for (int j = 0; j < columns.length; j++) columns[j] = (j * 7) % 24;   // every one of 24 columns, several times
+            out.put("train/scatter_add_columns", be.scatterAddColumns(w, columns, 24).toFloats());
+            out.put("train/reciprocal", be.reciprocal(cs).toFloats());
+            out.put("train/div", be.div(w, be.fromFloats(between(56, 96 * 80, 0.5, 2), 96, 80)).toFloats());
+
+            Tensor p = be.scale(w, 1f), m = be.zeros(96, 80), v = be.zeros(96, 80);
+            for (int step = 1; step <= 3; step++) {
+                be.adamW(p, be.scale(dW, step == 2 ? -0.5f : 1f + step), m, v, step, 0.01, 0.9, 0.999, 1e-8, 0.1);
+            }
+            out.put("train/adamw_p", p.toFloats());
+            out.put("train/adamw_m", m.toFloats());
+            out.put("train/adamw_v", v.toFloats());
+            Tensor small = be.scale(w, 0.02f);
+            be.clampAwayFromZero(small, 1e-2f);
+            out.put("train/clamp_away_from_zero", small.toFloats());
+            return null;
+        });
+    }
+
+    /**
+     * One resident OmniQuant step's loss and gradients (LWC W4 g64 with clipping that cuts, LET with random scales,
+     * shifts where the family has biases, and the query/key scale; no activation quantization) on block 0 of each
+     * family: the whole chain of the ops above with the block's backward.
+     */
+    private static void omniQuant(TensorBackend be, ArrayBundle in, String family, Map<String, float[]> out) {
+        ModelSpec spec = spec(in, family);
+        DecoderBlock block = new ModelLoader(weights(in, family), spec, be).block(0);
+        HeapBlock hb = HeapBlock.of(block);
+        io.blockquant.algo.omniquant.EquivalentTransform let = new io.blockquant.algo.omniquant.EquivalentTransform(hb, true, true);
+        io.blockquant.algo.omniquant.OmniQuantObjective obj = new io.blockquant.algo.omniquant.OmniQuantObjective(hb, let,
+                new IntQuantSpec(4, 64, false), true, io.blockquant.quant.ActivationQuant.NONE);
+        long seed = 60;
+        for (float[] v : obj.lwcParameters()) System.arraycopy(between(seed++, v.length, 1, 4), 0, v, 0, v.length);
+        for (float[] s : let.scales()) System.arraycopy(between(seed++, s.length, 0.7, 1.4), 0, s, 0, s.length);
+        for (float[] d : new float[][] {let.attnShift, let.mlpShift, let.outShift}) {
+            if (d != null) System.arraycopy(between(seed++, d.length, -0.1, 0.1), 0, d, 0, d.length);
+        }
+        io.blockquant.algo.omniquant.OmniQuantObjective.Evaluation ev = obj.evaluate(be, in.floats("x/" + family),
+                in.floats("target/" + family), BATCH, SEQ, true, false);
+        String k = "omniquant/" + family + "/";
+        out.put(k + "loss", new float[] {(float) ev.loss()});
+        for (int i = 0; i < ev.lwcGrads().size(); i++) {
+            out.put(k + "grad/" + hb.layers.get(i / 2).name() + (i % 2 == 0 ? ".gamma" : ".beta"), ev.lwcGrads().get(i));
+        }
+        List<String> letNames = new java.util.ArrayList<>(let.named().keySet());
+        for (int i = 0; i < ev.letGrads().size(); i++) out.put(k + "grad/" + letNames.get(i), ev.letGrads().get(i));
     }
 
     // ---- quantizers -------------------------------------------------------------------------------
@@ -222,6 +320,8 @@ public final class CheckCases {
             }
             out.put("quant/tokens_int8", be.fakeQuantizeTokens(x, 8).toFloats());
             out.put("quant/tokens_int4", be.fakeQuantizeTokens(x, 4).toFloats());
+            out.put("quant/tokens_int4_asym", be.fakeQuantizeTokensAsym(x, 4).toFloats());
+            out.put("quant/tokens_int8_asym", be.fakeQuantizeTokensAsym(x, 8).toFloats());
             out.put("quant/weight_w4g64", be.fakeQuantizeWeight(x, new IntQuantSpec(4, 64, false)).toFloats());
             out.put("quant/weight_w3_channel", be.fakeQuantizeWeight(x, new IntQuantSpec(3, 0, false)).toFloats());
             out.put("quant/weight_w4g128_sym", be.fakeQuantizeWeight(x, new IntQuantSpec(4, 128, true)).toFloats());

@@ -15,7 +15,7 @@ import java.util.function.UnaryOperator;
  * and the gradients of that loss w.r.t. every effective weight, bias and norm parameter. Activation fake
  * quantization (the linears' per-token inputs; attention's queries, keys and values) passes gradients straight
  * through (STE: the quantization offset is held fixed, the dynamic scale gets no gradient). Written
- * against {@link TensorBackend} only; the gradients end on the heap.
+ * against {@link TensorBackend} only; the gradients stay backend tensors (in the caller's scratch scope).
  *
  * <p>The pieces every family shares (norms, attention with its projections, the two MLP forms) are
  * {@link Ops}'; how a family wires them (residuals, parallel or sequential) is its
@@ -43,9 +43,12 @@ public final class BlockGraph {
     public record Params(Tensor attnNormWeight, Tensor attnNormBias, Tensor mlpNormWeight, Tensor mlpNormBias,
                          Tensor[] weight, Tensor[] bias) {}
 
-    /** The loss (mean squared error) and, when asked for, the gradients by the same slots as {@link Params}. */
-    public record Result(double loss, float[] output, float[] attnNormWeight, float[] attnNormBias,
-                         float[] mlpNormWeight, float[] mlpNormBias, float[][] weight, float[][] bias) {}
+    /**
+     * The loss (mean squared error), the output on the heap when asked for, and, when asked for, the gradients by
+     * the same slots as {@link Params}, as tensors of the backend.
+     */
+    public record Result(double loss, float[] output, Tensor attnNormWeight, Tensor attnNormBias,
+                         Tensor mlpNormWeight, Tensor mlpNormBias, Tensor[] weight, Tensor[] bias) {}
 
     /** A piece's output and its backward: the gradient at its input from the gradient at its output. */
     public record Step(Tensor output, UnaryOperator<Tensor> gradient) {
@@ -61,11 +64,12 @@ public final class BlockGraph {
      * @param rms     RMSNorm (Llama) or LayerNorm
      * @param acts    the activations' quantization: every linear's input, attention's Q, K, V
      * @param target  the full-precision block output, or null to only compute the output
+     * Runs in the caller's scratch scope ({@link TensorBackend#scratchValue}): the gradient tensors live until it ends.
      */
     public static Result run(ModelSpec spec, boolean rms, float eps, Params p, Tensor x, Tensor target,
                              int batch, int seq, ActivationQuant acts, boolean backward, boolean keepOutput) {
         TensorBackend be = x.backend();
-        return be.scratchValue(() -> new Ops(spec, rms, eps, p, be, acts, batch, seq).go(x, target, backward, keepOutput));
+        return new Ops(spec, rms, eps, p, be, acts, batch, seq).go(x, target, backward, keepOutput);
     }
 
     /** The shared pieces of a block's graph over one step's {@link Params}; backwards record gradients here. */
@@ -94,9 +98,9 @@ public final class BlockGraph {
         private final TensorBackend be;
         private final ActivationQuant acts;
         private final int batch, seq;
-        private final float[][] dW = new float[Proj.values().length][];
-        private final float[][] dB = new float[Proj.values().length][];
-        private float[] dAttnW, dAttnB, dMlpW, dMlpB;
+        private final Tensor[] dW = new Tensor[Proj.values().length];
+        private final Tensor[] dB = new Tensor[Proj.values().length];
+        private Tensor dAttnW, dAttnB, dMlpW, dMlpB;
 
         Ops(ModelSpec spec, boolean rms, float eps, Params p, TensorBackend be, ActivationQuant acts, int batch, int seq) {
             this.spec = spec;
@@ -126,8 +130,8 @@ public final class BlockGraph {
         public Step attnNorm(Tensor x) {
             return new Step(norm(x, p.attnNormWeight(), p.attnNormBias()), dn -> {
                 Tensor[] g = normBackward(x, p.attnNormWeight(), dn);
-                dAttnW = g[1].toFloats();
-                if (!rms) dAttnB = g[2].toFloats();
+                dAttnW = g[1];
+                if (!rms) dAttnB = g[2];
                 return g[0];
             });
         }
@@ -135,8 +139,8 @@ public final class BlockGraph {
         public Step mlpNorm(Tensor h) {
             return new Step(norm(h, p.mlpNormWeight(), p.mlpNormBias()), dm -> {
                 Tensor[] g = normBackward(h, p.mlpNormWeight(), dm);
-                dMlpW = g[1].toFloats();
-                if (!rms) dMlpB = g[2].toFloats();
+                dMlpW = g[1];
+                if (!rms) dMlpB = g[2];
                 return g[0];
             });
         }
@@ -194,8 +198,8 @@ public final class BlockGraph {
 
         /** Weight and bias gradients of a linear from its (quantized) input; returns the input's gradient. */
         private Tensor linearBackward(Tensor in, Tensor dy, Proj proj) {
-            dW[proj.ordinal()] = be.matmul(dy, in, true, false).toFloats();
-            if (p.bias()[proj.ordinal()] != null) dB[proj.ordinal()] = be.columnSums(dy).toFloats();
+            dW[proj.ordinal()] = be.matmul(dy, in, true, false);
+            if (p.bias()[proj.ordinal()] != null) dB[proj.ordinal()] = be.columnSums(dy);
             return be.matmul(dy, p.weight()[proj.ordinal()], false, false);
         }
 

@@ -3,6 +3,7 @@ package io.blockquant.algo.omniquant;
 import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.algo.omniquant.HeapBlock.Layer;
 import io.blockquant.algo.omniquant.HeapBlock.NormParams;
+import io.blockquant.quant.ScaleShift;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -21,7 +22,8 @@ import java.util.List;
  * </ul>
  * Shifts need a norm with a bias and linears with biases (they exist only where the reference uses them: OPT
  * with activation quantization); scales are truncated away from zero as the reference's
- * {@code truncate_number} (|s| ≥ 1e-2). {@link #apply} and {@link #backward} are pure heap math.
+ * {@code truncate_number} (|s| ≥ 1e-2). {@link #apply} is heap math (the fold's); {@link ResidentObjective}
+ * runs the same transformation and its gradient as backend operations during training.
  */
 public final class EquivalentTransform {
 
@@ -167,68 +169,38 @@ public final class EquivalentTransform {
         for (int c = 0; c < count; c++) rowR[li][rows == null ? c : rows[c]] = (float) factor.applyAsDouble(c);
     }
 
-    /** The transformed block: its norms and layers, with what the backward re-reads. */
+    /** The transformed block: its norms and layers. */
     public static final class Applied {
         public final NormParams attnNorm, mlpNorm;
         public final float[][] weight, bias;
-        final float[][] w1, b1;
-        final Plan[] plans;
 
-        Applied(NormParams attnNorm, NormParams mlpNorm, float[][] weight, float[][] bias, float[][] w1, float[][] b1, Plan[] plans) {
+        Applied(NormParams attnNorm, NormParams mlpNorm, float[][] weight, float[][] bias) {
             this.attnNorm = attnNorm;
             this.mlpNorm = mlpNorm;
             this.weight = weight;
             this.bias = bias;
-            this.w1 = w1;
-            this.b1 = b1;
-            this.plans = plans;
         }
     }
 
-    /** Eq. 4–6 on the full-precision block: {@code W1 = W·diag(s_in)}, {@code b1 = b + W·δ_in}, {@code W2 = diag(r)·W1}, {@code b2 = r⊙(b1 − δ_row)}. */
+    /**
+     * Eq. 4–6 on the full-precision block, on the heap ({@link ScaleShift}: {@code W1 = W·diag(s_in)},
+     * {@code b1 = b + W·δ_in}, {@code W2 = diag(r)·W1}, {@code b2 = r⊙(b1 − δ_row)}): the fold's; training runs
+     * the backend's op of the same math ({@link ResidentObjective}).
+     */
     public Applied apply() {
         Plan[] plans = plan();
         int n = fp.layers.size();
-        float[][] w1 = new float[n][], b1 = new float[n][], w2 = new float[n][], b2 = new float[n][];
+        float[][] w2 = new float[n][], b2 = new float[n][];
         java.util.stream.IntStream.range(0, n).parallel().forEach(li -> { // each layer writes only its own slots
             Layer l = fp.layers.get(li);
             Plan p = plans[li];
-            int out = l.out(), in = l.in();
-            float[] w = l.w();
-            w1[li] = w;
-            if (p.inScale() != null) {
-                w1[li] = new float[w.length];
-                for (int r = 0; r < out; r++) for (int c = 0; c < in; c++) w1[li][r * in + c] = w[r * in + c] * p.inScale()[c];
-            }
-            b1[li] = l.b();
-            if (p.inShift() != null) {
-                b1[li] = l.b() == null ? new float[out] : l.b().clone();
-                for (int r = 0; r < out; r++) {
-                    double s = 0;
-                    for (int c = 0; c < in; c++) s += (double) w[r * in + c] * p.inShift()[c];
-                    b1[li][r] += (float) s;
-                }
-            }
-            w2[li] = w1[li];
-            b2[li] = b1[li];
-            if (p.rowFactor() != null) {
-                w2[li] = new float[w.length];
-                for (int r = 0; r < out; r++) {
-                    float f = p.rowFactor()[r];
-                    for (int c = 0; c < in; c++) w2[li][r * in + c] = w1[li][r * in + c] * f;
-                }
-            }
-            if (b1[li] != null && (p.rowFactor() != null || p.rowShift() != null)) {
-                b2[li] = new float[out];
-                for (int r = 0; r < out; r++) {
-                    float f = p.rowFactor() == null ? 1f : p.rowFactor()[r];
-                    b2[li][r] = (b1[li][r] - (p.rowShift() == null ? 0f : p.rowShift()[r])) * f;
-                }
-            }
+            float[][] t = ScaleShift.forward(l.w(), l.out(), l.in(), l.b(), p.inScale(), p.inShift(), p.rowFactor(), p.rowShift());
+            w2[li] = t[0];
+            b2[li] = t[1];
         });
         NormParams attn = norm(fp.attnNorm, attnScale, attnShift);
         NormParams mlp = fp.mlpNorm == null ? null : norm(fp.mlpNorm, mlpScale, mlpShift);
-        return new Applied(attn, mlp, w2, b2, w1, b1, plans);
+        return new Applied(attn, mlp, w2, b2);
     }
 
     private static NormParams norm(NormParams n, float[] s, float[] d) {
@@ -240,136 +212,5 @@ public final class EquivalentTransform {
             for (int i = 0; i < w.length; i++) b[i] = (n.b()[i] - (d == null ? 0f : d[i])) / s[i];
         }
         return new NormParams(w, b);
-    }
-
-    /** Gradients by the same slots as the learnable vectors (null where a vector is absent). */
-    public record Grads(float[] attnScale, float[] attnShift, float[] mlpScale, float[] mlpShift, float[] outScale,
-                        float[] outShift, float[] qkScale) {
-        public List<float[]> list() {
-            List<float[]> out = new ArrayList<>();
-            for (float[] g : new float[][] {attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale}) {
-                if (g != null) out.add(g);
-            }
-            return out;
-        }
-    }
-
-    /**
-     * Chain rule from the gradients of the transformed parameters (per stored layer {@code dW}, {@code db};
-     * the norms' {@code dw}, {@code db}) to the learnable vectors.
-     */
-    public Grads backward(Applied a, float[][] dW, float[][] dB, NormParams dAttn, NormParams dMlp) {
-        Grads g = new Grads(zerosLike(attnScale), zerosLike(attnShift), zerosLike(mlpScale), zerosLike(mlpShift),
-                zerosLike(outScale), zerosLike(outShift), zerosLike(qkScale));
-        int n = fp.layers.size();
-        float[][] dInS = new float[n][], dInD = new float[n][], dRowR = new float[n][], dRowD = new float[n][];
-        java.util.stream.IntStream.range(0, n).parallel().forEach(li -> { // each layer writes only its own slots
-            Layer l = fp.layers.get(li);
-            Plan p = a.plans[li];
-            int out = l.out(), in = l.in();
-            float[] g2 = dW[li], gb2 = dB[li];
-            float[] g1 = g2, gb1 = gb2;
-            if (p.rowFactor() != null || p.rowShift() != null) {
-                if (p.rowFactor() != null) {
-                    dRowR[li] = new float[out];
-                    g1 = new float[g2.length];
-                }
-                if (gb2 != null) gb1 = new float[out];
-                if (p.rowShift() != null) dRowD[li] = new float[out];
-                for (int r = 0; r < out; r++) {
-                    float f = p.rowFactor() == null ? 1f : p.rowFactor()[r];
-                    if (p.rowFactor() != null) {
-                        double s = 0;
-                        for (int c = 0; c < in; c++) {
-                            s += (double) g2[r * in + c] * a.w1[li][r * in + c];
-                            g1[r * in + c] = g2[r * in + c] * f;
-                        }
-                        if (gb2 != null) s += (double) gb2[r] * (a.b1[li][r] - (p.rowShift() == null ? 0f : p.rowShift()[r]));
-                        dRowR[li][r] = (float) s;
-                    }
-                    if (gb2 != null) {
-                        gb1[r] = gb2[r] * f;
-                        if (p.rowShift() != null) dRowD[li][r] = -gb2[r] * f;
-                    }
-                }
-            }
-            float[] w = l.w();
-            if (p.inScale() != null) {
-                double[] s = new double[in];
-                for (int r = 0; r < out; r++) for (int c = 0; c < in; c++) s[c] += (double) g1[r * in + c] * w[r * in + c];
-                dInS[li] = toFloat(s);
-            }
-            if (p.inShift() != null && gb1 != null) {
-                double[] s = new double[in];
-                for (int r = 0; r < out; r++) for (int c = 0; c < in; c++) s[c] += (double) w[r * in + c] * gb1[r];
-                dInD[li] = toFloat(s);
-            }
-        });
-        // reduce the per-layer vectors onto the learnable ones (the output projection's through kvChannel)
-        int o = fp.layerOf[Proj.O.ordinal()];
-        for (int li = 0; li < n; li++) {
-            Plan p = a.plans[li];
-            if (li == o) {
-                for (int j = 0; j < dInS[o].length; j++) g.outScale()[kvChannel(j)] += dInS[o][j];
-                if (dInD[o] != null) for (int j = 0; j < dInD[o].length; j++) g.outShift()[kvChannel(j)] += dInD[o][j];
-                continue;
-            }
-            if (dInS[li] != null) addInto(p.inScale() == attnScale ? g.attnScale() : g.mlpScale(), dInS[li]);
-            if (dInD[li] != null) addInto(p.inShift() == attnShift ? g.attnShift() : g.mlpShift(), dInD[li]);
-        }
-        rowBack(Proj.V, dRowR, (c, dr) -> g.outScale()[c] += -dr / (outScale[c] * outScale[c]));
-        if (outShift != null) {
-            int v = fp.layerOf[Proj.V.ordinal()];
-            int[] rows = fp.rowsOf[Proj.V.ordinal()];
-            if (dRowD[v] != null) for (int c = 0; c < kvChannels; c++) g.outShift()[c] += dRowD[v][rows == null ? c : rows[c]];
-        }
-        if (qkScale != null) {
-            rowBack(Proj.Q, dRowR, (c, dr) -> {
-                int k = qkParam(kvChannel(c));
-                g.qkScale()[k] += -dr / (qkScale[k] * qkScale[k]);
-            });
-            rowBack(Proj.K, dRowR, (c, dr) -> g.qkScale()[qkParam(c)] += dr);
-        }
-        // norms: w' = w/s, b' = (b − δ)/s
-        normBack(a.attnNorm, dAttn, attnScale, g.attnScale(), g.attnShift());
-        if (fp.mlpNorm != null) normBack(a.mlpNorm, dMlp, mlpScale, g.mlpScale(), g.mlpShift());
-        return g;
-    }
-
-    private interface RowGrad {
-        void add(int channel, float dFactor);
-    }
-
-    private void rowBack(Proj p, float[][] dRowR, RowGrad sink) {
-        int li = fp.layerOf[p.ordinal()];
-        if (dRowR[li] == null) return;
-        int[] rows = fp.rowsOf[p.ordinal()];
-        int count = rows == null ? fp.layers.get(li).out() : rows.length;
-        for (int c = 0; c < count; c++) sink.add(c, dRowR[li][rows == null ? c : rows[c]]);
-    }
-
-    private static void addInto(float[] target, float[] grad) {
-        for (int i = 0; i < grad.length; i++) target[i] += grad[i];
-    }
-
-    private static void normBack(NormParams transformed, NormParams d, float[] s, float[] ds, float[] dd) {
-        for (int i = 0; i < s.length; i++) {
-            double g = -(double) d.w()[i] * transformed.w()[i] / s[i];
-            if (d.b() != null) {
-                g += -(double) d.b()[i] * transformed.b()[i] / s[i];
-                if (dd != null) dd[i] += -d.b()[i] / s[i];
-            }
-            ds[i] += (float) g;
-        }
-    }
-
-    private static float[] zerosLike(float[] a) {
-        return a == null ? null : new float[a.length];
-    }
-
-    private static float[] toFloat(double[] v) {
-        float[] out = new float[v.length];
-        for (int i = 0; i < v.length; i++) out[i] = (float) v[i];
-        return out;
     }
 }

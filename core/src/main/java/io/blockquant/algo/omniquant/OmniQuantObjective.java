@@ -2,7 +2,6 @@ package io.blockquant.algo.omniquant;
 
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.QuantizedLinear;
-import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.algo.omniquant.HeapBlock.Layer;
 import io.blockquant.algo.omniquant.HeapBlock.NormParams;
 import io.blockquant.nn.DecoderBlock;
@@ -18,7 +17,8 @@ import java.util.Map;
  * The function OmniQuant minimizes for one block, {@code MSE(block_q(X; Θ), block_fp(X))} with
  * {@code Θ = (LWC γ, β per layer; LET vectors)}, and its gradient: LET (eq. 4–6) on the full-precision
  * parameters, LWC (eq. 2–3) on every transformed weight, the block's forward and backward
- * ({@link BlockGraph}), then the chain rule back through LWC and LET. {@link #fold} gives the final block.
+ * ({@link BlockGraph}), then the chain rule back through LWC and LET. Holds the learnable vectors on the heap;
+ * training runs on {@link #resident} (every step's math as backend operations), {@link #fold} gives the final block.
  */
 public final class OmniQuantObjective {
 
@@ -108,65 +108,59 @@ public final class OmniQuantObjective {
     /** The loss of a batch, its output when asked for, and the gradients when asked for. */
     public record Evaluation(double loss, float[] output, List<float[]> lwcGrads, List<float[]> letGrads) {}
 
-    private record Quantized(EquivalentTransform.Applied applied, NormParams attn, NormParams mlp, float[][] w2,
-                             float[][] b2, LearnableClipping.Quantized[] q, float[][] wq) {}
+    private record Quantized(NormParams attn, NormParams mlp, float[][] b2, LearnableClipping.Quantized[] q) {}
 
+    /** LET and LWC on the heap: the fold's (training runs the same math as backend operations, {@link ResidentObjective}). */
     private Quantized quantize() {
         int n = fp.layers.size();
         EquivalentTransform.Applied a = let == null ? null : let.apply();
-        float[][] w2 = new float[n][], b2 = new float[n][], wq = new float[n][];
+        float[][] b2 = new float[n][];
         LearnableClipping.Quantized[] q = new LearnableClipping.Quantized[n];
-        // the layers are independent: in parallel, as each layer's rows are (a step's heap work is on its critical path)
         java.util.stream.IntStream.range(0, n).parallel().forEach(i -> {
-            w2[i] = a == null ? fp.layers.get(i).w() : a.weight[i];
             b2[i] = a == null ? fp.layers.get(i).b() : a.bias[i];
-            q[i] = clips[i].quantize(w2[i]);
-            wq[i] = q[i].weight;
+            q[i] = clips[i].quantize(a == null ? fp.layers.get(i).w() : a.weight[i]);
         });
-        return new Quantized(a, a == null ? fp.attnNorm : a.attnNorm, a == null ? fp.mlpNorm : a.mlpNorm, w2, b2, q, wq);
+        return new Quantized(a == null ? fp.attnNorm : a.attnNorm, a == null ? fp.mlpNorm : a.mlpNorm, b2, q);
     }
 
+    /**
+     * This objective resident on {@code be} for a training run: weights, learnable vectors and (with {@link AdamW}) the
+     * optimizer's moments stay backend tensors; {@link ResidentObjective#download} brings the learned vectors back.
+     */
+    public ResidentObjective resident(TensorBackend be) {
+        return new ResidentObjective(this, be);
+    }
+
+    /**
+     * The loss of a batch, its output when asked for, and the gradients when asked for, on the heap: one
+     * {@link ResidentObjective} step from the current vectors (the training loop keeps one resident instead).
+     */
     public Evaluation evaluate(TensorBackend be, float[] x, float[] target, int batch, int seq, boolean gradients,
                                boolean keepOutput) {
-        Quantized s = quantize();
         int h = fp.hidden();
-        BlockGraph.Result r = be.scratchValue(() -> BlockGraph.run(fp.spec, fp.rms, fp.eps,
-                fp.graphParams(be, s.attn(), s.mlp(), s.wq(), s.b2()), be.fromFloats(x, (long) batch * seq, h),
-                be.fromFloats(target, (long) batch * seq, h), batch, seq, acts, gradients, keepOutput));
-        if (!gradients) return new Evaluation(r.loss(), r.output(), null, null);
-
-        // gather the projections' gradients back onto the stored layers (Falcon: rows of the fused qkv)
-        int n = fp.layers.size();
-        float[][] dWq = new float[n][], dB = new float[n][];
-        for (Proj p : Proj.values()) {
-            int li = fp.layerOf[p.ordinal()];
-            if (li < 0) continue;
-            Layer l = fp.layers.get(li);
-            if (dWq[li] == null) dWq[li] = new float[l.out() * l.in()];
-            HeapBlock.addRows(dWq[li], r.weight()[p.ordinal()], l.in(), fp.rowsOf[p.ordinal()]);
-            if (r.bias()[p.ordinal()] != null) {
-                if (dB[li] == null) dB[li] = new float[l.out()];
-                HeapBlock.addRows(dB[li], r.bias()[p.ordinal()], 1, fp.rowsOf[p.ordinal()]);
-            }
+        try (ResidentObjective r = resident(be)) {
+            return be.scratchValue(() -> {
+                ResidentObjective.Gradients g = r.evaluate(be.fromFloats(x, (long) batch * seq, h),
+                        be.fromFloats(target, (long) batch * seq, h), batch, seq, gradients, keepOutput);
+                if (!gradients) return new Evaluation(g.loss(), g.output(), null, null);
+                int n = clips.length;
+                float[][] dGamma = new float[n][], dBeta = new float[n][];
+                for (int i = 0; i < n; i++) {
+                    dGamma[i] = new float[clips[i].gamma.length];
+                    dBeta[i] = new float[clips[i].beta.length];
+                }
+                r.perLayer(g.lwc(), true, dGamma);
+                r.perLayer(g.lwc(), false, dBeta);
+                List<float[]> lwcGrads = new ArrayList<>();
+                for (int i = 0; i < n; i++) {
+                    lwcGrads.add(dGamma[i]);
+                    lwcGrads.add(dBeta[i]);
+                }
+                List<float[]> letGrads = new ArrayList<>();
+                for (io.blockquant.tensor.Tensor t : g.let()) letGrads.add(t.toFloats());
+                return new Evaluation(g.loss(), g.output(), lwcGrads, letGrads);
+            });
         }
-        float[][] dW2 = new float[n][], dGamma = new float[n][], dBeta = new float[n][];
-        java.util.stream.IntStream.range(0, n).parallel().forEach(i -> {
-            dGamma[i] = new float[clips[i].gamma.length];
-            dBeta[i] = new float[clips[i].beta.length];
-            dW2[i] = clips[i].backward(s.w2()[i], s.q()[i], dWq[i], dGamma[i], dBeta[i]);
-        });
-        List<float[]> lwcGrads = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            lwcGrads.add(dGamma[i]);
-            lwcGrads.add(dBeta[i]);
-        }
-        List<float[]> letGrads = List.of();
-        if (let != null) {
-            NormParams dAttn = new NormParams(r.attnNormWeight(), r.attnNormBias());
-            NormParams dMlp = r.mlpNormWeight() == null ? null : new NormParams(r.mlpNormWeight(), r.mlpNormBias());
-            letGrads = let.backward(s.applied(), dW2, dB, dAttn, dMlp).list();
-        }
-        return new Evaluation(r.loss(), r.output(), lwcGrads, letGrads);
     }
 
     /**
