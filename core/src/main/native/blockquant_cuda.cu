@@ -1282,8 +1282,16 @@ JNI(void, solveTriangular)(JNIEnv* env, jclass, jlong t, jlong b, jint n, jint m
     CHECK_LAUNCH();
     // row-major T·X = B is, column-major, Xᵀ·Tᵀ = Bᵀ: a right-side solve with Tᵀ (upper when T is lower)
     const double one = 1.0;
+#if defined(CUBLAS_VER_MAJOR) && CUBLAS_VER_MAJOR >= 12
+    // the 64-bit interface: a Llama-2-70B down_proj's factor is 28672² doubles (6.6 GB); its H⁻¹ failed the next
+    // Cholesky from column 9363 on, where 9363 · 28672 · 8 bytes first passes 2³¹ (cuBLAS 13, the 32-bit call)
+    CHECK(cublasDtrsm_64(c.blas, CUBLAS_SIDE_RIGHT, lower ? CUBLAS_FILL_MODE_UPPER : CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                         CUBLAS_DIAG_NON_UNIT, (int64_t)m, (int64_t)n, &one, td.as<double>(), (int64_t)n, bd.as<double>(),
+                         (int64_t)m));
+#else
     CHECK(cublasDtrsm(c.blas, CUBLAS_SIDE_RIGHT, lower ? CUBLAS_FILL_MODE_UPPER : CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
                       CUBLAS_DIAG_NON_UNIT, m, n, &one, td.as<double>(), n, bd.as<double>(), m));
+#endif
     doubleToFloatKernel<<<gridFor(bn), 256, 0, c.stream>>>(bd.as<double>(), F(out), bn);
     CHECK_LAUNCH();
   });
