@@ -33,6 +33,15 @@ public interface BlockExecutor {
      */
     <T, R> List<R> map(List<T> items, int block, Task<T, R> task);
 
+    /**
+     * As {@link #map}, each task preferring the executor that ran block {@code near}'s task, which left there what
+     * this one reads (sequential mode: the next block's inputs on its GPU, {@link KeptInputs}); another executor takes
+     * it when that one stays busy past Spark's locality wait. Without such a task, as {@link #map}.
+     */
+    default <T, R> List<R> mapNear(List<T> items, int block, int near, Task<T, R> task) {
+        return map(items, block, task);
+    }
+
     /** How many tasks run at once: a Hessian's partial sums and parallel mode's blocks are spread over that many. */
     int slots();
 

@@ -112,7 +112,8 @@ public final class SequentialQuantizeJob {
             BlockPlan plan = this.plan;
             List<Integer> parts = this.parts;
             executor.describe("calibrate block " + block);
-            BlockLoop.Outcome o = executor.map(List.of(block), block, (b, be, conf) -> BlockTask.calibrate(b, ExecutorBlocks.block(model, b, be, conf),
+            // on the executor that ran the block before, where its outputs, this block's inputs, wait on the GPU
+            BlockLoop.Outcome o = executor.mapNear(List.of(block), block, block - 1, (b, be, conf) -> BlockTask.calibrate(b, ExecutorBlocks.block(model, b, be, conf),
                     acts, last ? null : acts, files, conf, parts, plan, s, null, seq, windows, blocks)).get(0);
             if (!last) acts.markComplete(executor.conf(), block + 1);
             return o;

@@ -5,7 +5,13 @@ import java.io.Serializable;
 import java.util.List;
 import java.util.UUID;
 import org.apache.hadoop.conf.Configuration;
+import java.util.ArrayList;
+import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
+import scala.Tuple2;
+import scala.jdk.javaapi.CollectionConverters;
+import scala.reflect.ClassTag;
+import scala.reflect.ClassTag$;
 import org.apache.spark.broadcast.Broadcast;
 
 /**
@@ -31,6 +37,28 @@ public final class SparkBlockExecutor implements BlockExecutor {
         return devices.tasks(sc.parallelize(items, Math.max(1, items.size())))
                 .map(item -> task.run(item, devices.bind(block), conf.get()))
                 .collect();
+    }
+
+    @Override
+    public <T, R> List<R> mapNear(List<T> items, int block, int near, Task<T, R> task) {
+        String where = null;
+        for (TaskDevices.Placement p : devices.placements()) {
+            if (p.block() == near && !"driver".equals(p.executor())) where = p.taskLocation();
+        }
+        if (where == null) return map(items, block, task);
+        TaskDevices devices = this.devices;
+        HadoopConf conf = this.conf;
+        return devices.tasks(preferring(sc, items, where))
+                .map(item -> task.run(item, devices.bind(block), conf.get()))
+                .collect();
+    }
+
+    /** {@code items}, a partition each, every partition preferring the task location {@code where}. */
+    static <T> JavaRDD<T> preferring(JavaSparkContext sc, List<T> items, String where) {
+        List<Tuple2<T, scala.collection.immutable.Seq<String>>> located = new ArrayList<>();
+        for (T item : items) located.add(new Tuple2<>(item, CollectionConverters.asScala(List.of(where)).toList()));
+        ClassTag<T> tag = ClassTag$.MODULE$.apply(Object.class);
+        return JavaRDD.fromRDD(sc.sc().makeRDD(CollectionConverters.asScala(located).toSeq(), tag), tag);
     }
 
     @Override

@@ -28,8 +28,17 @@ import org.apache.spark.util.CollectionAccumulator;
 public final class TaskDevices implements Serializable {
     private static final long serialVersionUID = 1L;
 
-    /** Where one block task ran: executor id, that JVM's process id, its GPU address ({@code null}: none). */
-    public record Placement(int block, String executor, long pid, String gpu) implements Serializable {}
+    /**
+     * Where one block task ran: executor id, its host (as its block manager registered it), that JVM's process id,
+     * its GPU address ({@code null}: none).
+     */
+    public record Placement(int block, String executor, String host, long pid, String gpu) implements Serializable {
+
+        /** Spark's name for a task's preferred executor ({@code TaskLocation}: executor_HOST_ID). */
+        String taskLocation() {
+            return "executor_" + host + "_" + executor;
+        }
+    }
 
     /** Filled by successful task attempts only: a failed or killed attempt adds nothing. */
     private final CollectionAccumulator<Placement> placements;
@@ -145,8 +154,10 @@ public final class TaskDevices implements Serializable {
         // here would load ND4J's classes on a CUDA executor)
         TaskContext task = TaskContext.get();
         if (task != null) task.addTaskCompletionListener((org.apache.spark.util.TaskCompletionListener) t -> chosen.endTask());
-        String executor = SparkEnv.get() == null ? "driver" : SparkEnv.get().executorId();
-        placements.add(new Placement(block, executor, ProcessHandle.current().pid(), gpu));
+        SparkEnv env = SparkEnv.get();
+        String executor = env == null ? "driver" : env.executorId();
+        String host = env == null || env.blockManager() == null ? "localhost" : env.blockManager().blockManagerId().host();
+        placements.add(new Placement(block, executor, host, ProcessHandle.current().pid(), gpu));
         return chosen;
     }
 

@@ -85,7 +85,9 @@ class BlockwisePerplexityTest {
         assertEquals(whole.nll(), oneChunk.nll(), 0.0, "one chunk: the whole model's arithmetic, bit for bit");
         assertEquals(whole.tokens(), oneChunk.tokens());
         assertEquals(5 * 63, chunked.tokens());
-        assertEquals(wholeFloat64.nll(), chunked.nll(), 1e-9 * wholeFloat64.nll(), "chunks: the whole head's NLL in float64");
+        // float64 sums of float32 logits: a head product split into 1000-row chunks may round a logit's last bit otherwise
+        // than the whole product, as OpenBLAS blocks it for the machine (2.1e-9 and 2.5e-9 relative on one CPU, 0 on another)
+        assertEquals(wholeFloat64.nll(), chunked.nll(), 1e-7 * wholeFloat64.nll(), "chunks: the whole head's NLL in float64");
         // the one-chunk path sums each row's 4096 exponentials in float32 (the reference protocol's arithmetic)
         assertEquals(oneChunk.nll(), chunked.nll(), 1e-5 * oneChunk.nll());
         assertFalse(Files.exists(work), "the run made the work folder's parent and removes it: " + listing(tmp));
