@@ -337,8 +337,8 @@ __global__ void rowLogSumExpKernel(const float* a, int cols, double* out) {
 }
 
 __global__ void pickPerRowKernel(const float* a, int rows, int cols, const int* columns, float* out) {
-  int r = blockIdx.x * blockDim.x + threadIdx.x;
-  if (r < rows) out[r] = a[(long long)r * cols + columns[r]];
+  for (long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += (long long)gridDim.x * blockDim.x)
+    out[r] = a[r * cols + columns[r]];
 }
 
 __global__ void rowAbsMaxKernel(const float* a, int cols, float* out) {
@@ -633,13 +633,16 @@ __global__ void fakeQuantizeTokensFpKernel(const float* x, int cols, int M, int 
 
 // zero the strict upper triangle of a row-major [n, n] matrix
 // a = f·a, then a[i, i] += d[i]: a Hessian sum scaled to 2/n·Σ, damped and its dead columns set, in place
+// a grid-stride loop, as every kernel launched with gridFor must be: gridFor caps the grid at 2^28 threads, and a
+// Llama-2-70B down_proj's Hessian has 28672² = 822M elements (rows from 9362 on were left unscaled and undamped, and
+// the Cholesky failed there)
 __global__ void scaleAddDiagonalKernel(float* a, long long n, float f, const float* d) {
-  long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n * n) return;
-  float v = a[i] * f;
-  long long r = i / n;
-  if (r == i - r * n) v += d[r];
-  a[i] = v;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n * n; i += (long long)gridDim.x * blockDim.x) {
+    float v = a[i] * f;
+    long long r = i / n;
+    if (r == i - r * n) v += d[r];
+    a[i] = v;
+  }
 }
 
 __global__ void lowerTriangleKernel(float* a, int n) {
@@ -1283,8 +1286,7 @@ JNI(void, solveTriangular)(JNIEnv* env, jclass, jlong t, jlong b, jint n, jint m
     // row-major T·X = B is, column-major, Xᵀ·Tᵀ = Bᵀ: a right-side solve with Tᵀ (upper when T is lower)
     const double one = 1.0;
 #if defined(CUBLAS_VER_MAJOR) && CUBLAS_VER_MAJOR >= 12
-    // the 64-bit interface: a Llama-2-70B down_proj's factor is 28672² doubles (6.6 GB); its H⁻¹ failed the next
-    // Cholesky from column 9363 on, where 9363 · 28672 · 8 bytes first passes 2³¹ (cuBLAS 13, the 32-bit call)
+    // the 64-bit interface: a Llama-2-70B down_proj's factor is 28672² doubles (6.6 GB), past 2³¹ bytes
     CHECK(cublasDtrsm_64(c.blas, CUBLAS_SIDE_RIGHT, lower ? CUBLAS_FILL_MODE_UPPER : CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
                          CUBLAS_DIAG_NON_UNIT, (int64_t)m, (int64_t)n, &one, td.as<double>(), (int64_t)n, bd.as<double>(),
                          (int64_t)m));

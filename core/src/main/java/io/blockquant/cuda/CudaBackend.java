@@ -705,7 +705,7 @@ public final class CudaBackend implements TensorBackend {
 
     @Override
     public Tensor[] fakeQuantizeClippedBackward(Tensor w, Tensor gamma, Tensor beta, int group, int bits, Tensor dOut) {
-        checkClipping(w, gamma, beta, group);
+        io.blockquant.quant.ClippedQuantizer.checkShapes(w, gamma, beta, group);
         if (!Arrays.equals(w.shape(), dOut.shape())) throw new IllegalArgumentException("fakeQuantizeClippedBackward: " + dOut.describe() + " for " + w.describe());
         CudaTensor dw = alloc(w.shape()), dg = alloc(gamma.shape()), db = alloc(beta.shape());
         CudaNative.fakeQuantizeClippedBackward(p(w), rows(w), cols(w), group, bits, p(gamma), p(beta), p(dOut), dw.ptr(),
@@ -717,18 +717,10 @@ public final class CudaBackend implements TensorBackend {
 
     @Override
     public Tensor fakeQuantizeClipped(Tensor w, Tensor gamma, Tensor beta, int group, int bits) {
-        checkClipping(w, gamma, beta, group);
+        io.blockquant.quant.ClippedQuantizer.checkShapes(w, gamma, beta, group);
         CudaTensor out = alloc(w.shape());
         CudaNative.fakeQuantizeClipped(p(w), rows(w), cols(w), group, bits, p(gamma), p(beta), out.ptr());
         return out;
-    }
-
-    private static void checkClipping(Tensor w, Tensor gamma, Tensor beta, int group) {
-        if (w.rank() != 2 || group <= 0 || w.size(1) % group != 0 || gamma.length() != w.size(0) * (w.size(1) / group)
-                || beta.length() != gamma.length()) {
-            throw new IllegalArgumentException("clipped quantizer: " + w.describe() + " in groups of " + group + " with γ "
-                    + gamma.describe() + ", β " + beta.describe());
-        }
     }
 
     // ---- in-place updates ------------------------------------------------------------------------

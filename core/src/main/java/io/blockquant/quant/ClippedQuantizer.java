@@ -48,6 +48,16 @@ public final class ClippedQuantizer {
         });
     }
 
+    /** The shapes every backend's clipped quantizer takes: {@code w [rows, cols]}, γ and β one per (row, group). */
+    public static void checkShapes(io.blockquant.tensor.Tensor w, io.blockquant.tensor.Tensor gamma, io.blockquant.tensor.Tensor beta,
+                                   int group) {
+        if (w.rank() != 2 || group <= 0 || w.size(1) % group != 0 || gamma.length() != w.size(0) * (w.size(1) / group)
+                || beta.length() != gamma.length()) {
+            throw new IllegalArgumentException("clipped quantizer: " + w.describe() + " in groups of " + group + " with γ "
+                    + gamma.describe() + ", β " + beta.describe());
+        }
+    }
+
     /**
      * Eq. 2–3: {@code out} gets Ŵ; {@code levels}, {@code scales}, {@code zeros} (each may be null) the stored
      * form, levels per element and scale/zero per (row, group).

@@ -655,20 +655,11 @@ public final class Nd4jBackend implements TensorBackend {
     @Override
     public Tensor fakeQuantizeClipped(Tensor w, Tensor gamma, Tensor beta, int group, int bits) {
         int rows = (int) w.size(0), cols = (int) w.size(1);
-        checkClipping(w, gamma, beta, group);
+        io.blockquant.quant.ClippedQuantizer.checkShapes(w, gamma, beta, group);
         float[] out = new float[rows * cols];
         io.blockquant.quant.ClippedQuantizer.forward(toFloats(w), rows, cols, group, bits, toFloats(gamma), toFloats(beta),
                 out, null, null, null);
         return t(out, rows, cols);
-    }
-
-    static void checkClipping(Tensor w, Tensor gamma, Tensor beta, int group) {
-        long groups = w.size(1) / group;
-        if (w.rank() != 2 || group <= 0 || w.size(1) % group != 0 || gamma.length() != w.size(0) * groups
-                || beta.length() != gamma.length()) {
-            throw new IllegalArgumentException("clipped quantizer: " + w.describe() + " in groups of " + group + " with γ "
-                    + gamma.describe() + ", β " + beta.describe());
-        }
     }
 
     // ---- in-place updates ------------------------------------------------------------------------

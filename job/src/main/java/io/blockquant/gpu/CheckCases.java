@@ -90,6 +90,7 @@ public final class CheckCases {
         for (String family : FAMILIES) omniQuant(be, in, family, out);
         quantizers(be, in, out);
         svd(be, in, out);
+        largeHessian(be, out);
         gptq(be, in, reference, out);
         return out;
     }
@@ -341,6 +342,29 @@ public final class CheckCases {
                 return null;
             });
         }
+    }
+
+    /**
+     * A Hessian of more than 2²⁸ elements (a Llama-2-70B down_proj's is 28672²): its damped diagonal in every row. A
+     * kernel whose grid was capped at 2²⁸ threads once left the rows from 9362 on unscaled and undamped on the device,
+     * and the Cholesky failed there. The CPU side gives the expected diagonal without building the 2 GB float64 sum.
+     */
+    private static void largeHessian(TensorBackend be, Map<String, float[]> out) {
+        int n = 16448; // 16448² = 270.5M > 2²⁸
+        double[] d = new double[n];
+        for (int i = 0; i < n; i++) d[i] = 1 + i % 7;
+        float[] diagonal = new float[n];
+        if (be.onDevice()) {
+            int[] identity = java.util.stream.IntStream.range(0, n).toArray();
+            try (io.blockquant.tensor.GramSum sum = io.blockquant.algo.HessianAccumulator.on(be, n)) {
+                Tensor h = sum.scaledWithDiagonal(be, 2.0, d, identity); // the sum is zero: the result is diag(d)
+                diagonal = be.pickPerRow(h, identity);
+                h.close();
+            }
+        } else {
+            for (int i = 0; i < n; i++) diagonal[i] = (float) d[i];
+        }
+        out.put("hessian/damped diagonal past 2^28 elements", diagonal);
     }
 
     // ---- GPTQ on one tiny-llama block ---------------------------------------------------------------
