@@ -104,10 +104,12 @@ public final class BlockLoop {
         } catch (Exception e) {
             throw rethrow(e);
         } finally {
+            // a commit under way finishes first (its block was calibrated): its Spark job may share the job group
+            // that cancel stops, the committer thread having inherited the caller's
+            committer.shutdown();
+            awaitQuietly(committer);
             if (running > 0) cancel.run();
             if (pool != null) pool.shutdownNow();
-            committer.shutdown(); // a commit under way finishes: its block was calibrated
-            awaitQuietly(committer);
         }
         List<BlockSummary> out = new ArrayList<>(summaries);
         out.sort(java.util.Comparator.comparingInt(BlockSummary::block));
