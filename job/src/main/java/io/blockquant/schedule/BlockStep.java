@@ -195,17 +195,10 @@ final class BlockStep {
                         : QuantizedLayer.of(((BlockCalibrator.OnWeights) calibrator).quantize(w), w);
                 layers.put(module, q.stored());
                 done.put(module, q.weight());
-                if (hessians) {
-                    losses.put(module, q.stored().loss());
-                    // ‖X(W − Ŵ)ᵀ‖² and ‖XWᵀ‖² from the group's Σ xᵀx: its rows are exactly the layer's inputs in the
-                    // calibrated block (earlier groups quantized, the recipe's activations), so the output pass need not
-                    // run each layer twice more over every token
-                    GramSum groupSum = sum;
-                    double[] f = be.scratchValue(() -> groupSum.quadraticForms(be.sub(w, q.weight()), w));
-                    errors.addLayer(module, f[0], f[1], groupSum.rows());
-                }
+                if (hessians) losses.put(module, q.stored().loss());
             }
             if (hessian != null) hessian.release();
+            if (hessians) addLayerErrors(fp, group, done, sum, errors, be);
             if (sum != null) sum.close();
             be.synchronize();
             hessianSeconds += (t1 - t0) / 1e9;
@@ -213,6 +206,25 @@ final class BlockStep {
         }
         return new Layers(new CalibratedBlock(BlockWork.withWeightTensors(fp, done), layers), losses, tokens, hessianSeconds, seconds,
                 errors);
+    }
+
+    /**
+     * Each layer of {@code group}'s ‖X(W − Ŵ)ᵀ‖² and ‖XWᵀ‖² from the group's {@code Σ xᵀx}, in one call (a heap sum is
+     * rounded to float32 once): its rows are exactly the layers' inputs in the calibrated block (earlier groups
+     * quantized, the recipe's activations), so the output pass need not run each layer twice more over every token.
+     */
+    private static void addLayerErrors(DecoderBlock fp, List<String> group, Map<String, Tensor> quantized, GramSum sum,
+                                       BlockStats errors, TensorBackend be) {
+        double[] f = be.scratchValue(() -> {
+            Tensor[] forms = new Tensor[2 * group.size()];
+            for (int k = 0; k < group.size(); k++) {
+                Tensor w = BlockWork.find(fp, group.get(k)).weight();
+                forms[2 * k] = be.sub(w, quantized.get(group.get(k)));
+                forms[2 * k + 1] = w;
+            }
+            return sum.quadraticForms(forms);
+        });
+        for (int k = 0; k < group.size(); k++) errors.addLayer(group.get(k), f[2 * k], f[2 * k + 1], sum.rows());
     }
 
     /**

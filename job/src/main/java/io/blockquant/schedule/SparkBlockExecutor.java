@@ -2,17 +2,17 @@ package io.blockquant.schedule;
 
 import io.blockquant.spark.HadoopConf;
 import java.io.Serializable;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import org.apache.hadoop.conf.Configuration;
-import java.util.ArrayList;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.broadcast.Broadcast;
 import scala.Tuple2;
 import scala.jdk.javaapi.CollectionConverters;
 import scala.reflect.ClassTag;
 import scala.reflect.ClassTag$;
-import org.apache.spark.broadcast.Broadcast;
 
 /**
  * Block tasks as Spark tasks: one Spark job per {@link #map} call, a task per item, each task binding the tensor
@@ -32,11 +32,7 @@ public final class SparkBlockExecutor implements BlockExecutor {
 
     @Override
     public <T, R> List<R> map(List<T> items, int block, Task<T, R> task) {
-        TaskDevices devices = this.devices;
-        HadoopConf conf = this.conf;
-        return devices.tasks(sc.parallelize(items, Math.max(1, items.size())))
-                .map(item -> task.run(item, devices.bind(block), conf.get()))
-                .collect();
+        return run(sc.parallelize(items, Math.max(1, items.size())), block, task);
     }
 
     @Override
@@ -45,12 +41,14 @@ public final class SparkBlockExecutor implements BlockExecutor {
         for (TaskDevices.Placement p : devices.placements()) {
             if (p.block() == near && !"driver".equals(p.executor())) where = p.taskLocation();
         }
-        if (where == null) return map(items, block, task);
+        return where == null ? map(items, block, task) : run(preferring(sc, items, where), block, task);
+    }
+
+    /** One Spark job: {@code task} on every item of {@code items}, each task bound to block {@code block}'s device. */
+    private <T, R> List<R> run(JavaRDD<T> items, int block, Task<T, R> task) {
         TaskDevices devices = this.devices;
         HadoopConf conf = this.conf;
-        return devices.tasks(preferring(sc, items, where))
-                .map(item -> task.run(item, devices.bind(block), conf.get()))
-                .collect();
+        return devices.tasks(items).map(item -> task.run(item, devices.bind(block), conf.get())).collect();
     }
 
     /** {@code items}, a partition each, every partition preferring the task location {@code where}. */
