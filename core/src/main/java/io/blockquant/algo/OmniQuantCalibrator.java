@@ -7,9 +7,7 @@ import io.blockquant.algo.omniquant.HeapBlock;
 import io.blockquant.algo.omniquant.OmniQuantObjective;
 import io.blockquant.algo.omniquant.ResidentObjective;
 import io.blockquant.nn.DecoderBlock;
-import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.function.Consumer;
@@ -83,40 +81,26 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         double stepFlops = trainingStepFlops(fp, batch, seq);
         // weights, learnable vectors, gradients and AdamW's moments stay on the backend for the whole block: a step
         // sends it the batch's windows and takes back the loss
-        try (ResidentObjective resident = objective.resident(be)) {
-            List<Tensor> params = new ArrayList<>();
-            List<Double> lrs = new ArrayList<>();
-            if (cfg.lwc()) for (Tensor p : resident.lwcParameters()) { params.add(p); lrs.add(cfg.lwcLr()); }
-            for (Tensor p : resident.letParameters()) { params.add(p); lrs.add(cfg.letLr()); }
-            try (AdamW opt = new AdamW(be, params, lrs.stream().mapToDouble(Double::doubleValue).toArray(), cfg.weightDecay())) {
-                for (int epoch = 0; epoch < cfg.epochs(); epoch++) {
-                    shuffle(order, rnd);
-                    double lossSum = 0;
-                    long epochStart = System.nanoTime();
-                    for (int s = 0; s < steps; s++) {
-                        for (int b = 0; b < batch; b++) {
-                            int w = order[s * batch + b];
-                            System.arraycopy(inputs, w * width, x, b * width, width);
-                            System.arraycopy(targets, w * width, t, b * width, width);
-                        }
-                        double loss = be.scratchValue(() -> {
-                            ResidentObjective.Gradients g = resident.evaluate(be.fromFloats(x, (long) batch * seq, hidden),
-                                    be.fromFloats(t, (long) batch * seq, hidden), batch, seq, true, false);
-                            if (!Double.isFinite(g.loss())) return g.loss();
-                            List<Tensor> grads = new ArrayList<>();
-                            if (cfg.lwc()) grads.addAll(g.lwc());
-                            grads.addAll(g.let());
-                            opt.step(grads);
-                            resident.truncateScales();
-                            return g.loss();
-                        });
-                        if (!Double.isFinite(loss)) throw new ArithmeticException("OmniQuant: loss is " + loss + " in epoch " + epoch);
-                        lossSum += loss;
+        try (ResidentObjective resident = objective.resident(be);
+             AdamW opt = resident.optimizer(cfg.lwc(), cfg.lwcLr(), cfg.letLr(), cfg.weightDecay())) {
+            for (int epoch = 0; epoch < cfg.epochs(); epoch++) {
+                shuffle(order, rnd);
+                double lossSum = 0;
+                long epochStart = System.nanoTime();
+                for (int s = 0; s < steps; s++) {
+                    for (int b = 0; b < batch; b++) {
+                        int w = order[s * batch + b];
+                        System.arraycopy(inputs, w * width, x, b * width, width);
+                        System.arraycopy(targets, w * width, t, b * width, width);
                     }
-                    double seconds = (System.nanoTime() - epochStart) / 1e9;
-                    if (progress != null) progress.accept(String.format(java.util.Locale.ROOT, "epoch %d loss %.6g, %.1f s, %.1f GFLOP/s",
-                            epoch, lossSum / steps, seconds, steps * stepFlops / seconds / 1e9));
+                    double loss = be.scratchValue(() -> resident.step(be.fromFloats(x, (long) batch * seq, hidden),
+                            be.fromFloats(t, (long) batch * seq, hidden), batch, seq, opt));
+                    if (!Double.isFinite(loss)) throw new ArithmeticException("OmniQuant: loss is " + loss + " in epoch " + epoch);
+                    lossSum += loss;
                 }
+                double seconds = (System.nanoTime() - epochStart) / 1e9;
+                if (progress != null) progress.accept(String.format(java.util.Locale.ROOT, "epoch %d loss %.6g, %.1f s, %.1f GFLOP/s",
+                        epoch, lossSum / steps, seconds, steps * stepFlops / seconds / 1e9));
             }
             resident.download();
         }

@@ -222,22 +222,10 @@ public final class GpuCheck {
     static double residentStepSeconds(TensorBackend be, io.blockquant.algo.omniquant.OmniQuantObjective objective, float[] x,
                                       float[] t, int batch, int seq, int warmups, int repeats) {
         int h = (int) (x.length / ((long) batch * seq));
-        try (io.blockquant.algo.omniquant.ResidentObjective r = objective.resident(be)) {
-            List<Tensor> params = new java.util.ArrayList<>(r.lwcParameters());
-            params.addAll(r.letParameters());
-            double[] lr = new double[params.size()];
-            Arrays.fill(lr, 1e-3);
-            try (io.blockquant.algo.omniquant.AdamW opt = new io.blockquant.algo.omniquant.AdamW(be, params, lr, 0)) {
-                return time(be, warmups, repeats, () -> be.scratchValue(() -> {
-                    io.blockquant.algo.omniquant.ResidentObjective.Gradients g = r.evaluate(be.fromFloats(x, (long) batch * seq, h),
-                            be.fromFloats(t, (long) batch * seq, h), batch, seq, true, false);
-                    List<Tensor> grads = new java.util.ArrayList<>(g.lwc());
-                    grads.addAll(g.let());
-                    opt.step(grads);
-                    r.truncateScales();
-                    return g.loss();
-                }));
-            }
+        try (io.blockquant.algo.omniquant.ResidentObjective r = objective.resident(be);
+             io.blockquant.algo.omniquant.AdamW opt = r.optimizer(true, 1e-3, 1e-3, 0)) {
+            return time(be, warmups, repeats, () -> be.scratchValue(() -> r.step(be.fromFloats(x, (long) batch * seq, h),
+                    be.fromFloats(t, (long) batch * seq, h), batch, seq, opt)));
         }
     }
 

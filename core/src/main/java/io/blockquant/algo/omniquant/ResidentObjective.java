@@ -40,6 +40,8 @@ public final class ResidentObjective implements AutoCloseable {
     private final int kvChannels;
     private final List<Tensor> lwcParams = new ArrayList<>(), letParams = new ArrayList<>();
     private final List<Tensor> owned = new ArrayList<>();
+    /** Whether the {@link #optimizer} made last updates LWC's vectors. */
+    private boolean trainsLwc = true;
 
     ResidentObjective(OmniQuantObjective objective, TensorBackend be) {
         this.objective = objective;
@@ -111,6 +113,35 @@ public final class ResidentObjective implements AutoCloseable {
     /** LET's vectors in {@link EquivalentTransform#parameters()} order. */
     public List<Tensor> letParameters() {
         return letParams;
+    }
+
+    /**
+     * AdamW over the vectors that train: LWC's γ, β at {@code lwcLr} when {@code lwc}, LET's at {@code letLr}. {@link #step}
+     * updates exactly these.
+     */
+    public AdamW optimizer(boolean lwc, double lwcLr, double letLr, double weightDecay) {
+        List<Tensor> params = new ArrayList<>();
+        List<Double> lrs = new ArrayList<>();
+        if (lwc) for (Tensor p : lwcParams) { params.add(p); lrs.add(lwcLr); }
+        for (Tensor p : letParams) { params.add(p); lrs.add(letLr); }
+        trainsLwc = lwc;
+        return new AdamW(be, params, lrs.stream().mapToDouble(Double::doubleValue).toArray(), weightDecay);
+    }
+
+    /**
+     * One training step on a batch's windows ({@code x}, {@code target} {@code [batch·seq, hidden]} on the backend): the
+     * gradients, {@code opt}'s update ({@link #optimizer}) and LET's scales kept away from zero. Returns the loss; a
+     * loss that is not finite updates nothing.
+     */
+    public double step(Tensor x, Tensor target, int batch, int seq, AdamW opt) {
+        Gradients g = evaluate(x, target, batch, seq, true, false);
+        if (!Double.isFinite(g.loss())) return g.loss();
+        List<Tensor> grads = new ArrayList<>();
+        if (trainsLwc) grads.addAll(g.lwc());
+        grads.addAll(g.let());
+        opt.step(grads);
+        truncateScales();
+        return g.loss();
     }
 
     /** The loss, the output when asked for, and the gradients in the orders of the two parameter lists. */
