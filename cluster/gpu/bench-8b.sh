@@ -101,6 +101,14 @@ for r in "${tiny_runs[@]}"; do
     --model data-samples/models/tiny-llama $flags --eval-text "$text" --out "$work/tiny-$name"
 done
 
+# the recipe: NAME MASTER CHECKPOINT MODE STORE, GPTQ W4A16 g128 on 128 x 2048 of kjv.train
+gptq() {
+  rm -rf "$5"
+  # shellcheck disable=SC2086
+  step "$1" cluster/bin/blockquant quantize --master "$2" --model "$3" --calib "$calib" --method gptq --wbits 4 --group 128 \
+    --nsamples 128 --seqlen 2048 --mode "$4" --no-eval --out "$5" ${BQ_QUANTIZE_ARGS:-}
+}
+
 ckpt=$work/$shape-$blocks store=$work/store-$shape-$blocks
 if [ ! -f "$ckpt/config.json" ]; then
   step synth cluster/bin/blockquant synth --shape "$shape" --blocks "$blocks" --tokenizer data-samples/models/tiny-llama --out "$ckpt"
@@ -111,11 +119,7 @@ for s in $steps; do
       [ "$base_blocks" -gt 0 ] && step baseline python3 cluster/gpu/gptq_baseline.py --model "$ckpt" --calib "$calib" \
         --nsamples 128 --seqlen 2048 --wbits 4 --group 128 --blocks "$base_blocks" ;;
     quantize)
-      rm -rf "$store"
-      # shellcheck disable=SC2086
-      step quantize cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model "$ckpt" --calib "$calib" \
-        --method gptq --wbits 4 --group 128 --nsamples 128 --seqlen 2048 --mode "${BQ_MODE:-sequential}" --no-eval \
-        --out "$store" ${BQ_QUANTIZE_ARGS:-} ;;
+      gptq quantize "${BQ_MASTER:-local[4]}" "$ckpt" "${BQ_MODE:-sequential}" "$store" ;;
     eval)
       step eval cluster/bin/blockquant eval --master "${BQ_MASTER:-local[4]}" --store "$store" --text "$text" ;;
     export)
@@ -126,23 +130,17 @@ for s in $steps; do
   esac
 done
 # a standalone cluster on this machine (BQ_CLUSTER=1): a master and BQ_WORKERS_PER_GPU workers per GPU, GPUs found by
-# discover-gpus.sh; quantize (sequential GPTQ, the block tasks asking Spark for a GPU each) and eval --store through it
+# discover-gpus.sh; the same quantize in local mode first (one GPU), then through the cluster in each mode
 if [ "${BQ_CLUSTER:-0}" = 1 ]; then
   cblocks=${BQ_CLUSTER_BLOCKS:-$blocks}
   cckpt=$work/$shape-$cblocks
   if [ ! -f "$cckpt/config.json" ]; then
     step c-synth cluster/bin/blockquant synth --shape "$shape" --blocks "$cblocks" --tokenizer data-samples/models/tiny-llama --out "$cckpt"
   fi
-  cquantize() { # NAME MASTER MODE: GPTQ W4A16 g128 of the cluster checkpoint, 128 x 2048
-    rm -rf "$work/$1"
-    # shellcheck disable=SC2086
-    step "$1" cluster/bin/blockquant quantize --master "$2" --model "$cckpt" --calib "$calib" --method gptq --wbits 4 --group 128 \
-      --nsamples 128 --seqlen 2048 --mode "$3" --no-eval --out "$work/$1" ${BQ_QUANTIZE_ARGS:-}
-  }
-  for m in ${BQ_CLUSTER_ONE_GPU-sequential parallel}; do cquantize "one-gpu-$m" "${BQ_MASTER:-local[4]}" "$m"; done
+  for m in ${BQ_CLUSTER_ONE_GPU-sequential parallel}; do gptq "one-gpu-$m" "${BQ_MASTER:-local[4]}" "$cckpt" "$m" "$work/one-gpu-$m"; done
   step start-cluster cluster/gpu/start-cluster.sh "$work/cluster"
   url=$(cat "$work/cluster/master-url" 2>/dev/null || echo spark://127.0.0.1:7077)
-  for m in ${BQ_CLUSTER_MODES:-sequential parallel}; do cquantize "cluster-$m" "$url" "$m"; done
+  for m in ${BQ_CLUSTER_MODES:-sequential parallel}; do gptq "cluster-$m" "$url" "$cckpt" "$m" "$work/cluster-$m"; done
   if [ "${BQ_CLUSTER_TINY:-0}" = 1 ]; then
     step c-quantize cluster/bin/blockquant quantize --master "$url" --model data-samples/models/tiny-llama --calib "$calib" \
       --method gptq --wbits 4 --group 64 --nsamples 32 --seqlen 512 --no-eval --out "$work/c-gptq"
