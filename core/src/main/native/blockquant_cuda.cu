@@ -978,6 +978,17 @@ JNI(void, download)(JNIEnv* env, jclass, jlong src, jfloatArray dst, jint offset
   });
 }
 
+JNI(void, downloadBytes)(JNIEnv* env, jclass, jlong src, jobject dst, jlong offset, jlong bytes) {
+  guarded(env, [&] {
+    Context& c = ctx();
+    char* host = static_cast<char*>(env->GetDirectBufferAddress(dst));
+    if (host == nullptr) throw Failure{"downloadBytes: not a direct buffer"};
+    // this thread's stream: the caller made sure the tensor's producing work has finished
+    CHECK(cudaMemcpyAsync(host + offset, reinterpret_cast<const void*>(src), (size_t)bytes, cudaMemcpyDeviceToHost, c.stream));
+    CHECK(cudaStreamSynchronize(c.stream));
+  });
+}
+
 JNI(void, fillZero)(JNIEnv* env, jclass, jlong ptr, jlong bytes) {
   guarded(env, [&] { CHECK(cudaMemsetAsync(reinterpret_cast<void*>(ptr), 0, (size_t)bytes, ctx().stream)); });
 }

@@ -42,8 +42,12 @@ public sealed interface BlockCalibrator extends Serializable
      * stream as targets (OmniQuant): learns parameters, then folds them into a calibrated block.
      */
     non-sealed interface OnBlockTargets extends BlockCalibrator {
-        /** Parameters learned on {@code [windows·seq, hidden]} inputs and targets, and the block folded from them. */
-        Learned train(DecoderBlock fp, float[] inputs, float[] targets, int windows, int seq, long seed, Consumer<String> progress);
+        /**
+         * Parameters learned on the calibration windows' inputs and targets (one array of {@code [seq, hidden]} per
+         * window: a 70B block's 128 × 2048 windows are 2³¹ values, more than one Java array holds), and the block
+         * folded from them.
+         */
+        Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, int seq, long seed, Consumer<String> progress);
 
         /** The block folded from parameters learned before ({@link Learned#parameters}); {@code source} names them in errors. */
         CalibratedBlock restore(DecoderBlock fp, Map<String, float[]> parameters, String source);
@@ -60,4 +64,26 @@ public sealed interface BlockCalibrator extends Serializable
 
     /** What {@link OnBlockTargets#train} gives: the learned parameters by name and the folded block. */
     record Learned(Map<String, float[]> parameters, CalibratedBlock block) {}
+
+    /** Windows {@code which} of {@code windows} (each {@code [seq, width]} row-major) as one {@code [which.length·seq, width]} array. */
+    static float[] rows(float[][] windows, int... which) {
+        int width = windows[which[0]].length;
+        float[] out = new float[Math.multiplyExact(which.length, width)];
+        for (int i = 0; i < which.length; i++) System.arraycopy(windows[which[i]], 0, out, i * width, width);
+        return out;
+    }
+
+    /** Windows {@code from .. from + n − 1}, as {@link #rows(float[][], int...)}. */
+    static float[] rows(float[][] windows, int from, int n) {
+        return rows(windows, java.util.stream.IntStream.range(from, from + n).toArray());
+    }
+
+    /** {@code [count·seq, width]} rows split into {@code count} windows of equal size. */
+    static float[][] windows(float[] rows, int count) {
+        if (count <= 0 || rows.length % count != 0) throw new IllegalArgumentException(rows.length + " values in " + count + " windows");
+        int width = rows.length / count;
+        float[][] out = new float[count][];
+        for (int w = 0; w < count; w++) out[w] = java.util.Arrays.copyOfRange(rows, w * width, (w + 1) * width);
+        return out;
+    }
 }

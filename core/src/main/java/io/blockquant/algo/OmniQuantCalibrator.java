@@ -22,8 +22,8 @@ import java.util.function.Consumer;
 public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibrator.OnBlockTargets {
 
     @Override
-    public Learned train(DecoderBlock fp, float[] inputs, float[] targets, int windows, int seq, long seed, Consumer<String> progress) {
-        OmniQuantObjective objective = train(fp, inputs, targets, windows, seq, config, seed, progress);
+    public Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, int seq, long seed, Consumer<String> progress) {
+        OmniQuantObjective objective = train(fp, inputs, targets, seq, config, seed, progress);
         return new Learned(objective.learned(), objective.fold(fp.linears().get(0).weight().backend()));
     }
 
@@ -43,13 +43,13 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
     }
 
     /**
-     * @param inputs  the block's calibration inputs, {@code [nsamples·seq, hidden]} row-major
-     * @param targets the full-precision block's outputs for them, same shape
+     * @param inputs  the block's calibration inputs, one {@code [seq, hidden]} row-major array per window
+     * @param targets the full-precision block's outputs for them, same shapes
      */
-    public static CalibratedBlock calibrate(DecoderBlock fpBlock, float[] inputs, float[] targets, int nsamples, int seq,
+    public static CalibratedBlock calibrate(DecoderBlock fpBlock, float[][] inputs, float[][] targets, int seq,
                                             OmniQuantConfig cfg, long seed, Consumer<String> progress) {
         TensorBackend be = fpBlock.linears().get(0).weight().backend();
-        return train(fpBlock, inputs, targets, nsamples, seq, cfg, seed, progress).fold(be);
+        return train(fpBlock, inputs, targets, seq, cfg, seed, progress).fold(be);
     }
 
     /**
@@ -57,15 +57,19 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
      * OmniQuantObjective#fold} turns it into the stored block; {@link OmniQuantObjective#transformedFullPrecision}
      * into the same block with LET folded in but no quantization (the check that LET keeps the function).
      */
-    public static OmniQuantObjective train(DecoderBlock fpBlock, float[] inputs, float[] targets, int nsamples, int seq,
+    public static OmniQuantObjective train(DecoderBlock fpBlock, float[][] inputs, float[][] targets, int seq,
                                            OmniQuantConfig cfg, long seed, Consumer<String> progress) {
         TensorBackend be = fpBlock.linears().get(0).weight().backend();
         HeapBlock fp = HeapBlock.of(fpBlock);
-        int hidden = fp.hidden();
-        long rows = (long) nsamples * seq;
-        if (inputs.length != rows * hidden || targets.length != rows * hidden) {
-            throw new IllegalArgumentException("OmniQuant: inputs/targets must hold " + nsamples + "·" + seq + "·" + hidden
-                    + " values, got " + inputs.length + " and " + targets.length);
+        int hidden = fp.hidden(), nsamples = inputs.length;
+        if (targets.length != nsamples) {
+            throw new IllegalArgumentException("OmniQuant: " + nsamples + " input windows but " + targets.length + " target windows");
+        }
+        for (int w = 0; w < nsamples; w++) {
+            if (inputs[w].length != (long) seq * hidden || targets[w].length != (long) seq * hidden) {
+                throw new IllegalArgumentException("OmniQuant: window " + w + "'s inputs/targets must hold " + seq + "·" + hidden
+                        + " values, got " + inputs[w].length + " and " + targets[w].length);
+            }
         }
         EquivalentTransform let = transform(fp, cfg);
         if (let != null) initialize(let, fp, fpBlock, inputs, nsamples, seq, cfg);
@@ -77,7 +81,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         int[] order = new int[nsamples];
         for (int i = 0; i < nsamples; i++) order[i] = i;
         int width = seq * hidden;
-        float[] x = new float[batch * width], t = new float[batch * width];
+        float[] x = new float[Math.multiplyExact(batch, width)], t = new float[x.length];
         double stepFlops = trainingStepFlops(fp, batch, seq);
         // weights, learnable vectors, gradients and AdamW's moments stay on the backend for the whole block: a step
         // sends it the batch's windows and takes back the loss
@@ -90,8 +94,8 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
                 for (int s = 0; s < steps; s++) {
                     for (int b = 0; b < batch; b++) {
                         int w = order[s * batch + b];
-                        System.arraycopy(inputs, w * width, x, b * width, width);
-                        System.arraycopy(targets, w * width, t, b * width, width);
+                        System.arraycopy(inputs[w], 0, x, b * width, width);
+                        System.arraycopy(targets[w], 0, t, b * width, width);
                     }
                     double loss = be.scratchValue(() -> resident.step(be.fromFloats(x, (long) batch * seq, hidden),
                             be.fromFloats(t, (long) batch * seq, hidden), batch, seq, opt));
@@ -186,7 +190,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
      * input; the shift from the EMA of channel mid-ranges. The value-to-output scale per value channel takes
      * the max over the query heads sharing it.
      */
-    static void initialize(EquivalentTransform let, HeapBlock fp, DecoderBlock fpBlock, float[] inputs, int nsamples,
+    static void initialize(EquivalentTransform let, HeapBlock fp, DecoderBlock fpBlock, float[][] inputs, int nsamples,
                            int seq, OmniQuantConfig cfg) {
         TensorBackend be = fpBlock.linears().get(0).weight().backend();
         String qName = fp.layer(Proj.Q).name(), upName = fp.layer(Proj.UP).name(), oName = fp.layer(Proj.O).name();
@@ -199,11 +203,10 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
             ChannelStats st = l.name().equals(qName) ? attn : l.name().equals(upName) ? mlp : l.name().equals(oName) ? out : null;
             return st == null ? l : l.withInputTap(in -> st.add(in.toFloats(), current[0], seq));
         });
-        int width = seq * hidden;
         for (int w0 = 0; w0 < nsamples; w0 += batch) {
             int b = Math.min(batch, nsamples - w0);
             current[0] = b;
-            float[] x = java.util.Arrays.copyOfRange(inputs, w0 * width, (w0 + b) * width);
+            float[] x = BlockCalibrator.rows(inputs, w0, b);
             be.scratchValue(() -> {
                 tapped.forward(be.fromFloats(x, (long) b * seq, hidden), b, seq);
                 return null;

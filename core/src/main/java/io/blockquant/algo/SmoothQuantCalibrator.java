@@ -26,10 +26,10 @@ public record SmoothQuantCalibrator(IntQuantSpec weights, ActivationQuant activa
     static final String ATTN = "smoothquant.attn_scale", MLP = "smoothquant.mlp_scale";
 
     @Override
-    public Learned train(DecoderBlock fp, float[] inputs, float[] targets, int windows, int seq, long seed, Consumer<String> progress) {
+    public Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, int seq, long seed, Consumer<String> progress) {
         HeapBlock heap = HeapBlock.of(fp);
         EquivalentTransform t = new EquivalentTransform(heap, false, false);
-        float[][] absMax = inputAbsMax(fp, heap, t, inputs, windows, seq);
+        float[][] absMax = inputAbsMax(fp, heap, t, inputs, seq);
         smooth(t.attnScale, absMax[0], heap, t.readers().attnNorm(), alpha);
         if (t.mlpScale != null) smooth(t.mlpScale, absMax[1], heap, t.readers().mlpNorm(), alpha);
         Map<String, float[]> learned = named(t);
@@ -101,7 +101,7 @@ public record SmoothQuantCalibrator(IntQuantSpec weights, ActivationQuant activa
     }
 
     /** Per channel {@code max |x|} of each norm's output over the calibration windows (what its first reader sees). */
-    private static float[][] inputAbsMax(DecoderBlock fp, HeapBlock heap, EquivalentTransform t, float[] inputs, int windows, int seq) {
+    private static float[][] inputAbsMax(DecoderBlock fp, HeapBlock heap, EquivalentTransform t, float[][] inputs, int seq) {
         TensorBackend be = fp.linears().get(0).weight().backend();
         int hidden = heap.hidden();
         String attnReader = heap.layer(t.readers().attnNorm().get(0)).name();
@@ -114,10 +114,10 @@ public record SmoothQuantCalibrator(IntQuantSpec weights, ActivationQuant activa
                 for (int i = 0; i < v.length; i++) max[k][i % hidden] = Math.max(max[k][i % hidden], Math.abs(v[i]));
             });
         });
-        int width = seq * hidden, batch = 8;
+        int windows = inputs.length, batch = 8;
         for (int w0 = 0; w0 < windows; w0 += batch) {
             int b = Math.min(batch, windows - w0);
-            float[] x = java.util.Arrays.copyOfRange(inputs, w0 * width, (w0 + b) * width);
+            float[] x = BlockCalibrator.rows(inputs, w0, b);
             be.scratchValue(() -> {
                 tapped.forward(be.fromFloats(x, (long) b * seq, hidden), b, seq);
                 return null;

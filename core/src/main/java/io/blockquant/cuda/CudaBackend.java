@@ -309,6 +309,18 @@ public final class CudaBackend implements TensorBackend {
     }
 
     @Override
+    public void toBytes(Tensor t, long from, java.nio.ByteBuffer dst) {
+        bound();
+        int n = dst.remaining() / Float.BYTES;
+        if (from < 0 || from + n > t.length()) throw new IndexOutOfBoundsException("elements " + from + "+" + n + " of " + t.length());
+        if (!dst.isDirect() || java.nio.ByteOrder.nativeOrder() != java.nio.ByteOrder.LITTLE_ENDIAN) {
+            throw new IllegalArgumentException("toBytes needs a direct buffer on a little-endian host");
+        }
+        if (n > 0) CudaNative.downloadBytes(p(t) + from * Float.BYTES, dst, dst.position(), (long) n * Float.BYTES);
+        dst.position(dst.position() + n * Float.BYTES);
+    }
+
+    @Override
     public Tensor scratch(Supplier<Tensor> work) {
         return inScope(work, true);
     }

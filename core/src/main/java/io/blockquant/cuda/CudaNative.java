@@ -88,6 +88,9 @@ final class CudaNative {
 
     static native void download(long src, float[] dst, int offset, int count);
 
+    /** {@code bytes} from device address {@code src} into direct buffer {@code dst} at byte {@code offset}; waits for the copy. */
+    static native void downloadBytes(long src, java.nio.ByteBuffer dst, long offset, long bytes);
+
     static native void fillZero(long ptr, long bytes);
 
     static native void copy(long dst, long src, long bytes);

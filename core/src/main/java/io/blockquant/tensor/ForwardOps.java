@@ -20,6 +20,14 @@ public interface ForwardOps {
     float[] toFloats(Tensor t);
 
     /**
+     * Elements {@code [from, from + dst.remaining() / 4)} of {@code t} (row-major) into {@code dst} at its position as
+     * little-endian float32, the position advanced past them: a large tensor written out piece by piece through a
+     * reused buffer, never whole on the Java heap. May be called from a thread other than the one that computed
+     * {@code t}, once the work that computed it has finished (a result read back, or {@code synchronize}).
+     */
+    void toBytes(Tensor t, long from, java.nio.ByteBuffer dst);
+
+    /**
      * Runs {@code work} with its temporary tensors in reusable scratch memory that is released as a whole
      * when it returns; the tensor it returns is copied out and stays valid. Allocating fresh memory for
      * every intermediate costs more than the arithmetic at these sizes (measured: 1–10 ms per 2 MB

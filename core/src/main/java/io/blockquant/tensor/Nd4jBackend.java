@@ -110,6 +110,19 @@ public final class Nd4jBackend implements TensorBackend {
         return out;
     }
 
+    @Override
+    public void toBytes(Tensor t, long from, java.nio.ByteBuffer dst) {
+        INDArray x = a(t);
+        if (x.isView() || x.ordering() != 'c' || x.data().length() != x.length()) x = x.dup('c');
+        int n = dst.remaining() / Float.BYTES;
+        if (from < 0 || from + n > x.length()) throw new IndexOutOfBoundsException("elements " + from + "+" + n + " of " + x.length());
+        java.nio.FloatBuffer src = floatView(x);
+        src.position(Math.toIntExact(from)).limit(Math.toIntExact(from + n));
+        java.nio.ByteBuffer le = dst.slice().order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        le.asFloatBuffer().put(src);
+        dst.position(dst.position() + n * Float.BYTES);
+    }
+
     private static final org.nd4j.linalg.api.memory.conf.WorkspaceConfiguration SCRATCH =
             org.nd4j.linalg.api.memory.conf.WorkspaceConfiguration.builder()
                     .initialSize(0)

@@ -1,5 +1,6 @@
 package io.blockquant.bench;
 
+import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.OmniQuantCalibrator;
 import io.blockquant.algo.OmniQuantConfig;
 import io.blockquant.calib.CalibrationSet;
@@ -45,7 +46,8 @@ public final class OmniQuantBlockCost {
         OmniQuantConfig recipe = OmniQuantConfig.of(Family.LLAMA, 2, 64, 16);
         MemoryProbe probe = MemoryProbe.start();
         long t0 = System.nanoTime();
-        OmniQuantCalibrator.calibrate(block, inputs, targets, n, seq, recipe.withEpochs(epochs), 0, null);
+        OmniQuantCalibrator.calibrate(block, BlockCalibrator.windows(inputs, n), BlockCalibrator.windows(targets, n), seq,
+                recipe.withEpochs(epochs), 0, null);
         double seconds = (System.nanoTime() - t0) / 1e9;
         MemoryProbe.Peaks p = probe.peaks();
         double whole = seconds / epochs * recipe.epochs() * spec.numLayers();

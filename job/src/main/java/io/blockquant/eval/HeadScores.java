@@ -13,18 +13,20 @@ import io.blockquant.tensor.TensorBackend;
  * figures were measured with: the backend's row log-sum-exp, which sums the exponentials in float32. With
  * several, each chunk's float32 logits are reduced in float64 and the chunks' log-sum-exps combined in
  * float64, so the figure does not depend on the chunking (to about 1e-15); it differs from the float32 sum
- * by that sum's rounding (about 2e-6 of the NLL on the tiny models).
+ * by that sum's rounding (about 2e-6 of the NLL on the tiny models). On a device each chunk's log-sum-exp is the
+ * backend's float32 one (its logits never cross to the heap), so there the figure depends on the chunking at that
+ * float32 rounding.
  *
  * @param lse    per row, {@code log Σ_v exp(logit_v)}
  * @param picked per row, the logit of its target
  */
-record HeadScores(double[] lse, float[] picked) {
+public record HeadScores(double[] lse, float[] picked) {
 
     /**
      * Scores {@code x} ({@code [rows, width]}, the head's input) against {@code head} ({@code [vocab, width]})
      * read {@code chunkRows} vocabulary rows at a time; {@code targets} holds one vocabulary index per row.
      */
-    static HeadScores score(Tensor x, TensorRows head, int chunkRows, int[] targets) {
+    public static HeadScores score(Tensor x, TensorRows head, int chunkRows, int[] targets) {
         TensorBackend be = x.backend();
         int vocab = Math.toIntExact(head.rows()), width = Math.toIntExact(head.cols());
         for (int t : targets) {
@@ -43,6 +45,22 @@ record HeadScores(double[] lse, float[] picked) {
         for (int c = 0; c < chunks; c++) {
             int from = c * chunkRows, n = Math.min(chunkRows, vocab - from);
             float[] w = head.readRows(from, n);
+            if (be.onDevice()) {
+                // the chunk's logits stay on the device (a Llama-3-8B's head over 57k tokens is 29 GB of them): its rows'
+                // log-sum-exps (float32 sums there, combined in float64 below) and the targets' logits come back
+                int[] local = new int[rows];
+                for (int r = 0; r < rows; r++) local[r] = targets[r] >= from && targets[r] < from + n ? targets[r] - from : 0;
+                float[][] got = new float[1][];
+                chunkLse[c] = be.scratchValue(() -> {
+                    Tensor logits = be.matmul(x, be.fromFloats(w, n, width), false, true);
+                    got[0] = be.pickPerRow(logits, local);
+                    return be.rowLogSumExp(logits);
+                });
+                for (int r = 0; r < rows; r++) {
+                    if (targets[r] >= from && targets[r] < from + n) picked[r] = got[0][r];
+                }
+                continue;
+            }
             float[] logits = be.scratchValue(() -> be.matmul(x, be.fromFloats(w, n, width), false, true).toFloats());
             chunkLse[c] = rowLogSumExp(logits, rows, n);
             for (int r = 0; r < rows; r++) {

@@ -91,6 +91,7 @@ public final class CheckCases {
         quantizers(be, in, out);
         svd(be, in, out);
         largeHessian(be, out);
+        headScores(be, in, out);
         gptq(be, in, reference, out);
         return out;
     }
@@ -114,6 +115,7 @@ public final class CheckCases {
             out.put("ops/bmm_nt", be.batchMatmul(s, u, false, true).toFloats());
             out.put("ops/bmm_tn", be.batchMatmul(s, v, true, false).toFloats());
             out.put("ops/transpose", be.transpose(a).toFloats());
+            out.put("ops/to_bytes from another thread", toBytesElsewhere(be, be.scale(a, 2f), 17, 5000));
             out.put("ops/reshape", be.reshape(a, 80, 96).toFloats());
             out.put("ops/rows", be.rows(a, 10, 50).toFloats());
             out.put("ops/columns", be.columns(a, 7, 61).toFloats());
@@ -213,6 +215,33 @@ public final class CheckCases {
             }
             return null;
         });
+    }
+
+    /**
+     * Elements {@code [from, from + n)} of {@code t} read by {@link TensorBackend#toBytes} on a thread of its own, as the
+     * work area's writers read a block's outputs (on a GPU: that thread's stream, after the computing thread's work).
+     */
+    private static float[] toBytesElsewhere(TensorBackend be, Tensor t, long from, int n) {
+        be.synchronize();
+        java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocateDirect(n * Float.BYTES).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        Thread reader = new Thread(() -> {
+            try {
+                be.toBytes(t, from, buf);
+            } finally {
+                be.endTask();
+            }
+        }, "toBytes check");
+        reader.start();
+        try {
+            reader.join();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+        float[] v = new float[n];
+        buf.flip();
+        buf.asFloatBuffer().get(v);
+        return v;
     }
 
     private static void putIf(Map<String, float[]> out, String name, Tensor v) {
@@ -365,6 +394,23 @@ public final class CheckCases {
             for (int i = 0; i < n; i++) diagonal[i] = (float) d[i];
         }
         out.put("hessian/damped diagonal past 2^28 elements", diagonal);
+    }
+
+    /**
+     * {@code eval}'s output head in chunks of vocabulary rows ({@link io.blockquant.eval.HeadScores}): on a device each
+     * chunk's log-sum-exp and the targets' logits are taken there, on the CPU from the logits on the heap in float64.
+     */
+    private static void headScores(TensorBackend be, ArrayBundle in, Map<String, float[]> out) {
+        float[] head = in.floats("ops/a"); // a vocabulary of 96 rows of width 80, read 40 rows at a time: 3 chunks
+        int[] targets = new int[72];
+        for (int r = 0; r < targets.length; r++) targets[r] = (r * 37) % 96;
+        io.blockquant.model.TensorRows rows = new io.blockquant.model.InMemoryWeights("head", Map.of("head", head),
+                Map.of("head", new long[] {96, 80})).rows("head", 96, 80);
+        io.blockquant.eval.HeadScores s = be.scratchValue(() -> io.blockquant.eval.HeadScores.score(t(be, in, "ops/d"), rows, 40, targets));
+        float[] lse = new float[s.lse().length];
+        for (int r = 0; r < lse.length; r++) lse[r] = (float) s.lse()[r];
+        out.put("eval/head log-sum-exp in 3 chunks", lse);
+        out.put("eval/head target logits in 3 chunks", s.picked());
     }
 
     // ---- GPTQ on one tiny-llama block ---------------------------------------------------------------

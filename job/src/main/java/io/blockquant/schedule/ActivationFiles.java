@@ -14,6 +14,8 @@ import java.util.UUID;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.blockquant.model.LocalDisk;
 import io.blockquant.store.FileReplace;
+import io.blockquant.tensor.Tensor;
+import io.blockquant.tensor.TensorBackend;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
@@ -86,11 +88,45 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
      */
     public java.util.concurrent.CompletableFuture<Path> writeInBackground(java.util.concurrent.ExecutorService pool, Configuration conf,
                                                                            int block, int partition, float[] values, int rows, int cols) {
+        return inBackground(pool, block, partition, attempt -> write(conf, block, partition, values, rows, cols, attempt));
+    }
+
+    /**
+     * As above, from a tensor of the task's backend ({@code [rows, cols]}, its computing finished): a GPU's outputs go to
+     * the file through a small buffer, on the writer's own stream, while the task computes on; they are never whole on
+     * the Java heap (a Llama-3-8B block's 4 GiB of outputs copied there, then again into a byte array, cost more than
+     * the pass that computed them). The caller keeps {@code values} open until the future completes.
+     */
+    public java.util.concurrent.CompletableFuture<Path> writeInBackground(java.util.concurrent.ExecutorService pool, Configuration conf,
+                                                                           int block, int partition, Tensor values) {
+        int rows = Math.toIntExact(values.size(0)), cols = Math.toIntExact(values.size(1));
+        return inBackground(pool, block, partition, attempt -> {
+            TensorBackend be = values.backend();
+            ByteBuffer direct = ByteBuffer.allocateDirect(CHUNK_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+            try {
+                writeFile(conf, block, partition, rows, cols, attempt, (from, n, chunk) -> {
+                    direct.clear().limit(n * Float.BYTES);
+                    be.toBytes(values, from, direct);
+                    direct.flip();
+                    direct.get(chunk, 0, n * Float.BYTES);
+                });
+            } finally {
+                be.endTask(); // the writer thread's stream and handles go back to the device's pool
+            }
+        });
+    }
+
+    private interface AttemptWrite {
+        void write(String attempt) throws IOException;
+    }
+
+    private java.util.concurrent.CompletableFuture<Path> inBackground(java.util.concurrent.ExecutorService pool, int block, int partition,
+                                                                      AttemptWrite w) {
         String attempt = attemptName();
         if (accepted != null && TaskContext.get() != null) accepted.add(block + ":" + partition + ":" + attempt);
         return java.util.concurrent.CompletableFuture.supplyAsync(() -> {
             try {
-                write(conf, block, partition, values, rows, cols, attempt);
+                w.write(attempt);
             } catch (IOException e) {
                 throw new java.io.UncheckedIOException(e);
             }
@@ -100,22 +136,42 @@ public record ActivationFiles(String workDir, CollectionAccumulator<String> acce
 
     /** Writes the file of {@code attempt}: under a temporary name of its own, then renamed; never deletes another's. */
     void write(Configuration conf, int block, int partition, float[] values, int rows, int cols, String attempt) throws IOException {
+        writeFile(conf, block, partition, rows, cols, attempt,
+                (from, n, chunk) -> ByteBuffer.wrap(chunk, 0, n * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer()
+                        .put(values, Math.toIntExact(from), n));
+    }
+
+    /** The values are written a chunk at a time: never a second whole copy of them. */
+    private static final int CHUNK_BYTES = 16 << 20;
+
+    /** Puts {@code n} values from element {@code from} into {@code chunk} as little-endian float32. */
+    private interface ChunkFill {
+        void fill(long from, int n, byte[] chunk) throws IOException;
+    }
+
+    private void writeFile(Configuration conf, int block, int partition, int rows, int cols, String attempt, ChunkFill fill)
+            throws IOException {
         Path p = path(block, partition, attempt);
         Path tmp = new Path(p.getParent(), "." + p.getName() + ".tmp");
         // no checksum files on a local disk: activations are written once and read back by the same run (gigabytes per
         // block at real widths), where a CRC beside every 512 bytes doubled the I/O for nothing a rerun would not redo
         FileSystem fs = LocalDisk.unchecked(p.getFileSystem(conf));
-        ByteBuffer buf = ByteBuffer.allocate(values.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-        buf.asFloatBuffer().put(values);
+        long count = (long) rows * cols;
+        byte[] chunk = new byte[(int) Math.min(CHUNK_BYTES, Math.max(count, 1) * Float.BYTES)];
         try {
             try (FSDataOutputStream out = fs.create(tmp, true)) {
                 DataOutputStream d = new DataOutputStream(out);
                 d.writeInt(rows);
                 d.writeInt(cols);
-                d.write(buf.array());
+                for (long from = 0; from < count; ) {
+                    int n = (int) Math.min(count - from, chunk.length / Float.BYTES);
+                    fill.fill(from, n, chunk);
+                    d.write(chunk, 0, n * Float.BYTES);
+                    from += n;
+                }
             }
             if (!fs.rename(tmp, p)) throw new IOException("cannot rename " + tmp + " to " + p);
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) {
             // inside a task: the message is all the driver will see of where the write failed
             try {
                 fs.delete(tmp, false); // this attempt's own temporary file, no one else's

@@ -35,11 +35,12 @@ final class BlockStep {
     }
 
     /**
-     * Receives the quantized block's outputs of each partition (the next block's inputs), in partition order;
-     * {@code onDevice}: the same outputs as a tensor where the block computes on a device, else null.
+     * Receives the quantized block's outputs of each partition (the next block's inputs), in partition order: as a
+     * tensor of the block's backend where the inputs are kept there ({@code hidden} null), else on the heap
+     * ({@code kept} null). A kept tensor's computing has finished, and it is the receiver's to close.
      */
     interface Outputs {
-        void accept(int p, float[] hidden, int rows, int cols, Tensor onDevice) throws IOException;
+        void accept(int p, float[] hidden, int rows, int cols, Tensor kept) throws IOException;
     }
 
     /** What a pass does with one partition: its rows {@code [windows·seq, hidden]} as a tensor of the block's backend. */
@@ -236,14 +237,15 @@ final class BlockStep {
                              Outputs next, BlockStats layerErrors) throws IOException {
         DecoderBlock quantized = BlockWork.withActivations(calibrated.block(), s);
         boolean perLayer = layerErrors == null && (!(s.calibrator() instanceof BlockCalibrator.OnBlockTargets t) || t.keepsLayerInputs());
-        boolean keep = next != null && inputs.resident();
+        BlockWork.OutputsTo to = next == null ? BlockWork.OutputsTo.NOWHERE
+                : inputs.resident() ? BlockWork.OutputsTo.BACKEND : BlockWork.OutputsTo.HEAP;
         BlockStats stats = layerErrors != null ? layerErrors : new BlockStats();
         for (int p = 0; p < inputs.partitions(); p++) {
             int[] shape = new int[2];
             BlockWork.Outputs o = inputs.apply(p, (x, rows) -> {
                 shape[0] = rows;
                 shape[1] = (int) x.size(1);
-                return BlockWork.outputs(fp, quantized, x, rows / seq, seq, perLayer, keep);
+                return BlockWork.outputs(fp, quantized, x, rows / seq, seq, perLayer, to);
             });
             stats = stats.merge(o.stats());
             if (next != null) next.accept(p, o.hidden(), shape[0], shape[1], o.kept());

@@ -68,8 +68,9 @@ final class BlockTask {
             }
             long t1 = System.nanoTime();
             // errors of the calibrated block against the full-precision block, both on this block's inputs; the outputs
-            // are written as the next block's inputs while the pass goes on, and kept on the device for the next task
-            ExecutorService writer = next == null ? null : Executors.newFixedThreadPool(4, r -> {
+            // are written as the next block's inputs while the pass goes on (on a GPU straight from device memory), and
+            // kept on the device for the next task; the calibrated block's rows go to the work area beside the pass
+            ExecutorService writer = Executors.newFixedThreadPool(4, r -> {
                 Thread t = new Thread(r, "block " + block + " outputs");
                 t.setDaemon(true);
                 return t;
@@ -77,26 +78,42 @@ final class BlockTask {
             List<CompletableFuture<Path>> writes = new ArrayList<>();
             Tensor[] nextOnDevice = new Tensor[parts.size()];
             BlockStats stats;
-            long t2;
+            long t2, t3;
+            CalibratedBlock done = calibrated;
+            CompletableFuture<Path> rows = CompletableFuture.supplyAsync(() -> {
+                try {
+                    files.writeRows(conf, block, BlockRecords.of(block, done));
+                    return null;
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                } finally {
+                    be.endTask(); // this thread's device stream and handles (the norms read back) go back to the pool
+                }
+            }, writer);
             try {
-                BlockStep.Outputs out = next == null ? null : (p, hidden, rows, cols, onDevice) -> {
-                    writes.add(next.writeInBackground(writer, conf, block + 1, parts.get(p), hidden, rows, cols));
+                BlockStep.Outputs out = next == null ? null : (p, hidden, n, cols, onDevice) -> {
                     nextOnDevice[p] = onDevice;
+                    writes.add(onDevice != null ? next.writeInBackground(writer, conf, block + 1, parts.get(p), onDevice)
+                            : next.writeInBackground(writer, conf, block + 1, parts.get(p), hidden, n, cols));
                 };
                 stats = BlockStep.errors(fp, calibrated, s, in, seq, out, layerErrors);
                 t2 = System.nanoTime();
                 List<Path> written = new ArrayList<>();
                 for (CompletableFuture<Path> w : writes) written.add(join(w));
+                t3 = System.nanoTime();
+                join(rows);
                 if (next != null && resident) {
                     KeptInputs.put(next, block + 1, written, nextOnDevice.clone(), be);
                     Arrays.fill(nextOnDevice, null);
                 }
             } finally {
-                if (writer != null) writer.shutdownNow();
+                // a failed pass: the writes still reading device memory finish before it is freed
+                for (CompletableFuture<Path> w : writes) w.exceptionally(e -> null).join();
+                rows.exceptionally(e -> null).join();
+                writer.shutdownNow();
                 for (Tensor t : nextOnDevice) if (t != null) t.close();
             }
-            long t3 = System.nanoTime();
-            files.writeRows(conf, block, BlockRecords.of(block, calibrated));
+            long t4 = System.nanoTime();
             if (be.onDevice()) {
                 // the calibrated weights' device memory now, not at some garbage collection (the full-precision block stays cached)
                 java.util.Set<Tensor> fpWeights = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
@@ -108,9 +125,9 @@ final class BlockTask {
             double seconds = (System.nanoTime() - t0) / 1e9;
             if (tokens > 0) {
                 System.err.printf(Locale.ROOT, "    block %d/%d in one task: %.1f s Hessian passes (inputs %s), %.1f s factors and "
-                                + "column loops, %.1f s output pass, %.1f s more writing the next inputs, %.1f s writing rows%n",
+                                + "column loops, %.1f s output pass, %.1f s more writing the next inputs, %.1f s more writing rows%n",
                         block + 1, blocks, sums, kept != null ? "kept on the device" : "read from the work area", solve,
-                        (t2 - t1) / 1e9, (t3 - t2) / 1e9, (System.nanoTime() - t3) / 1e9);
+                        (t2 - t1) / 1e9, (t3 - t2) / 1e9, (t4 - t3) / 1e9);
             }
             return new BlockLoop.Outcome(block, stats, losses, tokens, seconds);
         }

@@ -101,6 +101,9 @@ public final class BlockWork {
      */
     record Outputs(float[] hidden, BlockStats stats, Tensor kept) {}
 
+    /** Where a pass leaves the quantized block's outputs: nowhere (the last block), on the heap, or kept as a backend tensor. */
+    enum OutputsTo { NOWHERE, HEAP, BACKEND }
+
     /**
      * Runs the quantized block on {@code inputs} (its outputs feed the next block) and the full-precision
      * block on the same inputs, and measures per linear layer {@code ‖X(W − Ŵ)ᵀ‖²} against {@code ‖XWᵀ‖²} on
@@ -111,11 +114,12 @@ public final class BlockWork {
     static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, float[] inputs, int batch, int seq, boolean perLayer) {
         TensorBackend be = fp.linears().get(0).weight().backend();
         long rows = (long) batch * seq;
-        return be.scratchValue(() -> outputs(fp, quantized, be.fromFloats(inputs, rows, inputs.length / rows), batch, seq, perLayer, false));
+        return be.scratchValue(() -> outputs(fp, quantized, be.fromFloats(inputs, rows, inputs.length / rows), batch, seq, perLayer,
+                OutputsTo.HEAP));
     }
 
-    /** As above, on inputs already on the blocks' backend; {@code keep}: the outputs also as a tensor there. */
-    static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, Tensor x, int batch, int seq, boolean perLayer, boolean keep) {
+    /** As above, on inputs already on the blocks' backend, the outputs left where {@code to} says. */
+    static Outputs outputs(DecoderBlock fp, DecoderBlock quantized, Tensor x, int batch, int seq, boolean perLayer, OutputsTo to) {
         Map<String, Tensor> fpWeights = new HashMap<>();
         for (Linear l : fp.linears()) fpWeights.put(l.name(), l.weight());
         BlockStats stats = new BlockStats();
@@ -132,11 +136,11 @@ public final class BlockWork {
             Tensor yfp = fp.forward(x, batch, seq);
             stats.block[0] += be.sumOfSquares(be.sub(yq, yfp));
             stats.block[1] += be.sumOfSquares(yfp);
-            out[0] = yq.toFloats();
+            if (to == OutputsTo.HEAP) out[0] = yq.toFloats();
             return yq;
         };
-        Tensor kept = keep ? be.scratch(pass) : null;
-        if (!keep) be.scratchValue(pass::get);
+        Tensor kept = to == OutputsTo.BACKEND ? be.scratch(pass) : null;
+        if (to != OutputsTo.BACKEND) be.scratchValue(pass::get);
         return new Outputs(out[0], stats, kept);
     }
 

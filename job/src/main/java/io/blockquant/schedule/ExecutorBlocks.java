@@ -1,7 +1,9 @@
 package io.blockquant.schedule;
 
 import io.blockquant.model.Checkpoint;
+import io.blockquant.model.InMemoryWeights;
 import io.blockquant.model.ModelLoader;
+import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
@@ -39,7 +41,65 @@ public final class ExecutorBlocks {
 
     private static boolean releasedOnGpuShortage;
 
+    /** The block a sequential run will ask for next, being read from the checkpoint onto the heap, or null. */
+    private static Ahead ahead;
+
+    private record Ahead(String key, java.util.concurrent.CompletableFuture<InMemoryWeights> weights) {}
+
+    /** Blocks built from weights read ahead, in this JVM (tests). */
+    static int blocksFromReadAhead;
+
     private ExecutorBlocks() {}
+
+    /**
+     * Starts reading block {@code block}'s tensors onto the heap in the background, for a {@link #block} call that is
+     * coming (sequential mode's next block, while this one calibrates: reading and converting a Llama-3-8B block's
+     * bf16 weights took about a second of every block). Only for a backend on a device (and the tests' resident CPU
+     * path), whose block then needs only the upload, and only while the heap has room for it twice over; otherwise
+     * {@link #block} reads as always.
+     */
+    public static synchronized void readAhead(ModelRef model, int block, TensorBackend backend, Configuration conf) {
+        if (!(backend.onDevice() || BlockTask.residentOnCpu) || block < 0 || block >= model.spec().numLayers()) return;
+        String key = model.dir() + "|" + block;
+        if (ahead != null && ahead.key.equals(key)) return;
+        ahead = null;
+        Runtime rt = Runtime.getRuntime();
+        long free = rt.maxMemory() - (rt.totalMemory() - rt.freeMemory());
+        ModelSpec m = model.spec();
+        // a block's linears at most (a gated MLP's three matrices); norms and biases are noise beside them
+        long params = (long) m.hiddenSize() * m.headDim() * (2L * m.numHeads() + 2L * m.numKvHeads()) + 3L * m.hiddenSize() * m.intermediateSize();
+        if (free < 2 * params * Float.BYTES) return;
+        Configuration c = new Configuration(conf);
+        ahead = new Ahead(key, java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            try (Checkpoint ckpt = Checkpoint.open(new Path(model.dir()), c)) {
+                String prefix = new ModelLoader(ckpt, m, backend).blockPrefix(block);
+                // under the names a loader of these weights alone looks for (a family may infer its prefix from the embedding)
+                String as = new ModelLoader(new InMemoryWeights("names", java.util.Map.of(), java.util.Map.of()), m, backend).blockPrefix(block);
+                java.util.Map<String, float[]> values = new java.util.HashMap<>();
+                java.util.Map<String, long[]> shapes = new java.util.HashMap<>();
+                for (String name : ckpt.tensorNames()) {
+                    if (!name.startsWith(prefix)) continue;
+                    long[] shape = ckpt.entry(name).shape();
+                    String to = as + name.substring(prefix.length());
+                    values.put(to, ckpt.readFloats(name, shape));
+                    shapes.put(to, shape);
+                }
+                return new InMemoryWeights(model.dir(), values, shapes);
+            }
+        }));
+    }
+
+    /** The weights read ahead for {@code key}, or null (none, another block's, or the read failed: the caller reads). */
+    private static InMemoryWeights takeAhead(String key) {
+        Ahead a = ahead;
+        ahead = null;
+        if (a == null || !a.key.equals(key)) return null;
+        try {
+            return a.weights.join();
+        } catch (java.util.concurrent.CompletionException e) {
+            return null; // the reading in the caller's thread says what is wrong, in its own words
+        }
+    }
 
     public static synchronized DecoderBlock block(ModelRef model, int block, TensorBackend backend, Configuration conf) {
         String key = model.dir() + "|" + block + "|" + backend.name();
@@ -49,7 +109,10 @@ public final class ExecutorBlocks {
         }
         if (current == null || !current.key.equals(key)) {
             evict(); // the block before goes before this one is read: never two in memory
-            current = new Held(key, (DecoderBlock) load(model, backend, conf, l -> l.block(block)));
+            InMemoryWeights read = takeAhead(model.dir() + "|" + block);
+            if (read != null) blocksFromReadAhead++;
+            current = new Held(key, read != null ? new ModelLoader(read, model.spec(), backend).block(block)
+                    : (DecoderBlock) load(model, backend, conf, l -> l.block(block)));
         }
         Held h = current;
         TaskContext task = TaskContext.get();

@@ -249,22 +249,19 @@ public final class QuantizeJob {
         files.markComplete(executor.conf(), block + 1);
     }
 
-    /** Every partition's inputs of {@code block}, concatenated in partition order. */
-    static float[] concat(ActivationFiles files, Configuration conf, int block, List<Integer> parts) throws IOException {
-        List<float[]> chunks = new ArrayList<>();
-        int total = 0;
+    /**
+     * Every partition's inputs of {@code block} in partition order, as one array per {@code seq}-token window (all of a
+     * 70B block's 128 × 2048 windows are 2³¹ values, past what one Java array holds).
+     */
+    static float[][] windows(ActivationFiles files, Configuration conf, int block, List<Integer> parts, int seq) throws IOException {
+        List<float[]> out = new ArrayList<>();
         for (int p : parts) {
-            float[] c = files.read(conf, block, p, new int[2]);
-            chunks.add(c);
-            total += c.length;
+            int[] shape = new int[2];
+            float[] c = files.read(conf, block, p, shape);
+            if (shape[0] % seq != 0) throw new IOException("block " + block + " partition " + p + ": " + shape[0] + " rows are not whole windows of " + seq);
+            java.util.Collections.addAll(out, io.blockquant.algo.BlockCalibrator.windows(c, shape[0] / seq));
         }
-        float[] out = new float[total];
-        int at = 0;
-        for (float[] c : chunks) {
-            System.arraycopy(c, 0, out, at, c.length);
-            at += c.length;
-        }
-        return out;
+        return out.toArray(new float[0][]);
     }
 
     /**

@@ -113,8 +113,11 @@ public final class SequentialQuantizeJob {
             List<Integer> parts = this.parts;
             executor.describe("calibrate block " + block);
             // on the executor that ran the block before, where its outputs, this block's inputs, wait on the GPU
-            BlockLoop.Outcome o = executor.mapNear(List.of(block), block, block - 1, (b, be, conf) -> BlockTask.calibrate(b, ExecutorBlocks.block(model, b, be, conf),
-                    acts, last ? null : acts, files, conf, parts, plan, s, null, seq, windows, blocks)).get(0);
+            BlockLoop.Outcome o = executor.mapNear(List.of(block), block, block - 1, (b, be, conf) -> {
+                DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf);
+                ExecutorBlocks.readAhead(model, b + 1, be, conf); // most likely this executor's next block
+                return BlockTask.calibrate(b, fp, acts, last ? null : acts, files, conf, parts, plan, s, null, seq, windows, blocks);
+            }).get(0);
             if (!last) acts.markComplete(executor.conf(), block + 1);
             return o;
         }
@@ -271,8 +274,9 @@ public final class SequentialQuantizeJob {
             System.err.printf("    block %d/%d omniquant: learned parameters from %s, no training%n", b + 1, blocks, file);
             return calibrator.restore(fp, learned, file);
         }
-        float[] inputs = QuantizeJob.concat(acts, conf, b, parts), targets = QuantizeJob.concat(fpActs, conf, b + 1, parts);
-        BlockCalibrator.Learned trained = calibrator.train(fp, inputs, targets, windows, seq, s.seed() + b,
+        float[][] inputs = QuantizeJob.windows(acts, conf, b, parts, seq), targets = QuantizeJob.windows(fpActs, conf, b + 1, parts, seq);
+        if (inputs.length != windows) throw new IllegalStateException("block " + b + ": " + inputs.length + " windows read, " + windows + " drawn");
+        BlockCalibrator.Learned trained = calibrator.train(fp, inputs, targets, seq, s.seed() + b,
                 msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
         if (paramsDir != null) OmniQuantParameterFiles.write(conf, paramsDir, b, trained.parameters());
         return trained.block();

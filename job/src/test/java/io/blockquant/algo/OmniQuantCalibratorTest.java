@@ -64,7 +64,8 @@ class OmniQuantCalibratorTest {
         OmniQuantConfig cfg = OmniQuantConfig.of(io.blockquant.model.Family.LLAMA, 3, 0, 16)
                 .withEpochs(20).withBatchSize(1);
         List<String> log = new ArrayList<>();
-        CalibratedBlock cb = OmniQuantCalibrator.calibrate(block, inputs, targets, NSAMPLES, SEQ, cfg, 42, log::add);
+        CalibratedBlock cb = OmniQuantCalibrator.calibrate(block, BlockCalibrator.windows(inputs, NSAMPLES),
+                BlockCalibrator.windows(targets, NSAMPLES), SEQ, cfg, 42, log::add);
         double rtn = mse(forward(RtnQuantizer.apply(block, new FakeQuantRecipe(new IntQuantSpec(3, 0, false), 0)), inputs), targets);
         double omni = mse(forward(cb.block(), inputs), targets);
         System.out.printf("tiny-llama block 0, W3 per-channel: RTN MSE %.4g, OmniQuant MSE %.4g; %s%n", rtn, omni, log);
@@ -72,7 +73,8 @@ class OmniQuantCalibratorTest {
         assertTrue(omni < 0.9 * rtn, "OmniQuant " + omni + " not clearly below RTN " + rtn);
         for (Linear l : cb.block().linears()) assertArrayEquals(cb.layers().get(l.name()).dequantize(), l.weight().toFloats());
 
-        CalibratedBlock again = OmniQuantCalibrator.calibrate(block, inputs, targets, NSAMPLES, SEQ, cfg, 42, s -> {});
+        CalibratedBlock again = OmniQuantCalibrator.calibrate(block, BlockCalibrator.windows(inputs, NSAMPLES),
+                BlockCalibrator.windows(targets, NSAMPLES), SEQ, cfg, 42, s -> {});
         for (Linear l : cb.block().linears()) {
             assertArrayEquals(((QuantizedLinear) cb.layers().get(l.name())).levels(), ((QuantizedLinear) again.layers().get(l.name())).levels(), "same seed, same levels");
             assertArrayEquals(((QuantizedLinear) cb.layers().get(l.name())).scales(), ((QuantizedLinear) again.layers().get(l.name())).scales());

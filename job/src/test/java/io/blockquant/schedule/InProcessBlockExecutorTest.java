@@ -73,6 +73,7 @@ class InProcessBlockExecutorTest {
         PrintStream err = System.err;
         QuantizeJob.Summary resident;
         BlockTask.residentOnCpu = true;
+        int readAhead = ExecutorBlocks.blocksFromReadAhead;
         System.setErr(new PrintStream(taskErr, true));
         try {
             resident = QuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("resident").toString(), s, false), spec,
@@ -84,6 +85,8 @@ class InProcessBlockExecutorTest {
         }
         org.junit.jupiter.api.Assertions.assertTrue(taskErr.toString().contains("block 2/2 in one task: ") && taskErr.toString()
                 .contains("(inputs kept on the device)"), taskErr.toString());
+        // block 1 was read from the checkpoint while block 0 calibrated (its store rows below equal the others')
+        assertEquals(readAhead + 1, ExecutorBlocks.blocksFromReadAhead, "blocks built from weights read ahead");
 
         assertEquals(spec.numLayers(), here.blocks().size());
         for (int b = 0; b < spec.numLayers(); b++) {

@@ -622,4 +622,23 @@ class Nd4jBackendTest {
         BE.scratch(() -> BE.add(tensor(new float[16], 4, 4), tensor(new float[16], 4, 4)));
         close(mm(sum, transpose(sum, 4, 4), 4, 4, 4), kept.toFloats(), 1e-5, "scratch result");
     }
+
+    @Test
+    void toBytesWritesTheElementsRangeAsLittleEndianFloat32() {
+        float[] v = random(new Random(7), 6 * 5);
+        Tensor t = tensor(v, 6, 5);
+        Tensor view = BE.transpose(t); // a non-contiguous tensor is read in its own row-major order
+        float[] viewValues = BE.toFloats(view);
+        for (Tensor x : new Tensor[] {t, view}) {
+            float[] expected = BE.toFloats(x);
+            java.nio.ByteBuffer dst = java.nio.ByteBuffer.allocate(3 + 4 * 7).order(java.nio.ByteOrder.BIG_ENDIAN);
+            dst.position(3);
+            BE.toBytes(x, 11, dst);
+            assertEquals(3 + 4 * 7, dst.position(), "position advanced past the values");
+            java.nio.ByteBuffer le = java.nio.ByteBuffer.wrap(dst.array()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < 7; i++) assertEquals(Float.floatToRawIntBits(expected[11 + i]), Float.floatToRawIntBits(le.getFloat(3 + 4 * i)), "element " + (11 + i));
+        }
+        assertEquals(v[5], viewValues[1], "the transpose's second element is the original's (1, 0)");
+        assertThrows(IndexOutOfBoundsException.class, () -> BE.toBytes(t, 28, java.nio.ByteBuffer.allocate(12)));
+    }
 }

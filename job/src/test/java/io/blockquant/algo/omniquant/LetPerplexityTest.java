@@ -67,7 +67,8 @@ class LetPerplexityTest {
                 float[] in = x;
                 float[] y = be.scratchValue(() -> block.forward(be.fromFloats(in, in.length / spec.hiddenSize(), spec.hiddenSize()),
                         CALIB_WINDOWS, CALIB_SEQ).toFloats());
-                OmniQuantObjective trained = OmniQuantCalibrator.train(block, in, y, CALIB_WINDOWS, CALIB_SEQ, cfg, i, null);
+                OmniQuantObjective trained = OmniQuantCalibrator.train(block, io.blockquant.algo.BlockCalibrator.windows(in, CALIB_WINDOWS),
+                        io.blockquant.algo.BlockCalibrator.windows(y, CALIB_WINDOWS), CALIB_SEQ, cfg, i, null);
                 DecoderBlock t = trained.transformedFullPrecision(be);
                 weightChange = Math.max(weightChange, LetFoldingTest.relativeError(
                         t.linears().get(0).weight().toFloats(), block.linears().get(0).weight().toFloats()));

@@ -35,7 +35,8 @@ class SmoothQuantCalibratorTest {
         float[] x = TestBlocks.inputs(new Random(3), batch * seq, hidden);
         double alpha = 0.5;
         SmoothQuantCalibrator sq = new SmoothQuantCalibrator(new IntQuantSpec(8, 0, false), ActivationQuant.NONE, alpha);
-        BlockCalibrator.Learned learned = sq.train(block, x, TestBlocks.forward(block, x, batch, seq), batch, seq, 0, null);
+        BlockCalibrator.Learned learned = sq.train(block, BlockCalibrator.windows(x, batch),
+                BlockCalibrator.windows(TestBlocks.forward(block, x, batch, seq), batch), seq, 0, null);
 
         // eq. 4 by hand: the attention norm's output channel max over all tokens, the weight max over q, k, v (and
         // Falcon-7B's MLP, which reads the same norm)
