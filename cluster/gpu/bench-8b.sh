@@ -11,7 +11,9 @@
 #   BQ_SHAPE [llama-3-8b]  BQ_BLOCKS [32]  BQ_BASELINE_BLOCKS [8, 0: none]  BQ_MASTER [local[4]]
 #   BQ_QUANTIZE_ARGS [extra quantize flags]  BQ_STEPS [baseline quantize eval export]  BQ_STEP_SECONDS [560]
 #   BQ_TINY_RUNS [none; "NAME|JVM FLAGS|QUANTIZE FLAGS;...": tiny-llama quantize runs with their kjv.test perplexity]
+#   BQ_TINY_BACKGROUND [0; 1: the tiny runs beside the steps]
 #   BQ_MODE [sequential: quantize's --mode]
+#   BQ_STEPS may also hold omniquant: OmniQuant LWC W4A16 g128 on the checkpoint (BQ_OMNI_EPOCHS [1], BQ_OMNI_ARGS)
 #   BQ_CLUSTER [0; 1: a standalone cluster here (BQ_WORKERS_PER_GPU workers per GPU) quantizes a BQ_CLUSTER_BLOCKS-block
 #     checkpoint of the same shape (default BQ_BLOCKS) in each of BQ_CLUSTER_MODES (default "sequential parallel"), after
 #     the same quantize in local mode on one GPU (BQ_CLUSTER_ONE_GPU [sequential parallel]: its modes) for the ratio;
@@ -68,38 +70,33 @@ step() { # NAME COMMAND...: output to OUT/NAME.log, a line to OUT/summary.txt
   timeout "$limit" "$@" > "$logs/$name.log" 2>&1 &
   local pid=$!
   sample "$name" "$pid"
+  local sampler=$!
   wait "$pid" || rc=$?
-  wait
+  wait "$sampler" # only this step's sampler: tiny runs may go on beside (BQ_TINY_BACKGROUND)
   echo "$name rc=$rc $((SECONDS - t0))s $(grep -E 'perplexity|block [0-9]+/[0-9]+ done|tokens CRC|s a block|per block|wrote|error' "$logs/$name.log" | tail -3 | tr '\n' ' ')" | tee -a "$out/summary.txt"
   cat "$logs/mem-$name.txt" >> "$out/summary.txt" 2>/dev/null
   tar -C "$work" -czf "$out/logs.tar.gz" logs
 }
 
-# the CUDA library: built by nvcc, or the one a previous call built from the same sources
-if [ -f "$stage/prebuilt/libblockquant_cuda.so" ]; then export BQ_PREBUILT_CUDA=$stage/prebuilt; fi
-step unstage cluster/gpu/unstage-job.sh "$stage"
-[ -f job/target/runtime-classpath.txt ] || { cat "$logs/unstage.log"; exit 1; }
-# corpora that travel compressed (the call's 64 MiB): STAGE_DIR/corpus.tar.xz into data-samples/corpus
-[ -f "$stage/corpus.tar.xz" ] && tar -C data-samples/corpus -xJf "$stage/corpus.tar.xz"
-u=$(cd "$stage" && pwd)/unpacked
-cp "$u/native/lib/libblockquant_cuda.so" "$out/" 2>/dev/null
-export JAVA=$u/jre/bin/java JAVA_HOME=$u/jre SPARK_HOME=$PWD/job/target/spark-home
-export BLOCKQUANT_HEAP=${BLOCKQUANT_HEAP:-48g}
-# the staged runtime carries no Spark UI classes (no trace loads them)
-export BLOCKQUANT_JAVA_OPTS="-Dspark.ui.enabled=false ${BLOCKQUANT_JAVA_OPTS:-}"
+. cluster/gpu/bench-env.sh "$stage" "$out"
 nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --format=csv >> "$out/summary.txt" 2>&1
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >> "$out/summary.txt" 2>&1
 calib=data-samples/corpus/kjv.train.txt text=data-samples/corpus/kjv.test.txt
 
 # tiny-llama runs first (the CPU figures' check): BQ_TINY_RUNS="NAME|JVM FLAGS|QUANTIZE FLAGS;..." each a quantize
 # of tiny-llama with its kjv.test perplexity (default calibration: the corpus' *.train.txt files)
-IFS=';' read -ra tiny_runs <<< "${BQ_TINY_RUNS:-}"
-for r in "${tiny_runs[@]}"; do
-  IFS='|' read -r name jopts flags <<< "$r"
-  # shellcheck disable=SC2086
-  BLOCKQUANT_JAVA_OPTS="$BLOCKQUANT_JAVA_OPTS $jopts" step "tiny-$name" cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" \
-    --model data-samples/models/tiny-llama $flags --eval-text "$text" --out "$work/tiny-$name"
-done
+# (BQ_TINY_BACKGROUND=1: beside the steps below, this script waiting for them at its end; memory peaks then overlap)
+tiny() {
+  IFS=';' read -ra tiny_runs <<< "${BQ_TINY_RUNS:-}"
+  for r in "${tiny_runs[@]}"; do
+    IFS='|' read -r name jopts flags <<< "$r"
+    # shellcheck disable=SC2086
+    BLOCKQUANT_JAVA_OPTS="$BLOCKQUANT_JAVA_OPTS $jopts" step "tiny-$name" cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" \
+      --model data-samples/models/tiny-llama $flags --eval-text "$text" --out "$work/tiny-$name"
+  done
+}
+tiny_pid=
+if [ "${BQ_TINY_BACKGROUND:-0}" = 1 ]; then tiny & tiny_pid=$!; else tiny; fi
 
 # the issue's recipe: NAME MASTER CHECKPOINT MODE STORE, GPTQ W4A16 g128 on 128 x 2048 of kjv.train
 gptq() {
@@ -110,7 +107,7 @@ gptq() {
 }
 
 ckpt=$work/$shape-$blocks store=$work/store-$shape-$blocks
-if [ ! -f "$ckpt/config.json" ]; then
+if [ -n "${steps// }" ] && [ ! -f "$ckpt/config.json" ]; then
   step synth cluster/bin/blockquant synth --shape "$shape" --blocks "$blocks" --tokenizer data-samples/models/tiny-llama --out "$ckpt"
 fi
 for s in $steps; do
@@ -120,6 +117,13 @@ for s in $steps; do
         --nsamples 128 --seqlen 2048 --wbits 4 --group 128 --blocks "$base_blocks" ;;
     quantize)
       gptq quantize "${BQ_MASTER:-local[4]}" "$ckpt" "${BQ_MODE:-sequential}" "$store" ;;
+    omniquant)
+      # OmniQuant LWC W4A16 g128 on the same windows (issue 20's epoch time; BQ_OMNI_EPOCHS [1], BQ_OMNI_ARGS [extra flags])
+      rm -rf "$store-omni"
+      # shellcheck disable=SC2086
+      step omniquant cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model "$ckpt" --calib "$calib" \
+        --method omniquant --wbits 4 --group 128 --lwc --let=false --epochs "${BQ_OMNI_EPOCHS:-1}" --nsamples 128 \
+        --seqlen 2048 --no-eval --out "$store-omni" ${BQ_OMNI_ARGS:-} ;;
     eval)
       step eval cluster/bin/blockquant eval --master "${BQ_MASTER:-local[4]}" --store "$store" --text "$text" ;;
     export)
@@ -151,6 +155,7 @@ if [ "${BQ_CLUSTER:-0}" = 1 ]; then
     cp "$f" "$logs/executor-$(basename "$(dirname "$f")")-$(basename "$(dirname "$(dirname "$f")")").log"; done
 fi
 
+[ -n "$tiny_pid" ] && wait "$tiny_pid"
 echo "all steps: $((SECONDS - t_start)) s" >> "$out/summary.txt"
 tar -C "$work" -czf "$out/logs.tar.gz" logs
 cat "$out/summary.txt"
