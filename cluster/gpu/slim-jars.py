@@ -30,7 +30,12 @@ WHOLE = re.compile(r'/(spark-launcher_[^/]*|spark-kvstore_[^/]*|jackson-(core|da
 # reasons; on the two-GPU machine a missing CNode$ killed the first executor and SparkFatalException hid why
 ALWAYS = re.compile(r'^(scala/collection/concurrent/|org/apache/spark/util/SparkFatalException|'
                     r'org/apache/spark/scheduler/(ExecutorProcessLost|ExecutorLossReason|ExecutorKilled|ExecutorExited|'
-                    r'ExecutorDecommission|LossReasonPending)|org/apache/spark/executor/ExecutorExitCode)')
+                    r'ExecutorDecommission|LossReasonPending|'
+                    # sequential mode's executor preference on a GPU cluster (BlockExecutor.mapNear): the traces' CPU
+                    # cluster never takes that path (several slots an executor), and without these the DAG scheduler's
+                    # thread died on the one-GPU machine's two-worker run, leaving the job waiting for ever
+                    r'TaskLocation|ExecutorCacheTaskLocation|HostTaskLocation|HDFSCacheTaskLocation)|'
+                    r'org/apache/spark/executor/ExecutorExitCode)')
 LINE = re.compile(r'\[class,load\] (\S+) source: (.*)$')
 # pom.xml and pom.properties of the jar's own build; a jar index (INDEX.LIST), which would name what is gone
 BUILD_INFO = re.compile(r'^META-INF/(maven/|INDEX.LIST$)')

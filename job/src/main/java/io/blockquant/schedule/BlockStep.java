@@ -161,7 +161,7 @@ final class BlockStep {
                   BlockStats layerErrors) {}
 
     /** RTN or GPTQ on {@code fp} ({@code calibrator} is one of the layer-wise kinds). */
-    static Layers layers(DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, OnBackend inputs,
+    static Layers layers(int block, DecoderBlock fp, BlockCalibrator calibrator, BlockPlan plan, QuantizeSettings s, OnBackend inputs,
                          int seq) throws IOException {
         Map<String, StoredWeight> layers = new LinkedHashMap<>();
         Map<String, Tensor> done = new HashMap<>();
@@ -189,7 +189,7 @@ final class BlockStep {
                 be.synchronize();
             }
             long t1 = System.nanoTime();
-            if (calibrator instanceof BlockCalibrator.OnGroupHessians g) hessian = g.prepare(be, sum);
+            if (hessians) hessian = BlockWork.prepare(calibrator, be, sum, block, group.get(0));
             for (String module : group) {
                 Tensor w = BlockWork.find(fp, module).weight();
                 QuantizedLayer q = calibrator instanceof BlockCalibrator.OnGroupHessians g ? g.quantizeLayer(w, hessian)

@@ -58,7 +58,7 @@ final class BlockTask {
                 calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
                         blocks);
             } else {
-                BlockStep.Layers layers = BlockStep.layers(fp, s.calibrator(), plan, s, in, seq);
+                BlockStep.Layers layers = BlockStep.layers(block, fp, s.calibrator(), plan, s, in, seq);
                 calibrated = layers.block();
                 losses = layers.losses();
                 tokens = layers.tokens();

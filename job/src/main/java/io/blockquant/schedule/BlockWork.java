@@ -1,5 +1,7 @@
 package io.blockquant.schedule;
 
+import io.blockquant.algo.BlockCalibrator;
+import io.blockquant.algo.GptqQuantizer;
 import io.blockquant.algo.HessianAccumulator;
 import io.blockquant.algo.StoredWeight;
 import io.blockquant.model.InMemoryWeights;
@@ -157,6 +159,20 @@ public final class BlockWork {
         values.forEach((k, x) -> v.put(prefix + k, x));
         shapes.forEach((k, x) -> s.put(prefix + k, x));
         return new ModelLoader(new InMemoryWeights("calibrated block " + block, v, s), spec, be).block(block);
+    }
+
+    /**
+     * The calibrator's factorization of the Hessian of {@code module}'s input in block {@code block}. A Hessian that the
+     * damping leaves not positive definite (dead input channels beyond what damping covers, too few tokens) is the
+     * user's to act on: one line naming the block, the layer and the setting.
+     */
+    static GptqQuantizer.PreparedHessian prepare(BlockCalibrator calibrator, TensorBackend be, GramSum hessian, int block, String module) {
+        try {
+            return ((BlockCalibrator.OnGroupHessians) calibrator).prepare(be, hessian);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("block " + block + " " + module + ": GPTQ cannot factor its input Hessian ("
+                    + e.getMessage() + "); raise --damp, or calibrate on more windows", e);
+        }
     }
 
     static Linear find(DecoderBlock block, String module) {

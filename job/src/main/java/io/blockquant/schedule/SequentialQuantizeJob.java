@@ -213,7 +213,7 @@ public final class SequentialQuantizeJob {
                 return sum.tokens();
             }).stream().mapToLong(Long::longValue).sum();
             executor.map(List.of(input), block, (m, be, conf) -> {
-                files.prepareHessian(conf, block, m, slices, h -> ((BlockCalibrator.OnGroupHessians) s.calibrator()).prepare(be, h));
+                files.prepareHessian(conf, block, m, slices, h -> BlockWork.prepare(s.calibrator(), be, h, block, m));
                 return null;
             });
             return tokens;
