@@ -274,9 +274,14 @@ def main():
            "token_crc32": f"{crc:08x}", "seconds": round(total, 2), "seconds_per_block": round(total / n, 3),
            "forward_and_hessian_seconds": round(forward_s, 2), "column_loop_seconds": round(solve_s, 2),
            "peak_gpu_gib": round(peak, 2), "forward_dtype": "bfloat16", "hessian_dtype": "float32"}
+    report(out, a.json)
+
+
+def report(out, path):
+    """The run's figures as one JSON line on stdout, and in PATH when given."""
     print(json.dumps(out), flush=True)
-    if a.json:
-        with open(a.json, "w") as f:
+    if path:
+        with open(path, "w") as f:
             json.dump(out, f, indent=1)
 
 

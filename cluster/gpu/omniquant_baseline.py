@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gptq_baseline import Checkpoint, JavaRandom, PREFIX, calibration, rms_norm, rotate  # noqa: E402
+from gptq_baseline import Checkpoint, JavaRandom, PREFIX, calibration, report, rms_norm, rotate  # noqa: E402
 
 LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MIN_SCALE = 1e-2  # the reference's truncate_number
@@ -434,10 +434,7 @@ def main():
            "ms_per_step_first_epoch": None if math.isnan(ms_first) else round(ms_first, 3),
            "final_loss": [blk[-1] if blk else None for blk in losses], "epoch_loss": losses,
            "epoch_seconds": [[round(s, 4) for s in blk] for blk in epoch_s], "peak_gpu_gib": round(peak, 2)}
-    print(json.dumps(out), flush=True)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=1)
+    report(out, a.json)
 
 
 if __name__ == "__main__":
