@@ -39,10 +39,14 @@ final class BlockTask {
      */
     static volatile boolean residentOnCpu;
 
-    /** {@code next}: where the calibrated block's outputs go (the next block's inputs), null when nothing reads them. */
+    /**
+     * {@code next}: where the calibrated block's outputs go (the next block's inputs), null when nothing reads them;
+     * {@code given}: the block's inputs already on its backend, a tensor per partition that the task then owns
+     * ({@link FullPrecisionWalk}), or null to take them from {@code inputs} (or as the task before left them).
+     */
     static BlockLoop.Outcome calibrate(int block, DecoderBlock fp, ActivationFiles inputs, ActivationFiles next, BlockFiles files,
                                        Configuration conf, List<Integer> parts, BlockPlan plan, QuantizeSettings s, String omniParams,
-                                       int seq, int nsamples, int blocks) throws IOException {
+                                       int seq, int nsamples, int blocks, Tensor[] given) throws IOException {
         long t0 = System.nanoTime();
         CalibratedBlock calibrated;
         Map<String, Double> losses = Map.of();
@@ -50,8 +54,8 @@ final class BlockTask {
         double solve = 0, sums = 0;
         BlockStats layerErrors = null;
         TensorBackend be = fp.linears().get(0).weight().backend();
-        boolean resident = be.onDevice() || residentOnCpu;
-        Tensor[] kept = resident ? KeptInputs.take(inputs, conf, block, parts) : null;
+        boolean resident = be.onDevice() || residentOnCpu || given != null;
+        Tensor[] kept = given != null ? given : resident ? KeptInputs.take(inputs, conf, block, parts) : null;
         try (BlockStep.OnBackend in = new BlockStep.OnBackend(inputs.inputs(conf, block, parts), be, resident, kept)) {
             if (s.calibrator() instanceof BlockCalibrator.OnBlockTargets) {
                 // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
@@ -126,7 +130,7 @@ final class BlockTask {
             if (tokens > 0) {
                 System.err.printf(Locale.ROOT, "    block %d/%d in one task: %.1f s Hessian passes (inputs %s), %.1f s factors and "
                                 + "column loops, %.1f s output pass, %.1f s more writing the next inputs, %.1f s more writing rows%n",
-                        block + 1, blocks, sums, kept != null ? "kept on the device" : "read from the work area", solve,
+                        block + 1, blocks, sums, given != null ? "walked to on the device" : kept != null ? "kept on the device" : "read from the work area", solve,
                         (t2 - t1) / 1e9, (t3 - t2) / 1e9, (t4 - t3) / 1e9);
             }
             return new BlockLoop.Outcome(block, stats, losses, tokens, seconds);

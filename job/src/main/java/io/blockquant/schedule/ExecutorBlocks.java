@@ -125,6 +125,40 @@ public final class ExecutorBlocks {
         return h.block;
     }
 
+    /**
+     * Runs {@code pass} on full-precision block {@code block} without keeping it (parallel mode's walk through the
+     * blocks other executors calibrate): the held block when it is that one, else the block read for the pass (from
+     * the weights read ahead when they are its) and closed after it, so a walk holds one block at a time.
+     */
+    static void once(ModelRef model, int block, TensorBackend backend, Configuration conf, java.util.function.Consumer<DecoderBlock> pass) {
+        Held held = null;
+        synchronized (ExecutorBlocks.class) {
+            if (current != null && current.key.equals(model.dir() + "|" + block + "|" + backend.name())) {
+                held = current;
+                held.tasks++; // not closed under the pass if another task evicts it
+            }
+        }
+        if (held != null) {
+            try {
+                pass.accept(held.block);
+            } finally {
+                release(held);
+            }
+            return;
+        }
+        InMemoryWeights read;
+        synchronized (ExecutorBlocks.class) {
+            read = takeAhead(model.dir() + "|" + block);
+        }
+        DecoderBlock b = read != null ? new ModelLoader(read, model.spec(), backend).block(block)
+                : (DecoderBlock) load(model, backend, conf, l -> l.block(block));
+        try {
+            pass.accept(b);
+        } finally {
+            b.tensors().values().forEach(Tensor::close);
+        }
+    }
+
     /** Lets go of the held block (closed now when no task uses it). */
     public static synchronized void evict() {
         Held h = current;

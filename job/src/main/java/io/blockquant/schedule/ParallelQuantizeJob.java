@@ -5,6 +5,7 @@ import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.ModelSpec;
 import io.blockquant.schedule.QuantizeJob.Summary;
 import io.blockquant.store.StoreWriter;
+import io.blockquant.tensor.Tensor;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -26,6 +27,13 @@ import org.apache.hadoop.fs.Path;
  * is disk: every uncommitted block's inputs stay until the store is finished (windows × seqlen × hidden
  * float32 per block: 64 MiB for tiny-llama at 128 × 512). OmniQuant's targets are the next block's captured
  * inputs.
+ *
+ * <p>Where block tasks compute on GPUs (GPTQ, RTN), there is no capture pass: each executor runs the
+ * full-precision blocks itself with the windows' hidden states kept on its GPU ({@link FullPrecisionWalk}), and
+ * block b's task prefers the executor that ran block b − n (n at a time), whose walk stands n blocks behind: each
+ * GPU forwards every block once and calibrates every n-th, and no activation is written (the capture's disk at
+ * 70B, about 690 GB, is more than an eight-GPU machine's). OmniQuant keeps the capture, whose next block's inputs
+ * are its targets.
  *
  * <p>Then one Spark job per block is submitted at once; its single task reads the block's inputs partition by
  * partition and does what sequential mode spreads over several jobs: GPTQ's Hessian of each true-sequential
@@ -50,8 +58,11 @@ public final class ParallelQuantizeJob {
         List<Integer> todo = IntStream.range(0, blocks).filter(b -> !committed.contains(b)).boxed().toList();
 
         BlockExecutor.Shared<CalibrationSet> windows = executor.share(run.calib());
+        // on GPUs (GPTQ, RTN) each executor walks the full-precision model itself, its inputs on its GPU: no capture
+        boolean walk = (executor.computesOnGpus() || BlockTask.residentOnCpu)
+                && !(run.settings().calibrator() instanceof BlockCalibrator.OnBlockTargets);
         try {
-            if (!todo.isEmpty()) {
+            if (!todo.isEmpty() && !walk) {
                 long tokens = (long) run.calib().size() * run.calib().seqlen();
                 checkWorkSpace(store.workDir(), run.hadoop(), tokens, model.spec(), todo.get(todo.size() - 1) + 1);
                 // OmniQuant's targets of the last block to do are the inputs of the block after it
@@ -59,18 +70,30 @@ public final class ParallelQuantizeJob {
                 capture(executor, model, windows, run.parts(), run.settings(), fpActs, need, blocks, run.log());
             }
             int atOnce = Math.max(1, Math.min(todo.size(), executor.slots()));
-            run.log().printf("calibrating %d blocks at once (%d at a time), each on its full-precision inputs%n", todo.size(), atOnce);
+            run.log().printf("calibrating %d blocks at once (%d at a time), each on its full-precision inputs%s%n", todo.size(), atOnce,
+                    walk ? " (each executor runs the full-precision blocks itself, inputs on its GPU)" : "");
             // one task per block: it reads the block's inputs partition by partition and does all of the block's work
             List<Integer> parts = run.parts();
             BlockPlan plan = run.plan();
             QuantizeSettings s = run.settings();
             String omniParams = run.req().omniParams();
             int seq = run.calib().seqlen(), nsamples = run.calib().size();
+            String walkKey = store.workDir().toString();
+            int perTask = s.windowsPerTask();
             BlockLoop.Step step = block -> {
                 executor.describe("calibrate block " + block);
+                if (walk) {
+                    // where block − n ran (n at a time): that executor's walk stands n blocks behind this one
+                    int near = block >= atOnce ? block - atOnce : Integer.MIN_VALUE;
+                    return executor.mapNear(List.of(block), block, near, (b, be, conf) -> {
+                        Tensor[] x = FullPrecisionWalk.inputs(walkKey, model, windows.value(), parts, perTask, b, be, conf);
+                        return BlockTask.calibrate(b, ExecutorBlocks.block(model, b, be, conf), fpActs, null, files, conf, parts, plan, s,
+                                omniParams, seq, nsamples, blocks, x);
+                    }).get(0);
+                }
                 return executor.map(List.of(block), block, (b, be, conf) -> BlockTask.calibrate(
                         b, ExecutorBlocks.block(model, b, be, conf), fpActs, null, files, conf, parts, plan, s, omniParams, seq, nsamples,
-                        blocks)).get(0);
+                        blocks, null)).get(0);
             };
             return run.finish(run.loop(todo, atOnce, files, true, step, b -> { }));
         } catch (IOException e) {

@@ -116,7 +116,7 @@ public final class SequentialQuantizeJob {
             BlockLoop.Outcome o = executor.mapNear(List.of(block), block, block - 1, (b, be, conf) -> {
                 DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf);
                 ExecutorBlocks.readAhead(model, b + 1, be, conf); // most likely this executor's next block
-                return BlockTask.calibrate(b, fp, acts, last ? null : acts, files, conf, parts, plan, s, null, seq, windows, blocks);
+                return BlockTask.calibrate(b, fp, acts, last ? null : acts, files, conf, parts, plan, s, null, seq, windows, blocks, null);
             }).get(0);
             if (!last) acts.markComplete(executor.conf(), block + 1);
             return o;

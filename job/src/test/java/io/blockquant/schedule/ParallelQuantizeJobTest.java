@@ -139,4 +139,35 @@ class ParallelQuantizeJobTest {
             }
         }
     }
+
+    /**
+     * Where block tasks compute on devices, each executor walks the full-precision blocks itself with the inputs kept
+     * where it computes ({@link FullPrecisionWalk}; the CPU backend takes that path here, as on a GPU): no capture pass,
+     * and the very store the capture pass gives, tensor for tensor and error for error.
+     */
+    @Test
+    void walkingTheFullPrecisionBlocksStoresWhatTheCaptureStores(@TempDir Path tmp) {
+        QuantizeJob.Summary captured = quantize(tmp.resolve("captured"), false);
+        String model = Fixtures.model("tiny-llama").toString();
+        ByteArrayOutputStream log = new ByteArrayOutputStream();
+        QuantizeJob.Summary walked;
+        BlockTask.residentOnCpu = true;
+        try {
+            walked = QuantizeJob.run(spark, new QuantizeJob.Request(model, tmp.resolve("walked").toString(), gptqW3g64Parallel(), false),
+                    calibration(), new PrintStream(log, true));
+        } finally {
+            BlockTask.residentOnCpu = false;
+        }
+        assertTrue(log.toString().contains("each executor runs the full-precision blocks itself"), log.toString());
+        assertTrue(!log.toString().contains("captured the full-precision inputs"), log.toString());
+        for (int i = 0; i < BLOCKS; i++) {
+            assertEquals(captured.blocks().get(i).blockError(), walked.blocks().get(i).blockError(), 0.0, "block " + i + " output error");
+            assertEquals(captured.blocks().get(i).layerErrors(), walked.blocks().get(i).layerErrors(), "block " + i + " layer errors");
+        }
+        ModelSpec spec = ModelSpecReader.read(new org.apache.hadoop.fs.Path(model), new Configuration());
+        InMemoryWeights a = StoredModel.read(StoreReader.open(spark, tmp.resolve("captured").toString()), spec);
+        InMemoryWeights w = StoredModel.read(StoreReader.open(spark, tmp.resolve("walked").toString()), spec);
+        assertEquals(a.tensorNames(), w.tensorNames());
+        for (String t : a.tensorNames()) org.junit.jupiter.api.Assertions.assertArrayEquals(a.readFloats(t), w.readFloats(t), t);
+    }
 }
