@@ -84,6 +84,7 @@ final class BlockTask {
             BlockStats stats;
             long t2, t3;
             CalibratedBlock done = calibrated;
+            be.synchronize(); // the rows' writer reads the calibrated tensors on a stream of its own
             CompletableFuture<Path> rows = CompletableFuture.supplyAsync(() -> {
                 try {
                     files.writeRows(conf, block, BlockRecords.of(block, done));
@@ -130,7 +131,8 @@ final class BlockTask {
             if (tokens > 0) {
                 System.err.printf(Locale.ROOT, "    block %d/%d in one task: %.1f s Hessian passes (inputs %s), %.1f s factors and "
                                 + "column loops, %.1f s output pass, %.1f s more writing the next inputs, %.1f s more writing rows%n",
-                        block + 1, blocks, sums, given != null ? "walked to on the device" : kept != null ? "kept on the device" : "read from the work area", solve,
+                        block + 1, blocks, sums,
+                        given != null ? "walked to on the device" : kept != null ? "kept on the device" : "read from the work area", solve,
                         (t2 - t1) / 1e9, (t3 - t2) / 1e9, (t4 - t3) / 1e9);
             }
             return new BlockLoop.Outcome(block, stats, losses, tokens, seconds);
