@@ -58,12 +58,15 @@ final class FullPrecisionWalk {
     }
 
     private static void forward(DecoderBlock fp, TensorBackend be, int seq) {
+        Tensor[] before = hidden.clone();
         for (int i = 0; i < hidden.length; i++) {
-            Tensor x = hidden[i];
+            Tensor x = before[i];
             int rows = Math.toIntExact(x.size(0));
             hidden[i] = be.scratch(() -> fp.forward(x, rows / seq, seq));
-            x.close();
         }
+        // the inputs were made on an earlier task's stream, whose order their free follows: this one's reads first
+        be.synchronize();
+        for (Tensor x : before) x.close();
     }
 
     /** Lets go of the walk's hidden states. */
