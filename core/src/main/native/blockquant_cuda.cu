@@ -117,6 +117,13 @@ Scratch uploadArray(const T* host, size_t count, cudaStream_t s) {
   return d;
 }
 
+// a Java int[] copied to the host (JNI gives no pointer to keep across a kernel launch)
+std::vector<jint> intsOf(JNIEnv* env, jintArray a) {
+  std::vector<jint> host(env->GetArrayLength(a));
+  env->GetIntArrayRegion(a, 0, (jsize)host.size(), host.data());
+  return host;
+}
+
 template <typename F>
 void guarded(JNIEnv* env, F&& body) {
   try {
@@ -1017,9 +1024,8 @@ JNI(void, transpose)(JNIEnv* env, jclass, jlong src, jlong dst, jint rows, jint 
 JNI(void, gatherRows)(JNIEnv* env, jclass, jlong table, jlong, jint width, jintArray rows, jlong out) {
   guarded(env, [&] {
     Context& c = ctx();
-    jsize n = env->GetArrayLength(rows);
-    std::vector<jint> host(n);
-    env->GetIntArrayRegion(rows, 0, n, host.data());
+    std::vector<jint> host = intsOf(env, rows);
+    jsize n = (jsize)host.size();
     Scratch d = uploadArray(host.data(), n, c.stream);
     gatherRowsKernel<<<gridFor((long long)n * width), 256, 0, c.stream>>>(F(table), width, d.as<int>(), n, F(out));
     CHECK_LAUNCH();
@@ -1029,9 +1035,8 @@ JNI(void, gatherRows)(JNIEnv* env, jclass, jlong table, jlong, jint width, jintA
 JNI(void, selectColumns)(JNIEnv* env, jclass, jlong in, jint rows, jint cols, jintArray columns, jlong out) {
   guarded(env, [&] {
     Context& c = ctx();
-    jsize n = env->GetArrayLength(columns);
-    std::vector<jint> host(n);
-    env->GetIntArrayRegion(columns, 0, n, host.data());
+    std::vector<jint> host = intsOf(env, columns);
+    jsize n = (jsize)host.size();
     Scratch d = uploadArray(host.data(), n, c.stream);
     selectColumnsKernel<<<gridFor((long long)rows * n), 256, 0, c.stream>>>(F(in), rows, cols, d.as<int>(), n, F(out));
     CHECK_LAUNCH();
@@ -1526,9 +1531,8 @@ JNI(void, reciprocal)(JNIEnv* env, jclass, jlong a, jlong out, jlong n) {
 JNI(void, scatterAddColumns)(JNIEnv* env, jclass, jlong x, jint rows, jintArray columns, jint width, jlong out) {
   guarded(env, [&] {
     Context& c = ctx();
-    jsize count = env->GetArrayLength(columns);
-    std::vector<jint> host(count);
-    env->GetIntArrayRegion(columns, 0, count, host.data());
+    std::vector<jint> host = intsOf(env, columns);
+    jsize count = (jsize)host.size();
     std::vector<int> offsets(width + 1, 0), sources(count);
     for (jint col : host) {
       if (col < 0 || col >= width) throw Failure{"scatterAddColumns: column out of range"};
