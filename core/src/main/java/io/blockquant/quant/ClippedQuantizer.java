@@ -48,6 +48,22 @@ public final class ClippedQuantizer {
         });
     }
 
+    /** One (row, group) of the weight: {@code k} its index, {@code from} its first element, {@code q} its clipped grid. */
+    private interface GroupWork {
+        void run(int k, int from, Grid q);
+    }
+
+    /** {@code work} on every (row, group) of {@code w [rows, cols]}, rows in parallel, with the group's grid (eq. 2–3). */
+    private static void eachGroup(float[] w, int rows, int cols, int group, int maxq, float[] gamma, float[] beta, GroupWork work) {
+        int groups = cols / group;
+        forRows(rows, r -> {
+            for (int g = 0; g < groups; g++) {
+                int k = r * groups + g, from = r * cols + g * group;
+                work.run(k, from, grid(w, from, group, gamma[k], beta[k], maxq));
+            }
+        });
+    }
+
     /** The shapes every backend's clipped quantizer takes: {@code w [rows, cols]}, γ and β one per (row, group). */
     public static void checkShapes(io.blockquant.tensor.Tensor w, io.blockquant.tensor.Tensor gamma, io.blockquant.tensor.Tensor beta,
                                    int group) {
@@ -64,18 +80,14 @@ public final class ClippedQuantizer {
      */
     public static void forward(float[] w, int rows, int cols, int group, int bits, float[] gamma, float[] beta,
                                float[] out, int[] levels, float[] scales, float[] zeros) {
-        int groups = cols / group, maxq = (1 << bits) - 1;
-        forRows(rows, r -> {
-            for (int g = 0; g < groups; g++) {
-                int k = r * groups + g, from = r * cols + g * group;
-                Grid q = grid(w, from, group, gamma[k], beta[k], maxq);
-                if (scales != null) scales[k] = q.scale();
-                if (zeros != null) zeros[k] = q.zero();
-                for (int i = from; i < from + group; i++) {
-                    int level = (int) Math.max(0f, Math.min(maxq, (float) Math.rint(w[i] / q.scale()) + q.zero()));
-                    if (levels != null) levels[i] = level;
-                    out[i] = q.scale() * (level - q.zero());   // the same arithmetic as QuantizedLinear.dequantize
-                }
+        int maxq = (1 << bits) - 1;
+        eachGroup(w, rows, cols, group, maxq, gamma, beta, (k, from, q) -> {
+            if (scales != null) scales[k] = q.scale();
+            if (zeros != null) zeros[k] = q.zero();
+            for (int i = from; i < from + group; i++) {
+                int level = (int) Math.max(0f, Math.min(maxq, (float) Math.rint(w[i] / q.scale()) + q.zero()));
+                if (levels != null) levels[i] = level;
+                out[i] = q.scale() * (level - q.zero());   // the same arithmetic as QuantizedLinear.dequantize
             }
         });
     }
@@ -87,37 +99,33 @@ public final class ClippedQuantizer {
      */
     public static void backward(float[] w, int rows, int cols, int group, int bits, float[] gamma, float[] beta,
                                 float[] dOut, float[] dW, float[] dGamma, float[] dBeta) {
-        int groups = cols / group, maxq = (1 << bits) - 1;
-        forRows(rows, r -> {
-            for (int g = 0; g < groups; g++) {
-                int k = r * groups + g, from = r * cols + g * group;
-                Grid q = grid(w, from, group, gamma[k], beta[k], maxq);
-                double dScale = 0;
-                for (int i = from; i < from + group; i++) {
-                    float t = w[i] / q.scale();
-                    float pre = (float) Math.rint(t) + q.zero();
-                    if (pre >= 0 && pre <= maxq) {
-                        // Ŵ = scale·round_ste(W/scale): ∂/∂W = 1, ∂/∂scale = round(W/scale) − W/scale
-                        dW[i] = dOut[i];
-                        dScale += (double) dOut[i] * ((float) Math.rint(t) - t);
-                    } else {
-                        // clamped: Ŵ = scale·(c − zero), c ∈ {0, 2^N − 1}
-                        dW[i] = 0f;
-                        dScale += (double) dOut[i] * ((pre < 0 ? 0 : maxq) - q.zero());
-                    }
+        int maxq = (1 << bits) - 1;
+        eachGroup(w, rows, cols, group, maxq, gamma, beta, (k, from, q) -> {
+            double dScale = 0;
+            for (int i = from; i < from + group; i++) {
+                float t = w[i] / q.scale();
+                float pre = (float) Math.rint(t) + q.zero();
+                if (pre >= 0 && pre <= maxq) {
+                    // Ŵ = scale·round_ste(W/scale): ∂/∂W = 1, ∂/∂scale = round(W/scale) − W/scale
+                    dW[i] = dOut[i];
+                    dScale += (double) dOut[i] * ((float) Math.rint(t) - t);
+                } else {
+                    // clamped: Ŵ = scale·(c − zero), c ∈ {0, 2^N − 1}
+                    dW[i] = 0f;
+                    dScale += (double) dOut[i] * ((pre < 0 ? 0 : maxq) - q.zero());
                 }
-                dGamma[k] = 0f;
-                dBeta[k] = 0f;
-                if (q.scaleClamped()) continue;
-                // scale = (h − l)/maxq, h = σ(γ)·max, l = σ(β)·min (eq. 2–3)
-                double dh = dScale / maxq, dl = -dScale / maxq;
-                float sg = sigmoid(gamma[k]), sb = sigmoid(beta[k]);
-                dGamma[k] = (float) (dh * q.max() * sg * (1 - sg));
-                dBeta[k] = (float) (dl * q.min() * sb * (1 - sb));
-                double toMax = dh * sg / q.maxTies(), toMin = dl * sb / q.minTies();
-                for (int i = from; i < from + group; i++) if (w[i] == q.max()) dW[i] += (float) toMax;
-                for (int i = from; i < from + group; i++) if (w[i] == q.min()) dW[i] += (float) toMin;
             }
+            dGamma[k] = 0f;
+            dBeta[k] = 0f;
+            if (q.scaleClamped()) return;
+            // scale = (h − l)/maxq, h = σ(γ)·max, l = σ(β)·min (eq. 2–3)
+            double dh = dScale / maxq, dl = -dScale / maxq;
+            float sg = sigmoid(gamma[k]), sb = sigmoid(beta[k]);
+            dGamma[k] = (float) (dh * q.max() * sg * (1 - sg));
+            dBeta[k] = (float) (dl * q.min() * sb * (1 - sb));
+            double toMax = dh * sg / q.maxTies(), toMin = dl * sb / q.minTies();
+            for (int i = from; i < from + group; i++) if (w[i] == q.max()) dW[i] += (float) toMax;
+            for (int i = from; i < from + group; i++) if (w[i] == q.min()) dW[i] += (float) toMin;
         });
     }
 }
