@@ -44,17 +44,7 @@ class TrainingOpsTest {
 
     /** Central differences of {@code f} in every element of {@code p} (p is restored). */
     private static double[] finiteDifferences(double[] p, java.util.function.DoubleSupplier f) {
-        double[] g = new double[p.length];
-        for (int i = 0; i < p.length; i++) {
-            double v = p[i];
-            p[i] = v + H;
-            double up = f.getAsDouble();
-            p[i] = v - H;
-            double down = f.getAsDouble();
-            p[i] = v;
-            g[i] = (up - down) / (2 * H);
-        }
-        return g;
+        return io.blockquant.FiniteDifferences.central(p, H, f);
     }
 
     /**

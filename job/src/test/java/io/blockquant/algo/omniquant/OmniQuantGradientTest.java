@@ -88,17 +88,8 @@ class OmniQuantGradientTest {
         double global = 0;
         for (int k = 0; k < grads.size(); k++) {
             double[] p = ref.params.get(k);
-            fds[k] = new double[p.length];
-            for (int i = 0; i < p.length; i++) {
-                double v = p[i];
-                p[i] = v + h;
-                double up = ref.loss();
-                p[i] = v - h;
-                double down = ref.loss();
-                p[i] = v;
-                fds[k][i] = (up - down) / (2 * h);
-                scales[k] = Math.max(scales[k], Math.abs(fds[k][i]));
-            }
+            fds[k] = io.blockquant.FiniteDifferences.central(p, h, ref::loss);
+            for (double d : fds[k]) scales[k] = Math.max(scales[k], Math.abs(d));
             global = Math.max(global, scales[k]);
         }
         for (int k = 0; k < grads.size(); k++) {
