@@ -251,40 +251,21 @@ public final class QuantizeJob {
 
     /**
      * Every partition's inputs of {@code block} in partition order, as one array per {@code seq}-token window (all of a
-     * 70B block's 128 × 2048 windows are 2³¹ values, past what one Java array holds). The partitions are read on a few
-     * threads: one thread read a Llama-3-8B block's 4 GiB at about 0.5 GB/s.
+     * 70B block's 128 × 2048 windows are 2³¹ values, past what one Java array holds), read ahead on a few threads.
      */
     static float[][] windows(ActivationFiles files, Configuration conf, int block, List<Integer> parts, int seq) throws IOException {
-        java.util.concurrent.ExecutorService readers = java.util.concurrent.Executors.newFixedThreadPool(Math.max(1, Math.min(4, parts.size())), r -> {
-            Thread t = new Thread(r, "block " + block + " windows");
-            t.setDaemon(true);
-            return t;
-        });
-        try {
-            List<java.util.concurrent.Future<float[][]>> reads = new ArrayList<>();
-            for (int p : parts) {
-                reads.add(readers.submit(() -> {
-                    int[] shape = new int[2];
-                    float[] c = files.read(conf, block, p, shape);
-                    if (shape[0] % seq != 0) {
-                        throw new IOException("block " + block + " partition " + p + ": " + shape[0] + " rows are not whole windows of " + seq);
-                    }
-                    return io.blockquant.algo.BlockCalibrator.windows(c, shape[0] / seq);
-                }));
+        List<float[]> out = new ArrayList<>();
+        try (PartitionReads reads = new PartitionReads(files.inputs(conf, block, parts), 0, "block " + block + " windows")) {
+            for (int p = 0; p < parts.size(); p++) {
+                int[] shape = new int[2];
+                float[] c = reads.take(p, shape);
+                if (shape[0] % seq != 0) {
+                    throw new IOException("block " + block + " partition " + parts.get(p) + ": " + shape[0] + " rows are not whole windows of " + seq);
+                }
+                java.util.Collections.addAll(out, io.blockquant.algo.BlockCalibrator.windows(c, shape[0] / seq));
             }
-            List<float[]> out = new ArrayList<>();
-            for (java.util.concurrent.Future<float[][]> r : reads) java.util.Collections.addAll(out, r.get());
-            return out.toArray(new float[0][]);
-        } catch (java.util.concurrent.ExecutionException e) {
-            if (e.getCause() instanceof IOException io) throw io;
-            if (e.getCause() instanceof RuntimeException re) throw re;
-            throw new IllegalStateException(e.getCause());
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted while reading block " + block + "'s windows", e);
-        } finally {
-            readers.shutdownNow();
         }
+        return out.toArray(new float[0][]);
     }
 
     /**
