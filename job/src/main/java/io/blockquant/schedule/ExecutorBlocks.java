@@ -60,7 +60,7 @@ public final class ExecutorBlocks {
      */
     public static synchronized void readAhead(ModelRef model, int block, TensorBackend backend, Configuration conf) {
         if (!(backend.onDevice() || BlockTask.residentOnCpu) || block < 0 || block >= model.spec().numLayers()) return;
-        String key = model.dir() + "|" + block;
+        String key = aheadKey(model, block);
         if (ahead != null && ahead.key.equals(key)) return;
         ahead = null;
         Runtime rt = Runtime.getRuntime();
@@ -102,17 +102,14 @@ public final class ExecutorBlocks {
     }
 
     public static synchronized DecoderBlock block(ModelRef model, int block, TensorBackend backend, Configuration conf) {
-        String key = model.dir() + "|" + block + "|" + backend.name();
+        String key = heldKey(model, block, backend);
         if (!releasedOnGpuShortage && backend instanceof io.blockquant.cuda.CudaBackend) {
             io.blockquant.cuda.CudaBackend.onOutOfMemory(ExecutorBlocks::evict); // a failed allocation's retry
             releasedOnGpuShortage = true;
         }
         if (current == null || !current.key.equals(key)) {
             evict(); // the block before goes before this one is read: never two in memory
-            InMemoryWeights read = takeAhead(model.dir() + "|" + block);
-            if (read != null) blocksFromReadAhead++;
-            current = new Held(key, read != null ? new ModelLoader(read, model.spec(), backend).block(block)
-                    : (DecoderBlock) load(model, backend, conf, l -> l.block(block)));
+            current = new Held(key, read(model, block, backend, conf));
         }
         Held h = current;
         TaskContext task = TaskContext.get();
@@ -133,7 +130,7 @@ public final class ExecutorBlocks {
     static void once(ModelRef model, int block, TensorBackend backend, Configuration conf, java.util.function.Consumer<DecoderBlock> pass) {
         Held held = null;
         synchronized (ExecutorBlocks.class) {
-            if (current != null && current.key.equals(model.dir() + "|" + block + "|" + backend.name())) {
+            if (current != null && current.key.equals(heldKey(model, block, backend))) {
                 held = current;
                 held.tasks++; // not closed under the pass if another task evicts it
             }
@@ -146,17 +143,31 @@ public final class ExecutorBlocks {
             }
             return;
         }
-        InMemoryWeights read;
-        synchronized (ExecutorBlocks.class) {
-            read = takeAhead(model.dir() + "|" + block);
-        }
-        DecoderBlock b = read != null ? new ModelLoader(read, model.spec(), backend).block(block)
-                : (DecoderBlock) load(model, backend, conf, l -> l.block(block));
+        DecoderBlock b = read(model, block, backend, conf);
         try {
             pass.accept(b);
         } finally {
             b.tensors().values().forEach(Tensor::close);
         }
+    }
+
+    /** Block {@code block} from the weights read ahead when they are its, else from the checkpoint. */
+    private static DecoderBlock read(ModelRef model, int block, TensorBackend backend, Configuration conf) {
+        InMemoryWeights ahead;
+        synchronized (ExecutorBlocks.class) {
+            ahead = takeAhead(aheadKey(model, block));
+            if (ahead != null) blocksFromReadAhead++;
+        }
+        return ahead != null ? new ModelLoader(ahead, model.spec(), backend).block(block)
+                : (DecoderBlock) load(model, backend, conf, l -> l.block(block));
+    }
+
+    private static String aheadKey(ModelRef model, int block) {
+        return model.dir() + "|" + block;
+    }
+
+    private static String heldKey(ModelRef model, int block, TensorBackend backend) {
+        return aheadKey(model, block) + "|" + backend.name();
     }
 
     /** Lets go of the held block (closed now when no task uses it). */
