@@ -1,5 +1,5 @@
-# Sourced by the GPU machine's bench scripts (bench-8b.sh, bench-runs.sh) from the repository root, after they
-# defined step(): unstages STAGE_DIR ($1) once per payload (a second script in the same call keeps it: a JVM of the
+# Sourced by the GPU machine's bench scripts (bench-8b.sh, bench-runs.sh) from the repository root, with $logs set
+# (where unstage.log goes): unstages STAGE_DIR ($1) once per payload (a second script in the same call keeps it: a JVM of the
 # first may still run on it), unpacks the corpora that travel compressed, and exports what cluster/bin/blockquant
 # needs to run on the staged runtime. OUT_DIR ($2) gets the CUDA library built (for STAGE_DIR/prebuilt/ in a later call).
 # the CUDA library: built by nvcc, or the one a previous call built from the same sources
@@ -10,9 +10,11 @@ if [ "$(cat "$1/unpacked/.payload" 2>/dev/null)" = "$payload" ] && [ -f job/targ
   # a later call's tree may bring sources dated after the jar: the launcher must not try to rebuild (no Maven here)
   touch job/target/blockquant-job-*.jar job/target/runtime-classpath.txt
 else
-  step unstage cluster/gpu/unstage-job.sh "$1" && echo "$payload" > "$1/unpacked/.payload"
+  t0=$SECONDS
+  if cluster/gpu/unstage-job.sh "$1" > "$logs/unstage.log" 2>&1; then echo "$payload" > "$1/unpacked/.payload"; fi
+  echo "unstage $((SECONDS - t0))s" >> "$2/summary.txt"
 fi
-[ -f job/target/runtime-classpath.txt ] || { cat "$logs/unstage.log"; exit 1; } # $logs: the sourcing script's
+[ -f job/target/runtime-classpath.txt ] || { cat "$logs/unstage.log"; exit 1; }
 # corpora that travel compressed (the call's 64 MiB): STAGE_DIR/corpus.tar.xz into data-samples/corpus
 [ -f "$1/corpus.tar.xz" ] && tar -C data-samples/corpus -xJf "$1/corpus.tar.xz"
 u=$(cd "$1" && pwd)/unpacked

@@ -10,12 +10,6 @@ stage=${1:?usage: bench-runs.sh STAGE_DIR OUT_DIR} out=${2:?usage: bench-runs.sh
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 logs=$out
-step() { # NAME COMMAND...: as bench-8b.sh's, without the memory sampling
-  local name=$1; shift
-  local t0=$SECONDS rc=0
-  "$@" > "$logs/$name.log" 2>&1 || rc=$?
-  echo "$name rc=$rc $((SECONDS - t0))s" >> "$out/summary.txt"
-}
 . cluster/gpu/bench-env.sh "$stage" "$out"
 
 run() { # NAME COMMAND: one run, its figures appended to the summary
