@@ -46,6 +46,16 @@ public final class ExecutorBlocks {
 
     private record Ahead(String key, java.util.concurrent.CompletableFuture<InMemoryWeights> weights) {}
 
+    /**
+     * The thread that reads ahead: blocking I/O of seconds, kept off the common fork-join pool that the training
+     * step's parallel loops use.
+     */
+    private static final java.util.concurrent.ExecutorService READER = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+        Thread t = new Thread(r, "block read-ahead");
+        t.setDaemon(true);
+        return t;
+    });
+
     /** Blocks built from weights read ahead, in this JVM (tests). */
     static int blocksFromReadAhead;
 
@@ -86,7 +96,7 @@ public final class ExecutorBlocks {
                 }
                 return new InMemoryWeights(model.dir(), values, shapes);
             }
-        }));
+        }, READER));
     }
 
     /** The weights read ahead for {@code key}, or null (none, another block's, or the read failed: the caller reads). */
