@@ -13,7 +13,9 @@
 #   BQ_TINY_RUNS [none; "NAME|JVM FLAGS|QUANTIZE FLAGS;...": tiny-llama quantize runs with their kjv.test perplexity]
 #   BQ_TINY_BACKGROUND [0; 1: the tiny runs beside the steps]
 #   BQ_MODE [sequential: quantize's --mode]
-#   BQ_STEPS may also hold omniquant: OmniQuant LWC W4A16 g128 on the checkpoint (BQ_OMNI_EPOCHS [1], BQ_OMNI_ARGS)
+#   BQ_STEPS may also hold omniquant: OmniQuant LWC W4A16 g128 on the checkpoint (BQ_OMNI_EPOCHS [1], BQ_OMNI_LET [false],
+#     BQ_OMNI_ARGS)
+#   BQ_KERNEL_TIMES_STEPS [none]: steps whose GPU time per kernel name goes to OUT_DIR/kernels-STEP.txt (kernel-times.cpp)
 #   BQ_CLUSTER [0; 1: a standalone cluster here (BQ_WORKERS_PER_GPU workers per GPU) quantizes a BQ_CLUSTER_BLOCKS-block
 #     checkpoint of the same shape (default BQ_BLOCKS) in each of BQ_CLUSTER_MODES (default "sequential parallel"), after
 #     the same quantize in local mode on one GPU (BQ_CLUSTER_ONE_GPU [sequential parallel]: its modes) for the ratio;
@@ -67,7 +69,12 @@ PY
 step() { # NAME COMMAND...: output to OUT/NAME.log, a line to OUT/summary.txt
   local name=$1; shift
   local t0=$SECONDS rc=0
-  timeout "$limit" "$@" > "$logs/$name.log" 2>&1 &
+  local inject=()
+  case " ${BQ_KERNEL_TIMES_STEPS:-} " in
+    *" $name "*) inject=(env CUDA_INJECTION64_PATH="$work/libkernel-times.so" BQ_KERNEL_TIMES="$out/kernels-$name.txt"
+                         LD_LIBRARY_PATH="$cupti_libs:${LD_LIBRARY_PATH:-}") ;;
+  esac
+  timeout "$limit" "${inject[@]}" "$@" > "$logs/$name.log" 2>&1 &
   local pid=$!
   sample "$name" "$pid"
   local sampler=$!
@@ -79,6 +86,14 @@ step() { # NAME COMMAND...: output to OUT/NAME.log, a line to OUT/summary.txt
 }
 
 . cluster/gpu/bench-env.sh "$stage" "$out"
+# BQ_KERNEL_TIMES_STEPS: steps whose GPU time per kernel goes to OUT_DIR/kernels-STEP.txt (kernel-times.cpp, CUPTI)
+if [ -n "${BQ_KERNEL_TIMES_STEPS:-}" ]; then
+  cuda=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+  cupti_libs=$cuda/lib64:$cuda/lib:$cuda/extras/CUPTI/lib64
+  nvcc -shared -Xcompiler -fPIC -std=c++17 -I"$cuda/include" -I"$cuda/extras/CUPTI/include" -L"$cuda/lib64" -L"$cuda/lib" \
+    -L"$cuda/extras/CUPTI/lib64" -o "$work/libkernel-times.so" cluster/gpu/kernel-times.cpp -lcupti > "$logs/kernel-times.log" 2>&1 \
+    || echo "kernel-times: build failed (logs/kernel-times.log)" >> "$out/summary.txt"
+fi
 nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --format=csv >> "$out/summary.txt" 2>&1
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >> "$out/summary.txt" 2>&1
 calib=data-samples/corpus/kjv.train.txt text=data-samples/corpus/kjv.test.txt
@@ -122,7 +137,7 @@ for s in $steps; do
       rm -rf "$store-omni"
       # shellcheck disable=SC2086
       step omniquant cluster/bin/blockquant quantize --master "${BQ_MASTER:-local[4]}" --model "$ckpt" --calib "$calib" \
-        --method omniquant --wbits 4 --group 128 --lwc --let=false --epochs "${BQ_OMNI_EPOCHS:-1}" --nsamples 128 \
+        --method omniquant --wbits 4 --group 128 --lwc --let="${BQ_OMNI_LET:-false}" --epochs "${BQ_OMNI_EPOCHS:-1}" --nsamples 128 \
         --seqlen 2048 --no-eval --out "$store-omni" ${BQ_OMNI_ARGS:-} ;;
     eval)
       step eval cluster/bin/blockquant eval --master "${BQ_MASTER:-local[4]}" --store "$store" --text "$text" ;;

@@ -563,6 +563,14 @@ class BadInputTest {
         }
 
         @Test
+        @DisplayName("a key two methods share, given to a third")
+        void sharedKeyOutsideItsMethods() throws IOException {
+            assertOneError(quantizeWith("--method", "gptq", "--alpha", "0.75"), "quantize",
+                    "--alpha is an option of omniquant and smoothquant, not of gptq");
+            assertNoStore(out());
+        }
+
+        @Test
         @DisplayName("OmniQuant with neither LWC nor LET")
         void omniQuantWithNothingToLearn() throws IOException {
             assertOneError(quantizeWith("--method", "omniquant", "--lwc", "false", "--let", "false"), "quantize",

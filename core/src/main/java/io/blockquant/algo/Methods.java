@@ -36,9 +36,9 @@ public final class Methods {
             new Method("gptq", with(FORMAT_KEYS, "act-order", "static-groups", "damp"),
                     absent("act_order", false, "static_groups", false, "damp", null, "gptq_block", 0), (k, f, a) -> GptqSettings.parse(k),
                     "--act-order, --static-groups and --damp are GPTQ options, not %s ones"),
-            new Method("omniquant", with(FORMAT_KEYS, "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size"),
+            new Method("omniquant", with(FORMAT_KEYS, "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size", "aug-loss", "alpha"),
                     absent("omniquant", null), OmniQuantSettings::parse,
-                    "--lwc, --let, --epochs, --lwc-lr, --let-lr and --batch-size are OmniQuant options; use --method omniquant"),
+                    "--lwc, --let, --epochs, --lwc-lr, --let-lr, --batch-size and --aug-loss are OmniQuant options; use --method omniquant"),
             new Method("smoothquant", with(FORMAT_KEYS, "alpha"), absent("smoothquant", null), SmoothQuantSettings::parse,
                     "--alpha is a SmoothQuant option; use --method smoothquant"));
 
@@ -58,8 +58,12 @@ public final class Methods {
                 "--method '" + name + "' is not known to quantize (expected " + names() + ")"));
         MethodSettings s = m.parser().parse(keys, family, acts);
         for (String key : keys.unread()) {
-            Method owner = ALL.stream().filter(x -> x.keys().contains(key)).findFirst().orElseThrow(() ->
-                    new IllegalArgumentException("--" + key + " is not a recipe key"));
+            List<String> owners = ALL.stream().filter(x -> x.keys().contains(key)).map(Method::name).toList();
+            if (owners.isEmpty()) throw new IllegalArgumentException("--" + key + " is not a recipe key");
+            if (owners.size() > 1) {
+                throw new IllegalArgumentException("--" + key + " is an option of " + String.join(" and ", owners) + ", not of " + name);
+            }
+            Method owner = ALL.stream().filter(x -> x.name().equals(owners.get(0))).findFirst().orElseThrow();
             throw new IllegalArgumentException(String.format(owner.foreignKey(), name));
         }
         return s;

@@ -7,6 +7,7 @@ import io.blockquant.algo.omniquant.HeapBlock;
 import io.blockquant.algo.omniquant.OmniQuantObjective;
 import io.blockquant.algo.omniquant.ResidentObjective;
 import io.blockquant.nn.DecoderBlock;
+import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.util.List;
 import java.util.Random;
@@ -73,6 +74,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         }
         EquivalentTransform let = transform(fp, cfg);
         if (let != null) initialize(let, fp, fpBlock, inputs, nsamples, seq, cfg);
+        float[][] goal = cfg.augLoss() ? augmentedTargets(fpBlock, inputs, targets, seq) : targets;
         OmniQuantObjective objective = new OmniQuantObjective(fp, let, cfg.weightSpec(), cfg.lwc(), cfg.activations());
 
         int batch = Math.min(cfg.batchSize(), nsamples);
@@ -86,19 +88,25 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         // weights, learnable vectors, gradients and AdamW's moments stay on the backend for the whole block: a step
         // sends it the batch's windows and takes back the loss
         try (ResidentObjective resident = objective.resident(be);
-             AdamW opt = resident.optimizer(cfg.lwc(), cfg.lwcLr(), cfg.letLr(), cfg.weightDecay())) {
+             AdamW opt = resident.optimizer(cfg.lwc(), cfg.lwcLr(), cfg.letLr(), cfg.weightDecay());
+             DeviceWindows onDevice = DeviceWindows.upload(be, inputs, goal, seq, hidden)) {
             for (int epoch = 0; epoch < cfg.epochs(); epoch++) {
                 shuffle(order, rnd);
                 double lossSum = 0;
                 long epochStart = System.nanoTime();
                 for (int s = 0; s < steps; s++) {
-                    for (int b = 0; b < batch; b++) {
-                        int w = order[s * batch + b];
-                        System.arraycopy(inputs[w], 0, x, b * width, width);
-                        System.arraycopy(targets[w], 0, t, b * width, width);
+                    int[] ws = java.util.Arrays.copyOfRange(order, s * batch, (s + 1) * batch);
+                    double loss;
+                    if (onDevice != null) {
+                        loss = be.scratchValue(() -> resident.step(onDevice.inputs(ws), onDevice.targets(ws), batch, seq, opt));
+                    } else {
+                        for (int b = 0; b < batch; b++) {
+                            System.arraycopy(inputs[ws[b]], 0, x, b * width, width);
+                            System.arraycopy(goal[ws[b]], 0, t, b * width, width);
+                        }
+                        loss = be.scratchValue(() -> resident.step(be.fromFloats(x, (long) batch * seq, hidden),
+                                be.fromFloats(t, (long) batch * seq, hidden), batch, seq, opt));
                     }
-                    double loss = be.scratchValue(() -> resident.step(be.fromFloats(x, (long) batch * seq, hidden),
-                            be.fromFloats(t, (long) batch * seq, hidden), batch, seq, opt));
                     if (!Double.isFinite(loss)) throw new ArithmeticException("OmniQuant: loss is " + loss + " in epoch " + epoch);
                     lossSum += loss;
                 }
@@ -109,6 +117,72 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
             resident.download();
         }
         return objective;
+    }
+
+    /**
+     * The reference's {@code --aug_loss} adds to the loss ‖o − t‖² the distance ‖o − f(x)‖² to the full-precision
+     * block f on the quantized inputs x. Their sum is 2‖o − (t + f(x))/2‖² plus a constant, so training against the
+     * mean target is the same training (AdamW does not see the factor 2; the printed loss is the mean target's).
+     * New arrays: the caller's targets stay as they were.
+     */
+    static float[][] augmentedTargets(DecoderBlock fpBlock, float[][] inputs, float[][] targets, int seq) {
+        TensorBackend be = fpBlock.linears().get(0).weight().backend();
+        int hidden = inputs[0].length / seq;
+        float[][] out = new float[inputs.length][];
+        for (int w = 0; w < inputs.length; w++) {
+            float[] x = inputs[w], t = targets[w];
+            float[] fx = be.scratchValue(() -> fpBlock.forward(be.fromFloats(x, seq, hidden), 1, seq).toFloats());
+            for (int i = 0; i < fx.length; i++) fx[i] = (t[i] + fx[i]) * 0.5f;
+            out[w] = fx;
+        }
+        return out;
+    }
+
+    /**
+     * The block's windows in device memory for its whole training, so that a step moves nothing across the bus
+     * (two 32 MiB windows a step at 8B were a quarter of its time); null on the CPU, or where the windows would take
+     * more than half the free device memory or do not fit (the steps then upload theirs; all windows take 2 × 4 GiB
+     * at 8B, 2 × 8.6 GB at 70B).
+     */
+    private record DeviceWindows(TensorBackend be, Tensor[] in, Tensor[] target, int seq, int hidden) implements AutoCloseable {
+
+        static DeviceWindows upload(TensorBackend be, float[][] inputs, float[][] targets, int seq, int hidden) {
+            long bytes = 2L * inputs.length * seq * hidden * Float.BYTES;
+            if (!be.onDevice() || bytes > be.freeDeviceMemory() / 2) return null;
+            Tensor[] in = new Tensor[inputs.length], target = new Tensor[inputs.length];
+            DeviceWindows d = new DeviceWindows(be, in, target, seq, hidden);
+            try {
+                for (int w = 0; w < inputs.length; w++) {
+                    in[w] = be.fromFloats(inputs[w], seq, hidden);
+                    target[w] = be.fromFloats(targets[w], seq, hidden);
+                }
+                return d;
+            } catch (IllegalStateException outOfMemory) {
+                d.close(); // the backend's out-of-memory error: the steps upload their windows instead
+                return null;
+            }
+        }
+
+        Tensor inputs(int[] windows) {
+            return batch(in, windows);
+        }
+
+        Tensor targets(int[] windows) {
+            return batch(target, windows);
+        }
+
+        /** One window as it is; several as one [windows·seq, hidden] tensor (a row-vector concatenation is the flat one). */
+        private Tensor batch(Tensor[] all, int[] windows) {
+            if (windows.length == 1) return all[windows[0]];
+            Tensor[] flat = new Tensor[windows.length];
+            for (int i = 0; i < windows.length; i++) flat[i] = be.reshape(all[windows[i]], 1, (long) seq * hidden);
+            return be.reshape(be.concatColumns(flat), (long) windows.length * seq, hidden);
+        }
+
+        @Override
+        public void close() {
+            for (Tensor[] ts : new Tensor[][] {in, target}) for (Tensor t : ts) if (t != null) t.close();
+        }
     }
 
     /** LET's vectors for this recipe, or null without LET. */

@@ -10,12 +10,13 @@ import java.io.Serializable;
  * scripts): weight bits and group size (≤ 0: per output channel), the activation quantization training sees and
  * the folded block keeps ({@link ActivationQuant}: none for weight-only), LWC, LET (with shifts where the block
  * allows them and activations are quantized; the query/key scale when {@code qkScale}), AdamW learning rates for
- * LWC (1e-2) and LET (5e-3), weight decay (0), epochs, windows per step, and SmoothQuant's migration strength
- * α = 0.5 for the LET scale's start.
+ * LWC (1e-2) and LET (5e-3), weight decay (0), epochs, windows per step, SmoothQuant's migration strength
+ * α = 0.5 for the LET scale's start, and the reference's {@code --aug_loss} (off by default): the loss adds the
+ * distance to the full-precision block's outputs on the quantized inputs to the one to the targets.
  */
 public record OmniQuantConfig(int wbits, int groupSize, ActivationQuant activations, boolean lwc, boolean let, boolean qkScale,
                               int epochs, int batchSize, double lwcLr, double letLr, double weightDecay,
-                              double alpha) implements Serializable {
+                              double alpha, boolean augLoss) implements Serializable {
 
     public OmniQuantConfig {
         if (activations == null) throw new IllegalArgumentException("activations: use ActivationQuant.NONE for weight-only");
@@ -24,6 +25,7 @@ public record OmniQuantConfig(int wbits, int groupSize, ActivationQuant activati
         if (qkScale && !quantizesQueryKey(activations)) {
             throw new IllegalArgumentException("the query/key scale needs quantized queries and keys (--quant-attn)");
         }
+        if (!(alpha >= 0 && alpha <= 1)) throw new IllegalArgumentException("--alpha must be in [0, 1], got " + alpha);
         new IntQuantSpec(wbits, groupSize, false); // checks the bits
     }
 
@@ -52,7 +54,7 @@ public record OmniQuantConfig(int wbits, int groupSize, ActivationQuant activati
         boolean wa = acts.linearInputs() != null;
         boolean let = wa || family.descriptor().letInWeightOnly();
         return new OmniQuantConfig(wbits, groupSize, acts, true, let, let && quantizesQueryKey(acts),
-                wbits <= 2 ? 40 : 20, 1, 1e-2, 5e-3, 0.0, 0.5);
+                wbits <= 2 ? 40 : 20, 1, 1e-2, 5e-3, 0.0, 0.5, false);
     }
 
     static boolean quantizesQueryKey(ActivationQuant acts) {
@@ -60,11 +62,11 @@ public record OmniQuantConfig(int wbits, int groupSize, ActivationQuant activati
     }
 
     public OmniQuantConfig withEpochs(int e) {
-        return new OmniQuantConfig(wbits, groupSize, activations, lwc, let, qkScale, e, batchSize, lwcLr, letLr, weightDecay, alpha);
+        return new OmniQuantConfig(wbits, groupSize, activations, lwc, let, qkScale, e, batchSize, lwcLr, letLr, weightDecay, alpha, augLoss);
     }
 
     public OmniQuantConfig withBatchSize(int b) {
-        return new OmniQuantConfig(wbits, groupSize, activations, lwc, let, qkScale, epochs, b, lwcLr, letLr, weightDecay, alpha);
+        return new OmniQuantConfig(wbits, groupSize, activations, lwc, let, qkScale, epochs, b, lwcLr, letLr, weightDecay, alpha, augLoss);
     }
 
     public IntQuantSpec weightSpec() {

@@ -23,7 +23,8 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
         // eq. 6's query/key scale is learned where it can change the loss: LET on, queries and keys quantized
         return new OmniQuantSettings(new OmniQuantConfig(d.wbits(), d.groupSize(), d.activations(), keys.bool("lwc", d.lwc()),
                 let, let && OmniQuantConfig.quantizesQueryKey(acts), keys.integer("epochs", d.epochs()), keys.integer("batch-size", d.batchSize()),
-                keys.number("lwc-lr", d.lwcLr()), keys.number("let-lr", d.letLr()), d.weightDecay(), d.alpha()));
+                keys.number("lwc-lr", d.lwcLr()), keys.number("let-lr", d.letLr()), d.weightDecay(), keys.number("alpha", d.alpha()),
+                keys.bool("aug-loss", d.augLoss())));
     }
 
     @Override
@@ -48,7 +49,7 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
 
     @Override
     public String options() {
-        return (config.lwc() ? " lwc" : "") + (config.let() ? " let" : "") + (config.qkScale() ? " qk" : "") + " " + config.epochs() + "ep";
+        return (config.lwc() ? " lwc" : "") + (config.let() ? " let" : "") + (config.qkScale() ? " qk" : "") + (config.augLoss() ? " aug" : "") + " " + config.epochs() + "ep";
     }
 
     @Override
@@ -62,6 +63,8 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
         o.put("let_lr", config.letLr());
         o.put("weight_decay", config.weightDecay());
         o.put("qk_scale", config.qkScale());
+        o.put("alpha", config.alpha());
+        o.put("aug_loss", config.augLoss());
         return Map.of("omniquant", o);
     }
 }

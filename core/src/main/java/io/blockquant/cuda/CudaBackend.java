@@ -117,6 +117,11 @@ public final class CudaBackend implements TensorBackend {
         }
     }
 
+    @Override
+    public long freeDeviceMemory() {
+        return memoryInfo()[0];
+    }
+
     /** {free, total} bytes of device memory. */
     public long[] memoryInfo() {
         bound();

@@ -31,6 +31,11 @@ public interface TensorBackend extends ForwardOps, GradientOps, FakeQuantOps, Op
         return false;
     }
 
+    /** Bytes of device memory free now; 0 where tensors do not live on a device. */
+    default long freeDeviceMemory() {
+        return 0;
+    }
+
     /**
      * Float32 products through TF32 tensor cores (inputs rounded to 10 mantissa bits, float32 accumulation) on this
      * thread, where the backend has them (CUDA); exact float32 otherwise.

@@ -124,7 +124,11 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--batch-size", description = "OmniQuant: calibration windows per training step (default: 1)")
     String batchSize;
 
-    @Option(names = "--alpha", description = "SmoothQuant: migration strength, s = max|X|^α / max|W|^(1−α) (default: 0.5)")
+    @Option(names = "--aug-loss", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "OmniQuant: "
+            + "the loss also measures the distance to the full-precision block's outputs on the quantized inputs (the reference's --aug_loss; default: off)")
+    String augLoss;
+
+    @Option(names = "--alpha", description = "SmoothQuant, and OmniQuant's LET start: migration strength, s = max|X|^α / max|W|^(1−α) (default: 0.5)")
     String alpha;
 
     @Option(names = "--omni-params", paramLabel = "DIR", description = "OmniQuant: folder of learned parameters per block (block-N.safetensors): "

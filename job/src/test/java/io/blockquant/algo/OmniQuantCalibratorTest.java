@@ -80,4 +80,30 @@ class OmniQuantCalibratorTest {
             assertArrayEquals(((QuantizedLinear) cb.layers().get(l.name())).scales(), ((QuantizedLinear) again.layers().get(l.name())).scales());
         }
     }
+
+    @Test
+    void augmentedLossTrainsAgainstTheMeanOfTheTargetAndTheFullPrecisionBlockOnTheQuantizedInputs() {
+        // quantized-prefix inputs: the full-precision inputs plus noise, as a quantized block before would give
+        Random rnd = new Random(7);
+        float[] quantIn = inputs.clone();
+        for (int i = 0; i < quantIn.length; i++) quantIn[i] += 0.05f * (float) rnd.nextGaussian();
+        float[] fOnQuant = forward(block, quantIn);
+        float[][] mean = OmniQuantCalibrator.augmentedTargets(block, BlockCalibrator.windows(quantIn, NSAMPLES),
+                BlockCalibrator.windows(targets, NSAMPLES), SEQ);
+        int width = targets.length / NSAMPLES;
+        for (int w = 0; w < NSAMPLES; w++) {
+            for (int i = 0; i < width; i++) {
+                float expected = (targets[w * width + i] + fOnQuant[w * width + i]) / 2;
+                assertEquals(expected, mean[w][i], 1e-5f * Math.max(1, Math.abs(expected)), "window " + w + " element " + i);
+            }
+        }
+        // the reference's two-term loss minus twice the mean target's loss is the same for any output o
+        float[] rtnOut = forward(RtnQuantizer.apply(block, new FakeQuantRecipe(new IntQuantSpec(3, 0, false), 0)), quantIn);
+        float[] flat = new float[targets.length];
+        for (int w = 0; w < NSAMPLES; w++) System.arraycopy(mean[w], 0, flat, w * width, width);
+        double atRtn = mse(rtnOut, targets) + mse(rtnOut, fOnQuant) - 2 * mse(rtnOut, flat);
+        double atInputs = mse(quantIn, targets) + mse(quantIn, fOnQuant) - 2 * mse(quantIn, flat);
+        assertEquals(atRtn, atInputs, 1e-4 * Math.abs(atRtn) + 1e-9, "the loss differs from twice the mean target's by a constant");
+        assertTrue(mse(targets, fOnQuant) > 0, "the two targets differ, so the check means something");
+    }
 }
