@@ -222,10 +222,12 @@ public final class GpuCheck {
     static double residentStepSeconds(TensorBackend be, io.blockquant.algo.omniquant.OmniQuantObjective objective, float[] x,
                                       float[] t, int batch, int seq, int warmups, int repeats) {
         int h = (int) (x.length / ((long) batch * seq));
+        // the window stays on the device, as training keeps a block's windows there
         try (io.blockquant.algo.omniquant.ResidentObjective r = objective.resident(be);
-             io.blockquant.algo.omniquant.AdamW opt = r.optimizer(true, 1e-3, 1e-3, 0)) {
-            return time(be, warmups, repeats, () -> be.scratchValue(() -> r.step(be.fromFloats(x, (long) batch * seq, h),
-                    be.fromFloats(t, (long) batch * seq, h), batch, seq, opt)));
+             io.blockquant.algo.omniquant.AdamW opt = r.optimizer(true, 1e-3, 1e-3, 0);
+             Tensor xs = be.fromFloats(x, (long) batch * seq, h);
+             Tensor ts = be.fromFloats(t, (long) batch * seq, h)) {
+            return time(be, warmups, repeats, () -> be.scratchValue(() -> r.step(xs, ts, batch, seq, opt)));
         }
     }
 
