@@ -144,11 +144,16 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
      * more than half the free device memory or do not fit (the steps then upload theirs; all windows take 2 × 4 GiB
      * at 8B, 2 × 8.6 GB at 70B).
      */
-    private record DeviceWindows(TensorBackend be, Tensor[] in, Tensor[] target, int seq, int hidden) implements AutoCloseable {
+    record DeviceWindows(TensorBackend be, Tensor[] in, Tensor[] target, int seq, int hidden) implements AutoCloseable {
 
         static DeviceWindows upload(TensorBackend be, float[][] inputs, float[][] targets, int seq, int hidden) {
             long bytes = 2L * inputs.length * seq * hidden * Float.BYTES;
             if (!be.onDevice() || bytes > be.freeDeviceMemory() / 2) return null;
+            return of(be, inputs, targets, seq, hidden);
+        }
+
+        /** All windows on {@code be}, whatever its memory; null when they do not fit. */
+        static DeviceWindows of(TensorBackend be, float[][] inputs, float[][] targets, int seq, int hidden) {
             Tensor[] in = new Tensor[inputs.length], target = new Tensor[inputs.length];
             DeviceWindows d = new DeviceWindows(be, in, target, seq, hidden);
             try {

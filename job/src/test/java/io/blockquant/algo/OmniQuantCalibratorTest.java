@@ -106,4 +106,18 @@ class OmniQuantCalibratorTest {
         assertEquals(atRtn, atInputs, 1e-4 * Math.abs(atRtn) + 1e-9, "the loss differs from twice the mean target's by a constant");
         assertTrue(mse(targets, fOnQuant) > 0, "the two targets differ, so the check means something");
     }
+
+    @Test
+    void windowsKeptOnTheBackendMakeTheSameBatchesAsTheHeapCopies() {
+        float[][] in = BlockCalibrator.windows(inputs, NSAMPLES), out = BlockCalibrator.windows(targets, NSAMPLES);
+        int hidden = in[0].length / SEQ;
+        try (OmniQuantCalibrator.DeviceWindows d = OmniQuantCalibrator.DeviceWindows.of(BE, in, out, SEQ, hidden)) {
+            for (int[] ws : new int[][] {{3}, {5, 0}, {7, 2, 2, 6}}) {
+                float[] x = BE.scratchValue(() -> d.inputs(ws).toFloats()), t = BE.scratchValue(() -> d.targets(ws).toFloats());
+                assertArrayEquals(BlockCalibrator.rows(in, ws), x, "inputs of windows " + java.util.Arrays.toString(ws));
+                assertArrayEquals(BlockCalibrator.rows(out, ws), t, "targets of windows " + java.util.Arrays.toString(ws));
+            }
+        }
+        assertEquals(null, OmniQuantCalibrator.DeviceWindows.upload(BE, in, out, SEQ, hidden), "the CPU backend keeps them on the heap");
+    }
 }
