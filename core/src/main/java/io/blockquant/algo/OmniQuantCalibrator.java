@@ -83,13 +83,14 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         int[] order = new int[nsamples];
         for (int i = 0; i < nsamples; i++) order[i] = i;
         int width = seq * hidden;
-        float[] x = new float[Math.multiplyExact(batch, width)], t = new float[x.length];
         double stepFlops = trainingStepFlops(fp, batch, seq);
-        // weights, learnable vectors, gradients and AdamW's moments stay on the backend for the whole block: a step
-        // sends it the batch's windows and takes back the loss
+        // weights, learnable vectors, gradients and AdamW's moments stay on the backend for the whole block, and on a
+        // GPU with room the windows too: a step takes back only the loss
         try (ResidentObjective resident = objective.resident(be);
              AdamW opt = resident.optimizer(cfg.lwc(), cfg.lwcLr(), cfg.letLr(), cfg.weightDecay());
              DeviceWindows onDevice = DeviceWindows.upload(be, inputs, goal, seq, hidden)) {
+            float[] x = onDevice != null ? null : new float[Math.multiplyExact(batch, width)];
+            float[] t = onDevice != null ? null : new float[x.length];
             for (int epoch = 0; epoch < cfg.epochs(); epoch++) {
                 shuffle(order, rnd);
                 double lossSum = 0;
