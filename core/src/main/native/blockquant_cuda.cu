@@ -957,13 +957,13 @@ __device__ long long warpGroup(int group, int cols, long long total, long long* 
   return k;
 }
 
+// A lane's E elements of warp group k (zeros past the group's end) into v, and the group's grid; σ(γ), σ(β) into
+// sg, sb when asked.
 template <int E>
-__global__ void fakeQuantizeClippedWarpKernel(const float* w, int cols, int group, int bits, const float* gamma,
-                                              const float* beta, long long total, float* out) {
-  long long off = 0, k = warpGroup(group, cols, total, &off);
-  if (k >= total) return;  // whole warps: k is the warp's
-  int lane = threadIdx.x & 31, maxq = (1 << bits) - 1;
-  float v[E], mx = -INFINITY, mn = INFINITY;
+__device__ ClipGrid warpGroupGrid(const float* w, long long off, int group, const float* gamma, const float* beta,
+                                  long long k, int maxq, float (&v)[E], float* sgOut = nullptr, float* sbOut = nullptr) {
+  int lane = threadIdx.x & 31;
+  float mx = -INFINITY, mn = INFINITY;
 #pragma unroll
   for (int j = 0; j < E; j++) {
     int i = lane + 32 * j;
@@ -975,7 +975,19 @@ __global__ void fakeQuantizeClippedWarpKernel(const float* w, int cols, int grou
   }
   float sg, sb;
   warpSigmoids(gamma, beta, k, &sg, &sb);
-  ClipGrid q = gridOfSigmoids(warpReduce(mx, MaxOp()), warpReduce(mn, MinOp()), sg, sb, maxq);
+  if (sgOut) *sgOut = sg;
+  if (sbOut) *sbOut = sb;
+  return gridOfSigmoids(warpReduce(mx, MaxOp()), warpReduce(mn, MinOp()), sg, sb, maxq);
+}
+
+template <int E>
+__global__ void fakeQuantizeClippedWarpKernel(const float* w, int cols, int group, int bits, const float* gamma,
+                                              const float* beta, long long total, float* out) {
+  long long off = 0, k = warpGroup(group, cols, total, &off);
+  if (k >= total) return;  // whole warps: k is the warp's
+  int lane = threadIdx.x & 31, maxq = (1 << bits) - 1;
+  float v[E];
+  ClipGrid q = warpGroupGrid<E>(w, off, group, gamma, beta, k, maxq, v);
 #pragma unroll
   for (int j = 0; j < E; j++) {
     int i = lane + 32 * j;
@@ -992,20 +1004,13 @@ __global__ void fakeQuantizeClippedBackwardWarpKernel(const float* w, int cols, 
   long long off = 0, k = warpGroup(group, cols, total, &off);
   if (k >= total) return;
   int lane = threadIdx.x & 31, maxq = (1 << bits) - 1;
-  float v[E], d[E], mx = -INFINITY, mn = INFINITY;
+  float v[E], d[E], sg, sb;
 #pragma unroll
   for (int j = 0; j < E; j++) {
     int i = lane + 32 * j;
-    v[j] = i < group ? w[off + i] : 0.f;
     d[j] = i < group ? dOut[off + i] : 0.f;
-    if (i < group) {
-      mx = fmaxf(mx, v[j]);
-      mn = fminf(mn, v[j]);
-    }
   }
-  float sg, sb;
-  warpSigmoids(gamma, beta, k, &sg, &sb);
-  ClipGrid q = gridOfSigmoids(warpReduce(mx, MaxOp()), warpReduce(mn, MinOp()), sg, sb, maxq);
+  ClipGrid q = warpGroupGrid<E>(w, off, group, gamma, beta, k, maxq, v, &sg, &sb);
   int mxTies = 0, mnTies = 0;
   double dScale = 0;
 #pragma unroll
