@@ -960,8 +960,9 @@ __device__ long long warpGroup(int group, int cols, long long total, long long* 
 // A lane's E elements of warp group k (zeros past the group's end) into v, and the group's grid; σ(γ), σ(β) into
 // sg, sb when asked.
 template <int E>
-__device__ ClipGrid warpGroupGrid(const float* w, long long off, int group, const float* gamma, const float* beta,
-                                  long long k, int maxq, float (&v)[E], float* sgOut = nullptr, float* sbOut = nullptr) {
+__device__ __forceinline__ ClipGrid warpGroupGrid(const float* w, long long off, int group, const float* gamma, const float* beta,
+                                                  long long k, int maxq, float (&v)[E], float* sgOut = nullptr,
+                                                  float* sbOut = nullptr) {
   int lane = threadIdx.x & 31;
   float mx = -INFINITY, mn = INFINITY;
 #pragma unroll
