@@ -58,13 +58,13 @@ public final class Methods {
                 "--method '" + name + "' is not known to quantize (expected " + names() + ")"));
         MethodSettings s = m.parser().parse(keys, family, acts);
         for (String key : keys.unread()) {
-            List<String> owners = ALL.stream().filter(x -> x.keys().contains(key)).map(Method::name).toList();
+            List<Method> owners = ALL.stream().filter(x -> x.keys().contains(key)).toList();
             if (owners.isEmpty()) throw new IllegalArgumentException("--" + key + " is not a recipe key");
             if (owners.size() > 1) {
-                throw new IllegalArgumentException("--" + key + " is an option of " + String.join(" and ", owners) + ", not of " + name);
+                throw new IllegalArgumentException("--" + key + " is an option of "
+                        + String.join(" and ", owners.stream().map(Method::name).toList()) + ", not of " + name);
             }
-            Method owner = ALL.stream().filter(x -> x.name().equals(owners.get(0))).findFirst().orElseThrow();
-            throw new IllegalArgumentException(String.format(owner.foreignKey(), name));
+            throw new IllegalArgumentException(String.format(owners.get(0).foreignKey(), name));
         }
         return s;
     }

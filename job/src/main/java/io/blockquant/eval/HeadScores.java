@@ -45,26 +45,27 @@ public record HeadScores(double[] lse, float[] picked) {
         for (int c = 0; c < chunks; c++) {
             int from = c * chunkRows, n = Math.min(chunkRows, vocab - from);
             float[] w = head.readRows(from, n);
+            int[] local = new int[rows]; // each row's target within the chunk, 0 where it lies in another
+            for (int r = 0; r < rows; r++) local[r] = targets[r] >= from && targets[r] < from + n ? targets[r] - from : 0;
+            float[] got;
             if (be.onDevice()) {
                 // the chunk's logits stay on the device (a Llama-3-8B's head over 57k tokens is 29 GB of them): its rows'
                 // log-sum-exps (float32 sums there, combined in float64 below) and the targets' logits come back
-                int[] local = new int[rows];
-                for (int r = 0; r < rows; r++) local[r] = targets[r] >= from && targets[r] < from + n ? targets[r] - from : 0;
-                float[][] got = new float[1][];
+                float[][] pickedHere = new float[1][];
                 chunkLse[c] = be.scratchValue(() -> {
                     Tensor logits = be.matmul(x, be.fromFloats(w, n, width), false, true);
-                    got[0] = be.pickPerRow(logits, local);
+                    pickedHere[0] = be.pickPerRow(logits, local);
                     return be.rowLogSumExp(logits);
                 });
-                for (int r = 0; r < rows; r++) {
-                    if (targets[r] >= from && targets[r] < from + n) picked[r] = got[0][r];
-                }
-                continue;
+                got = pickedHere[0];
+            } else {
+                float[] logits = be.scratchValue(() -> be.matmul(x, be.fromFloats(w, n, width), false, true).toFloats());
+                chunkLse[c] = rowLogSumExp(logits, rows, n);
+                got = new float[rows];
+                for (int r = 0; r < rows; r++) got[r] = logits[r * n + local[r]];
             }
-            float[] logits = be.scratchValue(() -> be.matmul(x, be.fromFloats(w, n, width), false, true).toFloats());
-            chunkLse[c] = rowLogSumExp(logits, rows, n);
             for (int r = 0; r < rows; r++) {
-                if (targets[r] >= from && targets[r] < from + n) picked[r] = logits[r * n + targets[r] - from];
+                if (targets[r] >= from && targets[r] < from + n) picked[r] = got[r];
             }
         }
         return new HeadScores(combine(chunkLse), picked);
