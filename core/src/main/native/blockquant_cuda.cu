@@ -186,6 +186,14 @@ __device__ T blockSum(T v) { return blockReduce(v, T(0), SumOp()); }
 __device__ float blockMax(float v) { return blockReduce(v, -INFINITY, MaxOp()); }
 __device__ float blockMin(float v) { return blockReduce(v, INFINITY, MinOp()); }
 
+// kernels that walk rows with a block each: at most 2^20 blocks (each strides on), threads a warp multiple ≤ 256
+unsigned rowsGrid(long long rows) {
+  return (unsigned)std::max(1LL, std::min(rows, 1LL << 20));
+}
+int rowThreadsFor(int width) {
+  return std::min(256, std::max(32, (width + 31) / 32 * 32));
+}
+
 int rowThreads(int cols) {
   int t = 32;
   while (t < cols && t < 1024) t <<= 1;
@@ -227,32 +235,39 @@ __global__ void selectColumnsKernel(const float* in, int rows, int cols, const i
   }
 }
 
+// out [A, C, B, D] from in [A, B, C, D], one (a, c, b) row of D elements (a head's dims) per block at a time: the
+// index arithmetic once a row, not once an element (64-bit divisions per element made the head permutations
+// compute-bound, 5× their memory time at 8B)
 __global__ void permute0213Kernel(const float* in, int A, int B, int C, int D, float* out) {
-  long long n = (long long)A * B * C * D;
-  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < n; o += (long long)gridDim.x * blockDim.x) {
-    // out index (a, c, b, d) over dims [A, C, B, D]
-    long long d = o % D, t = o / D;
-    long long b = t % B; t /= B;
+  long long rows = (long long)A * C * B;
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    long long b = r % B, t = r / B;
     long long c = t % C, a = t / C;
-    out[o] = in[((a * B + b) * C + c) * D + d];
+    const float* src = in + ((a * B + b) * C + c) * D;
+    float* dst = out + r * D;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) dst[d] = src[d];
   }
 }
 
+// [n·groups, per] from [n, per]: slab i·groups + g is slab i (blockIdx.y walks slabs, x the elements of one)
 __global__ void repeatKernel(const float* in, long long n, int groups, long long per, float* out) {
-  long long total = n * groups * per;
-  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x) {
-    long long e = o % per, ig = o / per;
-    out[o] = in[(ig / groups) * per + e];
+  for (long long slab = blockIdx.y; slab < n * groups; slab += gridDim.y) {
+    const float* src = in + (slab / groups) * per;
+    float* dst = out + slab * per;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < per; e += (long long)gridDim.x * blockDim.x)
+      dst[e] = src[e];
   }
 }
 
+// its backward: slab i of [n, per] sums slabs i·groups .. i·groups + groups − 1
 __global__ void sumRepeatedKernel(const float* in, long long n, int groups, long long per, float* out) {
-  long long total = n * per;
-  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x) {
-    long long e = o % per, i = o / per;
-    float s = 0.f;
-    for (int g = 0; g < groups; g++) s += in[(i * groups + g) * per + e];
-    out[o] = s;
+  for (long long i = blockIdx.y; i < n; i += gridDim.y) {
+    const float* src = in + i * groups * per;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < per; e += (long long)gridDim.x * blockDim.x) {
+      float s = 0.f;
+      for (int g = 0; g < groups; g++) s += src[g * per + e];
+      out[i * per + e] = s;
+    }
   }
 }
 
@@ -487,22 +502,31 @@ __global__ void layerNormBackwardKernel(const float* x, const float* w, float ep
 
 // "rotate half" RoPE; the angle pos·invFreq[i] in float32, its cosine and sine in float64 then rounded, as
 // the CPU backend's (float) Math.cos(angle).
-__global__ void ropeKernel(const float* in, int n, int seq, int d, const float* invFreq, int half, float sign,
-                           float* out) {
-  long long total = (long long)n * seq * d;
-  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x) {
-    int j = (int)(o % d);
-    long long rowStart = o - j;
-    int p = (int)((o / d) % seq);
-    if (j >= 2 * half) {
-      out[o] = in[o];
-      continue;
+// The table of one call: cs[2·(p·half + i)] = cos, then sign·sin, of the angle p·invFreq[i]. Computed once per
+// (position, frequency), not once per element of every head: the float64 cosine and sine made RoPE compute-bound.
+__global__ void ropeTableKernel(int seq, const float* invFreq, int half, float sign, float* cs) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < seq * half; t += gridDim.x * blockDim.x) {
+    float angle = (float)(t / half) * invFreq[t % half];
+    cs[2 * t] = (float)cos((double)angle);
+    cs[2 * t + 1] = sign * (float)sin((double)angle);
+  }
+}
+
+// One (head, position) row of d elements per block at a time; row r is position r % seq.
+__global__ void ropeKernel(const float* in, long long rows, int seq, int d, const float* cs, int half, float* out) {
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* x = in + r * d;
+    const float* t = cs + 2LL * (r % seq) * half;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+      if (j >= 2 * half) {
+        out[r * d + j] = x[j];
+        continue;
+      }
+      int i = j < half ? j : j - half;
+      float c = t[2 * i], s = t[2 * i + 1];
+      float x1 = x[i], x2 = x[half + i];
+      out[r * d + j] = j < half ? x1 * c - x2 * s : x2 * c + x1 * s;
     }
-    int i = j < half ? j : j - half;
-    float angle = (float)p * invFreq[i];
-    float c = (float)cos((double)angle), s = sign * (float)sin((double)angle);
-    float x1 = in[rowStart + i], x2 = in[rowStart + half + i];
-    out[o] = j < half ? x1 * c - x2 * s : x2 * c + x1 * s;
   }
 }
 
@@ -686,6 +710,73 @@ __global__ void fakeQuantizeTokensFpKernel(const float* x, int cols, int M, int 
   for (int i = threadIdx.x; i < cols; i += blockDim.x) {
     float v = x[off + i];
     out[off + i] = m == 0.f ? v : fpRound(v / scale, M, bias, maxCode, maxValue) * scale;
+  }
+}
+
+// The backward of the three per-token quantizers above as the OmniQuant reference's autograd takes it
+// (quant/TokenQuantBackward): straight through inside the clamp range, and the row's dynamic scale's gradient,
+// sum dy·(level − x/s) (in range) or dy·(level − zero) (cut), into the row's extremes, ties sharing it evenly.
+// rule 0: symmetric INT (s = absmax/(2^(b−1) − 1)); 1: asymmetric INT (s = (max − min)/(2^b − 1), clamped to
+// [1e-5, 1e4], no gradient while clamped); 2: FP (s = absmax/maxValue). One block per row.
+__global__ void fakeQuantizeTokensBackwardKernel(const float* x, const float* dy, int cols, int rule, int bits, int M, int bias,
+                                                 int maxCode, float maxValue, float* dx) {
+  long long off = (long long)blockIdx.x * cols;
+  float mn = INFINITY, mx = -INFINITY;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    mn = fminf(mn, x[off + i]);
+    mx = fmaxf(mx, x[off + i]);
+  }
+  mn = blockMin(mn);
+  mx = blockMax(mx);
+  float absMax = fmaxf(fabsf(mn), fabsf(mx));
+  int qmaxAsym = (1 << bits) - 1, qmaxSym = (1 << (bits - 1)) - 1, qminSym = -(1 << (bits - 1));
+  float raw = rule == 1 ? (mx - mn) / qmaxAsym : absMax / (rule == 0 ? (float)qmaxSym : maxValue);
+  float scale = rule == 1 ? fmaxf(1e-5f, fminf(1e4f, raw)) : raw;
+  float zero = rule == 1 ? rintf(fmaxf(-1e4f, fminf(1e4f, -mn / scale))) : 0.f;
+  bool routes = rule == 1 ? raw == scale : absMax != 0.f;
+  double dScale = 0;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = x[off + i], d = dy[off + i];
+    if (!routes && rule != 1) {  // an all-zero row is left as it is
+      dx[off + i] = d;
+      continue;
+    }
+    float t = v / scale;
+    if (rule == 1) {
+      float rounded = rintf(t), pre = rounded + zero;
+      bool in = pre >= 0.f && pre <= (float)qmaxAsym;
+      dx[off + i] = in ? d : 0.f;
+      dScale += (double)d * (in ? rounded - t : (pre < 0.f ? 0.f : (float)qmaxAsym) - zero);
+    } else {
+      float level = rule == 0 ? fmaxf((float)qminSym, fminf((float)qmaxSym, rintf(t))) : fpRound(t, M, bias, maxCode, maxValue);
+      dx[off + i] = d;
+      dScale += (double)d * (level - t);
+    }
+  }
+  if (!routes) return;  // uniform across the block: every thread leaves here or none
+  dScale = blockSum(dScale);
+  int tiesMax = 0, tiesMin = 0;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = x[off + i];
+    if (rule == 1) {
+      tiesMax += v == mx;
+      tiesMin += v == mn;
+    } else {
+      tiesMax += fabsf(v) == absMax;
+    }
+  }
+  tiesMax = blockSum(tiesMax);
+  tiesMin = blockSum(tiesMin);
+  float q = rule == 1 ? (float)qmaxAsym : rule == 0 ? (float)qmaxSym : maxValue;
+  float toMax = (float)(dScale / q / tiesMax), toMin = rule == 1 ? (float)(-dScale / q / tiesMin) : 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = x[off + i];
+    if (rule == 1) {
+      if (v == mx) dx[off + i] += toMax;
+      if (v == mn) dx[off + i] += toMin;
+    } else if (fabsf(v) == absMax) {
+      dx[off + i] += copysignf(toMax, v);
+    }
   }
 }
 
@@ -948,12 +1039,11 @@ __global__ void fakeQuantizeClippedBackwardKernel(const float* w, int cols, int 
 // keeps its E elements in registers, so the group is read once and every reduction is a warp shuffle. The kernels
 // above give a group a block of threads and reduce through shared memory behind barriers (five reductions and three
 // reads of the group in the backward): at 8B with g128, 1.7 M such blocks a step took 8 ms of a 22 ms step.
-__device__ long long warpGroup(int group, int cols, long long total, long long* off) {
+// Group k of a row-major [rows, cols] weight starts at k·group (groups divide rows): no 64-bit division, which
+// cost every warp more instructions than its whole group's arithmetic.
+__device__ long long warpGroup(int group, long long total, long long* off) {
   long long k = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
-  if (k < total) {
-    int groups = cols / group;
-    *off = (k / groups) * cols + (k % groups) * group;
-  }
+  *off = k * group;
   return k;
 }
 
@@ -984,7 +1074,7 @@ __device__ __forceinline__ ClipGrid warpGroupGrid(const float* w, long long off,
 template <int E>
 __global__ void fakeQuantizeClippedWarpKernel(const float* w, int cols, int group, int bits, const float* gamma,
                                               const float* beta, long long total, float* out) {
-  long long off = 0, k = warpGroup(group, cols, total, &off);
+  long long off = 0, k = warpGroup(group, total, &off);
   if (k >= total) return;  // whole warps: k is the warp's
   int lane = threadIdx.x & 31, maxq = (1 << bits) - 1;
   float v[E];
@@ -1002,7 +1092,7 @@ template <int E>
 __global__ void fakeQuantizeClippedBackwardWarpKernel(const float* w, int cols, int group, int bits, const float* gamma,
                                                       const float* beta, const float* dOut, long long total, float* dW,
                                                       float* dGamma, float* dBeta) {
-  long long off = 0, k = warpGroup(group, cols, total, &off);
+  long long off = 0, k = warpGroup(group, total, &off);
   if (k >= total) return;
   int lane = threadIdx.x & 31, maxq = (1 << bits) - 1;
   float v[E], d[E], sg, sb;
@@ -1255,7 +1345,7 @@ JNI(void, selectColumns)(JNIEnv* env, jclass, jlong in, jint rows, jint cols, ji
 
 JNI(void, permute0213)(JNIEnv* env, jclass, jlong in, jint a, jint b, jint c, jint d, jlong out) {
   guarded(env, [&] {
-    permute0213Kernel<<<gridFor((long long)a * b * c * d), 256, 0, ctx().stream>>>(F(in), a, b, c, d, F(out));
+    permute0213Kernel<<<rowsGrid((long long)a * b * c), rowThreadsFor(d), 0, ctx().stream>>>(F(in), a, b, c, d, F(out));
     CHECK_LAUNCH();
   });
 }
@@ -1263,8 +1353,9 @@ JNI(void, permute0213)(JNIEnv* env, jclass, jlong in, jint a, jint b, jint c, ji
 JNI(void, repeatHeads)(JNIEnv* env, jclass, jlong in, jlong n, jint groups, jlong per, jboolean sum, jlong out) {
   guarded(env, [&] {
     cudaStream_t s = ctx().stream;
-    if (sum) sumRepeatedKernel<<<gridFor(n * per), 256, 0, s>>>(F(in), n, groups, per, F(out));
-    else repeatKernel<<<gridFor(n * groups * per), 256, 0, s>>>(F(in), n, groups, per, F(out));
+    unsigned x = std::min(gridFor(per), 65535u * 16 / 8);  // about 2^21 threads a slab; y walks the slabs
+    if (sum) sumRepeatedKernel<<<dim3(x, (unsigned)std::min((long long)n, 65535LL)), 256, 0, s>>>(F(in), n, groups, per, F(out));
+    else repeatKernel<<<dim3(x, (unsigned)std::min((long long)n * groups, 65535LL)), 256, 0, s>>>(F(in), n, groups, per, F(out));
     CHECK_LAUNCH();
   });
 }
@@ -1431,7 +1522,10 @@ JNI(void, rope)(JNIEnv* env, jclass, jlong x, jint n, jint seq, jint d, jfloatAr
     std::vector<float> host(half);
     env->GetFloatArrayRegion(invFreq, 0, half, host.data());
     Scratch freq = uploadArray(host.data(), half, c.stream);
-    ropeKernel<<<gridFor((long long)n * seq * d), 256, 0, c.stream>>>(F(x), n, seq, d, freq.as<float>(), half, sign, F(out));
+    Scratch table((size_t)seq * half * 2 * sizeof(float), c.stream);
+    ropeTableKernel<<<gridFor((long long)seq * half), 256, 0, c.stream>>>(seq, freq.as<float>(), half, sign, table.as<float>());
+    long long rows = (long long)n * seq;
+    ropeKernel<<<rowsGrid(rows), rowThreadsFor(d), 0, c.stream>>>(F(x), rows, seq, d, table.as<float>(), half, F(out));
     CHECK_LAUNCH();
   });
 }
@@ -1491,6 +1585,15 @@ JNI(void, fakeQuantizeTokensFp)(JNIEnv* env, jclass, jlong x, jint rows, jint co
                                 jfloat maxValue, jlong out) {
   guarded(env, [&] {
     fakeQuantizeTokensFpKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), cols, M, bias, maxCode, maxValue, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, fakeQuantizeTokensBackward)(JNIEnv* env, jclass, jlong x, jlong dy, jint rows, jint cols, jint rule, jint bits, jint M,
+                                      jint bias, jint maxCode, jfloat maxValue, jlong dx) {
+  guarded(env, [&] {
+    fakeQuantizeTokensBackwardKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(x), F(dy), cols, rule, bits, M, bias, maxCode,
+                                                                                  maxValue, F(dx));
     CHECK_LAUNCH();
   });
 }

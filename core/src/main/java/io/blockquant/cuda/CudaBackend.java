@@ -793,6 +793,19 @@ public final class CudaBackend implements TensorBackend {
         return out;
     }
 
+    @Override
+    public Tensor fakeQuantizeTokensBackward(Tensor x, Tensor dy, io.blockquant.quant.TokenQuant q) {
+        if (q == null) return dy;
+        int width = lastDim(x);
+        CudaTensor dx = alloc(x.shape());
+        FpFormat f = q.format();
+        int rule = f != null ? 2 : q.asymmetric() ? 1 : 0;
+        CudaNative.fakeQuantizeTokensBackward(p(x), p(dy), Math.toIntExact(x.length() / width), width, rule, q.bits(),
+                f == null ? 0 : f.mantissaBits(), f == null ? 0 : f.bias(), f == null ? 0 : f.maxCode(), f == null ? 0f : f.maxValue(),
+                dx.ptr());
+        return dx;
+    }
+
     // ---- linear algebra --------------------------------------------------------------------------
 
     @Override

@@ -173,6 +173,10 @@ final class CudaNative {
     static native void fakeQuantizeTokensFp(long x, int rows, int cols, int mantissaBits, int bias, int maxCode,
                                             float maxValue, long out);
 
+    /** Backward of the three per-token rules (rule 0 symmetric INT, 1 asymmetric INT, 2 FP), as quant/TokenQuantBackward. */
+    static native void fakeQuantizeTokensBackward(long x, long dy, int rows, int cols, int rule, int bits, int mantissaBits, int bias,
+                                                  int maxCode, float maxValue, long dx);
+
     // ---- linear algebra --------------------------------------------------------------------------
     /** Lower Cholesky factor into {@code out}; returns cuSOLVER's info (0: success, i > 0: minor i not positive). */
     static native int cholesky(long a, int n, long out);

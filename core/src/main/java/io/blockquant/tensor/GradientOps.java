@@ -1,5 +1,8 @@
 package io.blockquant.tensor;
 
+import io.blockquant.quant.TokenQuant;
+import io.blockquant.quant.TokenQuantBackward;
+
 /**
  * The backward of {@link ForwardOps}' norms, attention pieces and activations, for block-wise training
  * (OmniQuant). Each takes the forward's input (or output where cheaper) and the upstream gradient dy of the
@@ -52,4 +55,11 @@ public interface GradientOps {
      * {@code {dW, dGamma, dBeta}}.
      */
     Tensor[] fakeQuantizeClippedBackward(Tensor w, Tensor gamma, Tensor beta, int group, int bits, Tensor dOut);
+
+    /**
+     * Backward of {@link FakeQuantOps#fakeQuantizeTokens(Tensor, TokenQuant)} at its input {@code x}, rows of the last
+     * dimension, as the OmniQuant reference's autograd takes it ({@link TokenQuantBackward}): straight through inside
+     * the clamp range, and each row's dynamic scale's gradient into the row's extreme elements. {@code q} null: {@code dy}.
+     */
+    Tensor fakeQuantizeTokensBackward(Tensor x, Tensor dy, TokenQuant q);
 }

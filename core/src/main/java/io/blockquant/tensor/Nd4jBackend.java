@@ -745,6 +745,15 @@ public final class Nd4jBackend implements TensorBackend {
         return t(v, x.shape());
     }
 
+    @Override
+    public Tensor fakeQuantizeTokensBackward(Tensor x, Tensor dy, io.blockquant.quant.TokenQuant q) {
+        if (q == null) return dy;
+        float[] v = toFloats(x), d = toFloats(dy), dx = new float[v.length];
+        int cols = (int) x.size(-1);
+        io.blockquant.quant.TokenQuantBackward.backward(v, d, v.length / cols, cols, q, dx);
+        return t(dx, x.shape());
+    }
+
     // ---- linear algebra --------------------------------------------------------------------------
 
     @Override

@@ -12,6 +12,7 @@ import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.quant.FpFormat;
 import io.blockquant.quant.IntQuantSpec;
+import io.blockquant.quant.TokenQuant;
 import io.blockquant.schedule.BlockPlan;
 import io.blockquant.schedule.BlockWork;
 import io.blockquant.tensor.Activation;
@@ -352,6 +353,12 @@ public final class CheckCases {
             out.put("quant/tokens_int4", be.fakeQuantizeTokens(x, 4).toFloats());
             out.put("quant/tokens_int4_asym", be.fakeQuantizeTokensAsym(x, 4).toFloats());
             out.put("quant/tokens_int8_asym", be.fakeQuantizeTokensAsym(x, 8).toFloats());
+            // their backward (the reference's autograd: STE in range, each row's scale into its extremes)
+            Tensor dy = t(be, in, "quant/dy");
+            out.put("quant/tokens_int4_backward", be.fakeQuantizeTokensBackward(x, dy, TokenQuant.integer(4, false)).toFloats());
+            out.put("quant/tokens_int4_asym_backward", be.fakeQuantizeTokensBackward(x, dy, TokenQuant.integer(4, true)).toFloats());
+            out.put("quant/tokens_int6_asym_backward", be.fakeQuantizeTokensBackward(x, dy, TokenQuant.integer(6, true)).toFloats());
+            out.put("quant/tokens_e4m3_backward", be.fakeQuantizeTokensBackward(x, dy, TokenQuant.fp8(FpFormat.E4M3)).toFloats());
             out.put("quant/weight_w4g64", be.fakeQuantizeWeight(x, new IntQuantSpec(4, 64, false)).toFloats());
             out.put("quant/weight_w3_channel", be.fakeQuantizeWeight(x, new IntQuantSpec(3, 0, false)).toFloats());
             out.put("quant/weight_w4g128_sym", be.fakeQuantizeWeight(x, new IntQuantSpec(4, 128, true)).toFloats());

@@ -108,6 +108,7 @@ public final class GpuCheckReference {
         for (int r = 0; r < 64; r++) for (int c : new int[] {3, 100, 401}) q[r * 512 + c] *= 30f;
         for (int i = 0; i < 512; i++) q[7 * 512 + i] = 0f; // an all-zero row
         b.putFloats("quant/x", q, 64, 512);
+        random(b, "quant/dy", 17, 1.0, 64, 512);
         return b;
     }
 

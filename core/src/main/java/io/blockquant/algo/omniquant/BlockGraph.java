@@ -13,8 +13,9 @@ import java.util.function.UnaryOperator;
  * Forward and backward of one decoder block for block-wise training: given the effective weights of a step
  * (already transformed and fake-quantized), the block output, the MSE loss against the full-precision target
  * and the gradients of that loss w.r.t. every effective weight, bias and norm parameter. Activation fake
- * quantization (the linears' per-token inputs; attention's queries, keys and values) passes gradients straight
- * through (STE: the quantization offset is held fixed, the dynamic scale gets no gradient). Written
+ * quantization (the linears' per-token inputs; attention's queries, keys and values) has the reference's
+ * gradient: straight through (STE) inside the clamp range, and each token's dynamic scale's gradient into the
+ * token's extreme elements ({@link TensorBackend#fakeQuantizeTokensBackward}). Written
  * against {@link TensorBackend} only; the gradients stay backend tensors (in the caller's scratch scope).
  *
  * <p>The pieces every family shares (norms, attention with its projections, the two MLP forms) are
@@ -82,13 +83,15 @@ public final class BlockGraph {
         public Pass preNormResidual(Tensor x, java.util.function.Function<Tensor, Step> mlp) {
             TensorBackend be = x.backend();
             Step attnNorm = attnNorm(x);
-            Step attn = attention(quantIn(attnNorm.output()));
+            Step nq = quantIn(attnNorm.output());
+            Step attn = attention(nq.output());
             Tensor h = be.add(x, attn.output());
             Step mlpNorm = mlpNorm(h);
-            Step m = mlp.apply(quantIn(mlpNorm.output()));
+            Step mq = quantIn(mlpNorm.output());
+            Step m = mlp.apply(mq.output());
             return new Pass(be.add(h, m.output()), dy -> {
-                Tensor dh = be.add(dy, mlpNorm.backward(m.backward(dy)));
-                attnNorm.backward(attn.backward(dh));
+                Tensor dh = be.add(dy, mlpNorm.backward(mq.backward(m.backward(dy))));
+                attnNorm.backward(nq.backward(attn.backward(dh)));
             });
         }
         private final ModelSpec spec;
@@ -122,9 +125,14 @@ public final class BlockGraph {
             return p.mlpNormWeight() != null;
         }
 
-        /** The linears' dynamic per-token input quantization; its backward is the identity (STE). */
-        public Tensor quantIn(Tensor x) {
-            return be.fakeQuantizeTokens(x, acts.linearInputs());
+        /**
+         * The linears' dynamic per-token input quantization; its backward is the reference's autograd's (straight
+         * through inside the clamp range, each row's scale's gradient into its extremes: {@link TensorBackend#fakeQuantizeTokensBackward}).
+         */
+        public Step quantIn(Tensor x) {
+            io.blockquant.quant.TokenQuant q = acts.linearInputs();
+            if (q == null) return new Step(x, dy -> dy);
+            return new Step(be.fakeQuantizeTokens(x, q), dy -> be.fakeQuantizeTokensBackward(x, dy, q));
         }
 
         public Step attnNorm(Tensor x) {
@@ -150,9 +158,9 @@ public final class BlockGraph {
             AttentionBackward.Cache att = AttentionBackward.forward(linear(nq, Proj.Q), linear(nq, Proj.K),
                     linear(nq, Proj.V), batch, seq, spec.numHeads(), spec.numKvHeads(), spec.headDim(), spec.invFreq(),
                     acts.attention());
-            Tensor aq = quantIn(att.out());
-            return new Step(linear(aq, Proj.O), dO -> {
-                Tensor[] dqkv = AttentionBackward.backward(att, linearBackward(aq, dO, Proj.O));
+            Step aq = quantIn(att.out());
+            return new Step(linear(aq.output(), Proj.O), dO -> {
+                Tensor[] dqkv = AttentionBackward.backward(att, aq.backward(linearBackward(aq.output(), dO, Proj.O)));
                 return be.add(be.add(linearBackward(nq, dqkv[0], Proj.Q), linearBackward(nq, dqkv[1], Proj.K)),
                         linearBackward(nq, dqkv[2], Proj.V));
             });
@@ -161,9 +169,9 @@ public final class BlockGraph {
         /** {@code down(act(up(m)))} with the spec's activation. */
         public Step mlp(Tensor mq) {
             Tensor upPre = linear(mq, Proj.UP);
-            Tensor actq = quantIn(be.activate(upPre, spec.activation()));
-            return new Step(linear(actq, Proj.DOWN), dy -> {
-                Tensor dAct = linearBackward(actq, dy, Proj.DOWN);
+            Step actq = quantIn(be.activate(upPre, spec.activation()));
+            return new Step(linear(actq.output(), Proj.DOWN), dy -> {
+                Tensor dAct = actq.backward(linearBackward(actq.output(), dy, Proj.DOWN));
                 return linearBackward(mq, be.activationBackward(upPre, dAct, spec.activation()), Proj.UP);
             });
         }
@@ -173,9 +181,9 @@ public final class BlockGraph {
             Tensor gatePre = linear(mq, Proj.GATE);
             Tensor upPre = linear(mq, Proj.UP);
             Tensor gateAct = be.activate(gatePre, Activation.SILU);
-            Tensor actq = quantIn(be.mul(gateAct, upPre));
-            return new Step(linear(actq, Proj.DOWN), dy -> {
-                Tensor dAct = linearBackward(actq, dy, Proj.DOWN);
+            Step actq = quantIn(be.mul(gateAct, upPre));
+            return new Step(linear(actq.output(), Proj.DOWN), dy -> {
+                Tensor dAct = actq.backward(linearBackward(actq.output(), dy, Proj.DOWN));
                 Tensor dGate = be.activationBackward(gatePre, be.mul(dAct, upPre), Activation.SILU);
                 Tensor dUp = be.mul(dAct, gateAct);
                 return be.add(linearBackward(mq, dGate, Proj.GATE), linearBackward(mq, dUp, Proj.UP));

@@ -141,15 +141,16 @@ public final class FalconFamily implements FamilyDescriptor {
     public BlockGraph.Pass trainingPass(Ops g, Tensor x) {
         TensorBackend be = x.backend();
         Step attnNorm = g.attnNorm(x);
-        Tensor nq = g.quantIn(attnNorm.output());
-        Step attn = g.attention(nq);
+        Step nq = g.quantIn(attnNorm.output());
+        Step attn = g.attention(nq.output());
         Step mlpNorm = g.hasMlpNorm() ? g.mlpNorm(x) : null;
-        Step mlp = g.mlp(mlpNorm == null ? nq : g.quantIn(mlpNorm.output()));
+        Step mq = mlpNorm == null ? nq : g.quantIn(mlpNorm.output());
+        Step mlp = g.mlp(mq.output());
         return new BlockGraph.Pass(be.add(be.add(x, mlp.output()), attn.output()), dy -> {
             Tensor dm = mlp.backward(dy);
-            if (mlpNorm != null) mlpNorm.backward(dm);             // its input gradient (at x) is not needed
+            if (mlpNorm != null) mlpNorm.backward(mq.backward(dm)); // its input gradient (at x) is not needed
             Tensor dn = attn.backward(dy);
-            attnNorm.backward(mlpNorm == null ? be.add(dn, dm) : dn);
+            attnNorm.backward(nq.backward(mlpNorm == null ? be.add(dn, dm) : dn));
         });
     }
 

@@ -266,39 +266,49 @@ final class ReferenceObjective {
         return out;
     }
 
+    /** A row's quantization decisions: its extremes, whether the scale sits at a clamp (then that scale), zero point, cut levels, rounding offsets. */
+    record RowQuant(int argMax, int argMin, double fixedScale, double zero, int[] cutLevel, double[] roundOffset) {}
+
     /**
-     * One row through a per-token quantizer, the offset {@code fq(a) − a} recorded once and replayed: the
-     * straight-through estimator's derivative (identity) is then the exact derivative of this function.
-     * Symmetric: {@code s = absmax/(2^(b−1) − 1)}, levels in [−2^(b−1), 2^(b−1) − 1]; asymmetric (the OmniQuant
-     * reference's {@code UniformAffineQuantizer}): {@code s = clamp((max − min)/(2^b − 1), 1e-5, 1e4)},
-     * {@code z = round(−min/s)}, levels in [0, 2^b − 1].
+     * One row through a per-token quantizer as the OmniQuant reference's autograd differentiates it: the rounding
+     * offsets {@code round(t) − t}, the zero point, which elements the clamp cuts and which are the extremes are
+     * recorded once and replayed, the scale recomputed from the extremes (the reference's amin/amax without a
+     * detach), so an element inside the range is {@code a + s·offset}, a cut one {@code s·(level − z)}.
+     * Symmetric: {@code s = absmax/(2^(b−1) − 1)}, levels in [−2^(b−1), 2^(b−1) − 1]; asymmetric (the reference's
+     * {@code UniformAffineQuantizer}): {@code s = clamp((max − min)/(2^b − 1), 1e-5, 1e4)}, {@code z = round(−min/s)},
+     * levels in [0, 2^b − 1].
      */
     double[] quantRow(double[] a, TokenQuant q) {
         if (q == null) return a;
         if (q.format() != null) throw new UnsupportedOperationException("FP8 rows are not part of this reference");
-        double[] off = decision(() -> {
-            double[] o = new double[a.length];
-            if (q.asymmetric()) {
-                int qmax = (1 << q.bits()) - 1;
-                double mn = Double.POSITIVE_INFINITY, mx = Double.NEGATIVE_INFINITY;
-                for (double v : a) {
-                    mn = Math.min(mn, v);
-                    mx = Math.max(mx, v);
-                }
-                double s = Math.max(1e-5, Math.min(1e4, (mx - mn) / qmax)), z = Math.rint(-mn / s);
-                for (int c = 0; c < a.length; c++) o[c] = (Math.max(0, Math.min(qmax, Math.rint(a[c] / s) + z)) - z) * s - a[c];
-            } else {
-                int qmax = (1 << (q.bits() - 1)) - 1;
-                double m = 0;
-                for (double v : a) m = Math.max(m, Math.abs(v));
-                if (m == 0) return o;
-                double s = m / qmax;
-                for (int c = 0; c < a.length; c++) o[c] = s * Math.max(-qmax - 1, Math.min(qmax, Math.rint(a[c] / s))) - a[c];
+        boolean asym = q.asymmetric();
+        int qmax = asym ? (1 << q.bits()) - 1 : (1 << (q.bits() - 1)) - 1, qmin = asym ? 0 : -qmax - 1;
+        RowQuant dec = decision(() -> {
+            int am = 0, an = 0;
+            for (int c = 0; c < a.length; c++) {
+                if (asym ? a[c] > a[am] : Math.abs(a[c]) > Math.abs(a[am])) am = c;
+                if (a[c] < a[an]) an = c;
             }
-            return o;
+            double raw = asym ? (a[am] - a[an]) / qmax : Math.abs(a[am]) / qmax;
+            if (!asym && raw == 0) return null;   // an all-zero row stays as it is
+            double s = asym ? Math.max(1e-5, Math.min(1e4, raw)) : raw, z = asym ? Math.rint(-a[an] / s) : 0;
+            int[] cut = new int[a.length];
+            double[] off = new double[a.length];
+            for (int c = 0; c < a.length; c++) {
+                double t = a[c] / s, pre = Math.rint(t) + z;
+                cut[c] = pre < qmin ? qmin : pre > qmax ? qmax : Integer.MIN_VALUE;
+                off[c] = Math.rint(t) - t;
+            }
+            return new RowQuant(am, an, raw == s ? Double.NaN : s, z, cut, off);
         });
-        double[] out = a.clone();
-        for (int c = 0; c < out.length; c++) out[c] += off[c];
+        if (dec == null) return a;
+        double s = !Double.isNaN(dec.fixedScale()) ? dec.fixedScale()
+                : asym ? (a[dec.argMax()] - a[dec.argMin()]) / qmax : Math.abs(a[dec.argMax()]) / qmax;
+        double[] out = new double[a.length];
+        for (int c = 0; c < a.length; c++) {
+            int cut = dec.cutLevel()[c];
+            out[c] = cut != Integer.MIN_VALUE ? s * (cut - dec.zero()) : a[c] + s * dec.roundOffset()[c];
+        }
         return out;
     }
 
