@@ -336,6 +336,21 @@ __global__ void activationBackwardKernel(int act, const float* x, const float* d
     out[i] = activationGrad(act, x[i]) * dy[i];
 }
 
+// act(gate)·up and its backward in one pass each (the same float32 products as activate, then mul)
+__global__ void gatedActivationKernel(int act, const float* g, const float* u, float* out, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = activateOne(act, g[i]) * u[i];
+}
+
+__global__ void gatedActivationBackwardKernel(int act, const float* g, const float* u, const float* dy, float* dg, float* du,
+                                              long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    float x = g[i], d = dy[i];
+    dg[i] = activationGrad(act, x) * (d * u[i]);
+    du[i] = d * activateOne(act, x);
+  }
+}
+
 // ---- reductions -----------------------------------------------------------------------------------
 
 __global__ void sumKernel(const float* a, long long n, bool squares, double* out) {
@@ -1398,6 +1413,20 @@ JNI(void, rowVector)(JNIEnv* env, jclass, jint op, jlong a, jlong row, jlong out
 JNI(void, activate)(JNIEnv* env, jclass, jint act, jlong x, jlong out, jlong n) {
   guarded(env, [&] {
     activateKernel<<<gridFor(n), 256, 0, ctx().stream>>>(act, F(x), F(out), n);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, gatedActivation)(JNIEnv* env, jclass, jint act, jlong g, jlong u, jlong out, jlong n) {
+  guarded(env, [&] {
+    gatedActivationKernel<<<gridFor(n), 256, 0, ctx().stream>>>(act, F(g), F(u), F(out), n);
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, gatedActivationBackward)(JNIEnv* env, jclass, jint act, jlong g, jlong u, jlong dy, jlong dg, jlong du, jlong n) {
+  guarded(env, [&] {
+    gatedActivationBackwardKernel<<<gridFor(n), 256, 0, ctx().stream>>>(act, F(g), F(u), F(dy), F(dg), F(du), n);
     CHECK_LAUNCH();
   });
 }

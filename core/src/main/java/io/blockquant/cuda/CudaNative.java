@@ -134,6 +134,10 @@ final class CudaNative {
 
     static native void activationBackward(int activation, long x, long dy, long out, long n);
 
+    static native void gatedActivation(int activation, long gate, long up, long out, long n);
+
+    static native void gatedActivationBackward(int activation, long gate, long up, long dy, long dGate, long dUp, long n);
+
     // ---- reductions ------------------------------------------------------------------------------
     static native double sum(long a, long n, boolean squares);
 

@@ -90,6 +90,11 @@ public interface ForwardOps {
 
     Tensor activate(Tensor a, Activation activation);
 
+    /** A gated MLP's product {@code act(gate) ⊙ up} (SwiGLU with SiLU); a backend may fuse the two element-wise passes. */
+    default Tensor gatedActivation(Tensor gate, Tensor up, Activation activation) {
+        return mul(activate(gate, activation), up);
+    }
+
     /** {@code 1/a} element-wise, in float32 (LET's inverse scales). */
     Tensor reciprocal(Tensor a);
 

@@ -28,6 +28,15 @@ public interface GradientOps {
     /** Backward of {@link ForwardOps#activate}: {@code dy ⊙ f'(x)} from the activation's input x. */
     Tensor activationBackward(Tensor x, Tensor dy, Activation activation);
 
+    /**
+     * Backward of {@link ForwardOps#gatedActivation} from its inputs: {@code {dGate, dUp}} =
+     * {@code {act'(gate) ⊙ (dy ⊙ up), dy ⊙ act(gate)}}, the same float32 products as the unfused ops'.
+     */
+    default Tensor[] gatedActivationBackward(Tensor gate, Tensor up, Tensor dy, Activation activation) {
+        ForwardOps f = (ForwardOps) this;
+        return new Tensor[] {activationBackward(gate, f.mul(dy, up), activation), f.mul(dy, f.activate(gate, activation))};
+    }
+
     /** Column sums of a 2-D tensor, {@code [cols]} (bias gradients). */
     Tensor columnSums(Tensor a);
 

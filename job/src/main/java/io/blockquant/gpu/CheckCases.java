@@ -136,6 +136,11 @@ public final class CheckCases {
                 out.put("ops/act_" + n, be.activate(wide, act).toFloats());
                 out.put("ops/act_" + n + "_backward", be.activationBackward(wide, a2, act).toFloats());
             }
+            // SwiGLU's fused product and its backward (the up operand a, the gradient a2)
+            out.put("ops/gated_silu", be.gatedActivation(wide, a, Activation.SILU).toFloats());
+            Tensor[] gated = be.gatedActivationBackward(wide, a, a2, Activation.SILU);
+            out.put("ops/gated_silu_backward_gate", gated[0].toFloats());
+            out.put("ops/gated_silu_backward_up", gated[1].toFloats());
             out.put("ops/sums", new float[] {(float) be.sum(a), (float) be.sumOfSquares(a)});
             double[] lse = be.rowLogSumExp(a);
             float[] lsef = new float[lse.length];

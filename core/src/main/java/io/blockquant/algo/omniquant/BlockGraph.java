@@ -180,13 +180,11 @@ public final class BlockGraph {
         public Step gatedMlp(Tensor mq) {
             Tensor gatePre = linear(mq, Proj.GATE);
             Tensor upPre = linear(mq, Proj.UP);
-            Tensor gateAct = be.activate(gatePre, Activation.SILU);
-            Step actq = quantIn(be.mul(gateAct, upPre));
+            Step actq = quantIn(be.gatedActivation(gatePre, upPre, Activation.SILU));
             return new Step(linear(actq.output(), Proj.DOWN), dy -> {
                 Tensor dAct = actq.backward(linearBackward(actq.output(), dy, Proj.DOWN));
-                Tensor dGate = be.activationBackward(gatePre, be.mul(dAct, upPre), Activation.SILU);
-                Tensor dUp = be.mul(dAct, gateAct);
-                return be.add(linearBackward(mq, dGate, Proj.GATE), linearBackward(mq, dUp, Proj.UP));
+                Tensor[] d = be.gatedActivationBackward(gatePre, upPre, dAct, Activation.SILU);
+                return be.add(linearBackward(mq, d[0], Proj.GATE), linearBackward(mq, d[1], Proj.UP));
             });
         }
 

@@ -34,7 +34,7 @@ public record LlamaBlock(ModelSpec spec, Norm attnNorm, Linear q, Linear k, Line
                 spec.numHeads(), spec.numKvHeads(), spec.headDim(), spec.invFreq(), attnQuant);
         Tensor h = be.add(x, o.forward(attn));
         Tensor m = mlpNorm.forward(h);
-        Tensor act = be.mul(be.activate(gate.forward(m), Activation.SILU), up.forward(m));
+        Tensor act = be.gatedActivation(gate.forward(m), up.forward(m), Activation.SILU);
         return be.add(h, down.forward(act));
     }
 
