@@ -17,8 +17,8 @@ nsamples // batch-size steps; then the quantized block's outputs become block i+
     scale the max over the query heads that read it, |s| >= 1e-2 after every update (truncate_number).
   Activations (--abits < 16): per-token fake quantization of every linear's input, below 8 bits asymmetric
     min-max with Q, K (after RoPE) and V quantized per head and token too (the reference's rule, blockquant's
-    default); at 8 bits symmetric absmax on the linears' inputs only. Backward: straight through, no gradient
-    into the dynamic scale (blockquant's; the reference's autograd also sends one through each row's min/max).
+    default); at 8 bits symmetric absmax on the linears' inputs only. Backward: the reference's autograd (and
+    blockquant's): straight through inside the clamp, each row's dynamic scale through its min/max (absmax).
   Windows: shuffled each epoch by blockquant's seeded Fisher-Yates, java.util.Random(seed + block index), the
     order carried from epoch to epoch (the reference walks them in order).
 What differs from blockquant: attention is torch's fused scaled_dot_product_attention (blockquant: explicit
@@ -93,31 +93,24 @@ def rotary_tables(inv, seqlen, dev):
     return emb.cos().float().to(dev), emb.sin().float().to(dev)
 
 
-class TokenFakeQuant(torch.autograd.Function):
-    """Dynamic per-token fake quantization (each row of the last dimension its own scale); backward straight
-    through: the gradient passes unchanged, none into the dynamic scale (blockquant's rule)."""
-
-    @staticmethod
-    def forward(ctx, x, bits, asym):
-        if asym:  # the reference's UniformAffineQuantizer, symmetric=False: the row's own min and max
-            qmax = 2 ** bits - 1
-            mn, mx = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
-            scale = ((mx - mn) / qmax).clamp(1e-5, 1e4)
-            zero = (-mn / scale).clamp(-1e4, 1e4).round()
-            return ((torch.round(x / scale) + zero).clamp(0, qmax) - zero) * scale
-        qmax = 2 ** (bits - 1) - 1  # symmetric absmax (the W8A8 rule); an all-zero row stays zero
-        scale = x.abs().amax(-1, keepdim=True) / qmax
-        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-        return torch.round(x / scale).clamp(-qmax - 1, qmax) * scale
-
-    @staticmethod
-    def backward(ctx, g):
-        return g, None, None
-
-
 def fq(x, spec):
-    """x fake-quantized per token by spec = (bits, asymmetric), or x when spec is None."""
-    return x if spec is None else TokenFakeQuant.apply(x, spec[0], spec[1])
+    """x fake-quantized per token by spec = (bits, asymmetric), or x when spec is None, differentiated as the
+    reference's autograd does (and blockquant's backward): round_ste inside the clamp, the scale from the row's
+    amin/amax (absmax when symmetric) without a detach, so its gradient reaches the row's extremes; the rounded
+    zero point gets none."""
+    if spec is None:
+        return x
+    bits, asym = spec
+    if asym:  # the reference's UniformAffineQuantizer, symmetric=False: the row's own min and max
+        qmax = 2 ** bits - 1
+        mn, mx = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
+        scale = ((mx - mn) / qmax).clamp(1e-5, 1e4)
+        zero = (-mn / scale).clamp(-1e4, 1e4).round().detach()
+        return ((round_ste(x / scale) + zero).clamp(0, qmax) - zero) * scale
+    qmax = 2 ** (bits - 1) - 1  # symmetric absmax (the W8A8 rule); an all-zero row stays zero
+    absmax = x.abs().amax(-1, keepdim=True)
+    scale = torch.where(absmax == 0, torch.ones_like(absmax), absmax / qmax)
+    return round_ste(x / scale).clamp(-qmax - 1, qmax) * scale
 
 
 def round_ste(x):

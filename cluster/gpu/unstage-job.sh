@@ -30,6 +30,12 @@ fi
 java=$u/jre/bin/java
 "$java" -version 2>&1 | head -1
 
+# BQ_CUDA_SOURCE: a blockquant_cuda.cu to build instead of the staged one (a kernel body changed since staging; the
+# JNI functions must be the staged ones: CudaNative's header is the staged one)
+if [ -n "${BQ_CUDA_SOURCE:-}" ]; then
+  cp "$BQ_CUDA_SOURCE" "$u/native/blockquant_cuda.cu"
+  echo "unstage-job: CUDA source from $BQ_CUDA_SOURCE"
+fi
 # the CUDA backend's library, into a jar of its own: CudaNative loads it as a classpath resource, so local
 # mode and the executors a worker starts find it without any flag
 # (BQ_PREBUILT_CUDA: a folder with the library a previous call built from these very sources, and those sources)

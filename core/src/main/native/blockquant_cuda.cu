@@ -790,7 +790,7 @@ __global__ void fakeQuantizeTokensBackwardKernel(const float* x, const float* dy
       if (v == mx) dx[off + i] += toMax;
       if (v == mn) dx[off + i] += toMin;
     } else if (fabsf(v) == absMax) {
-      dx[off + i] += copysignf(toMax, v);
+      dx[off + i] += v < 0.f ? -toMax : toMax;  // d|v|/dv = sign(v)
     }
   }
 }
