@@ -967,13 +967,13 @@ __device__ ClipGrid gridOf(float mx, float mn, float gamma, float beta, int maxq
   return gridOfSigmoids(mx, mn, sigmoidOf(gamma), sigmoidOf(beta), maxq);
 }
 
-// σ(γ) and σ(β) of warp group k for every lane, each computed once (lanes 0 and 1): a float64 exp and division on
-// every lane made the warp kernels below wait on the double-precision units.
-__device__ void warpSigmoids(const float* gamma, const float* beta, long long k, float* sg, float* sb) {
-  int lane = threadIdx.x & 31;
-  float v = lane == 0 ? sigmoidOf(gamma[k]) : lane == 1 ? sigmoidOf(beta[k]) : 0.f;
-  *sg = __shfl_sync(0xffffffffu, v, 0);
-  *sb = __shfl_sync(0xffffffffu, v, 1);
+// σ(γ) and σ(β) of every (row, group), each in its own thread, before the warp kernels below read them: computed
+// inside those kernels by one lane, the float64 exp and division stood in every warp's critical path.
+__global__ void sigmoidPairsKernel(const float* gamma, const float* beta, long long n, float* sg, float* sb) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    sg[i] = sigmoidOf(gamma[i]);
+    sb[i] = sigmoidOf(beta[i]);
+  }
 }
 
 __device__ ClipGrid clipGrid(const float* w, long long off, int group, float gamma, float beta, int maxq) {
@@ -1062,10 +1062,10 @@ __device__ long long warpGroup(int group, long long total, long long* off) {
   return k;
 }
 
-// A lane's E elements of warp group k (zeros past the group's end) into v, and the group's grid; σ(γ), σ(β) into
-// sg, sb when asked.
+// A lane's E elements of warp group k (zeros past the group's end) into v, and the group's grid from σ(γ), σ(β)
+// (sgs, sbs: sigmoidPairsKernel's), which go into sgOut, sbOut when asked.
 template <int E>
-__device__ __forceinline__ ClipGrid warpGroupGrid(const float* w, long long off, int group, const float* gamma, const float* beta,
+__device__ __forceinline__ ClipGrid warpGroupGrid(const float* w, long long off, int group, const float* sgs, const float* sbs,
                                                   long long k, int maxq, float (&v)[E], float* sgOut = nullptr,
                                                   float* sbOut = nullptr) {
   int lane = threadIdx.x & 31;
@@ -1079,21 +1079,20 @@ __device__ __forceinline__ ClipGrid warpGroupGrid(const float* w, long long off,
       mn = fminf(mn, v[j]);
     }
   }
-  float sg, sb;
-  warpSigmoids(gamma, beta, k, &sg, &sb);
+  float sg = sgs[k], sb = sbs[k];
   if (sgOut) *sgOut = sg;
   if (sbOut) *sbOut = sb;
   return gridOfSigmoids(warpReduce(mx, MaxOp()), warpReduce(mn, MinOp()), sg, sb, maxq);
 }
 
 template <int E>
-__global__ void fakeQuantizeClippedWarpKernel(const float* w, int cols, int group, int bits, const float* gamma,
-                                              const float* beta, long long total, float* out) {
+__global__ void fakeQuantizeClippedWarpKernel(const float* w, int group, int bits, const float* sg, const float* sb,
+                                              long long total, float* out) {
   long long off = 0, k = warpGroup(group, total, &off);
   if (k >= total) return;  // whole warps: k is the warp's
   int lane = threadIdx.x & 31, maxq = (1 << bits) - 1;
   float v[E];
-  ClipGrid q = warpGroupGrid<E>(w, off, group, gamma, beta, k, maxq, v);
+  ClipGrid q = warpGroupGrid<E>(w, off, group, sg, sb, k, maxq, v);
 #pragma unroll
   for (int j = 0; j < E; j++) {
     int i = lane + 32 * j;
@@ -1104,9 +1103,9 @@ __global__ void fakeQuantizeClippedWarpKernel(const float* w, int cols, int grou
 }
 
 template <int E>
-__global__ void fakeQuantizeClippedBackwardWarpKernel(const float* w, int cols, int group, int bits, const float* gamma,
-                                                      const float* beta, const float* dOut, long long total, float* dW,
-                                                      float* dGamma, float* dBeta) {
+__global__ void fakeQuantizeClippedBackwardWarpKernel(const float* w, int group, int bits, const float* sgs, const float* sbs,
+                                                      const float* dOut, long long total, float* dW, float* dGamma,
+                                                      float* dBeta) {
   long long off = 0, k = warpGroup(group, total, &off);
   if (k >= total) return;
   int lane = threadIdx.x & 31, maxq = (1 << bits) - 1;
@@ -1116,7 +1115,7 @@ __global__ void fakeQuantizeClippedBackwardWarpKernel(const float* w, int cols, 
     int i = lane + 32 * j;
     d[j] = i < group ? dOut[off + i] : 0.f;
   }
-  ClipGrid q = warpGroupGrid<E>(w, off, group, gamma, beta, k, maxq, v, &sg, &sb);
+  ClipGrid q = warpGroupGrid<E>(w, off, group, sgs, sbs, k, maxq, v, &sg, &sb);
   int mxTies = 0, mnTies = 0;
   double dScale = 0;
 #pragma unroll
@@ -1958,11 +1957,17 @@ JNI(void, fakeQuantizeClipped)(JNIEnv* env, jclass, jlong w, jint rows, jint col
     long long total = (long long)rows * (cols / group);
     unsigned blocks = (unsigned)((total * 32 + 255) / 256);  // 8 warps a block
     cudaStream_t s = ctx().stream;
-    if (group <= 32) fakeQuantizeClippedWarpKernel<1><<<blocks, 256, 0, s>>>(F(w), cols, group, bits, F(gamma), F(beta), total, F(out));
-    else if (group <= 64) fakeQuantizeClippedWarpKernel<2><<<blocks, 256, 0, s>>>(F(w), cols, group, bits, F(gamma), F(beta), total, F(out));
-    else if (group <= 128) fakeQuantizeClippedWarpKernel<4><<<blocks, 256, 0, s>>>(F(w), cols, group, bits, F(gamma), F(beta), total, F(out));
-    else if (group <= 256) fakeQuantizeClippedWarpKernel<8><<<blocks, 256, 0, s>>>(F(w), cols, group, bits, F(gamma), F(beta), total, F(out));
-    else fakeQuantizeClippedKernel<<<(unsigned)total, rowThreads(group), 0, s>>>(F(w), cols, group, bits, F(gamma), F(beta), F(out));
+    if (group <= 256) {
+      Scratch sig(2 * total * sizeof(float), s);
+      float* sg = sig.as<float>();
+      sigmoidPairsKernel<<<gridFor(total), 256, 0, s>>>(F(gamma), F(beta), total, sg, sg + total);
+#define BQ_CLIPPED(E) fakeQuantizeClippedWarpKernel<E><<<blocks, 256, 0, s>>>(F(w), group, bits, sg, sg + total, total, F(out))
+      if (group <= 32) BQ_CLIPPED(1);
+      else if (group <= 64) BQ_CLIPPED(2);
+      else if (group <= 128) BQ_CLIPPED(4);
+      else BQ_CLIPPED(8);
+#undef BQ_CLIPPED
+    } else fakeQuantizeClippedKernel<<<(unsigned)total, rowThreads(group), 0, s>>>(F(w), cols, group, bits, F(gamma), F(beta), F(out));
     CHECK_LAUNCH();
   });
 }
@@ -1973,15 +1978,19 @@ JNI(void, fakeQuantizeClippedBackward)(JNIEnv* env, jclass, jlong w, jint rows, 
     long long total = (long long)rows * (cols / group);
     unsigned blocks = (unsigned)((total * 32 + 255) / 256);  // 8 warps a block
     cudaStream_t s = ctx().stream;
+    if (group <= 256) {
+      Scratch sig(2 * total * sizeof(float), s);
+      float* sg = sig.as<float>();
+      sigmoidPairsKernel<<<gridFor(total), 256, 0, s>>>(F(gamma), F(beta), total, sg, sg + total);
 #define BQ_CLIPPED_BACKWARD(E) fakeQuantizeClippedBackwardWarpKernel<E><<<blocks, 256, 0, s>>>( \
-        F(w), cols, group, bits, F(gamma), F(beta), F(dOut), total, F(dW), F(dGamma), F(dBeta))
-    if (group <= 32) BQ_CLIPPED_BACKWARD(1);
-    else if (group <= 64) BQ_CLIPPED_BACKWARD(2);
-    else if (group <= 128) BQ_CLIPPED_BACKWARD(4);
-    else if (group <= 256) BQ_CLIPPED_BACKWARD(8);
-    else fakeQuantizeClippedBackwardKernel<<<(unsigned)total, rowThreads(group), 0, s>>>(
-        F(w), cols, group, bits, F(gamma), F(beta), F(dOut), F(dW), F(dGamma), F(dBeta));
+        F(w), group, bits, sg, sg + total, F(dOut), total, F(dW), F(dGamma), F(dBeta))
+      if (group <= 32) BQ_CLIPPED_BACKWARD(1);
+      else if (group <= 64) BQ_CLIPPED_BACKWARD(2);
+      else if (group <= 128) BQ_CLIPPED_BACKWARD(4);
+      else BQ_CLIPPED_BACKWARD(8);
 #undef BQ_CLIPPED_BACKWARD
+    } else fakeQuantizeClippedBackwardKernel<<<(unsigned)total, rowThreads(group), 0, s>>>(
+        F(w), cols, group, bits, F(gamma), F(beta), F(dOut), F(dW), F(dGamma), F(dBeta));
     CHECK_LAUNCH();
   });
 }
