@@ -233,9 +233,7 @@ public final class QuantizeCommand implements Callable<Integer> {
                 System.out.printf(Locale.ROOT, "%-6d %9s %14s   %s%n", b.block(), "-", "-", "committed earlier (--resume)");
                 continue;
             }
-            var worst = b.layerErrors().entrySet().stream().max(Map.Entry.comparingByValue()).orElseThrow();
-            System.out.printf(Locale.ROOT, "%-6d %9.1f %14.5f   %s %.5f%n", b.block(), b.seconds(), b.blockError(),
-                    worst.getKey(), worst.getValue());
+            System.out.printf(Locale.ROOT, "%-6d %9.1f %14.5f   %s%n", b.block(), b.seconds(), b.blockError(), b.worstLayer());
         }
         printPlacements(summary.placements());
         System.out.printf(Locale.ROOT, "store %s written in %.1f s (%s)%n", summary.store(), summary.seconds(), settings.label());

@@ -83,11 +83,11 @@ public final class BlockLoop {
                     Map<String, Double> layerErrors = new LinkedHashMap<>();
                     commit.commit(o, errors(o.block(), plan, o.stats(), o.losses(), calibrationTokens, layerErrors));
                     double seconds = o.seconds() + (System.nanoTime() - t0) / 1e9;
-                    summaries.add(new BlockSummary(o.block(), seconds, o.stats().blockError(), layerErrors, false));
-                    String worst = worst(layerErrors);
-                    log.printf(Locale.ROOT, "block %d/%d done in %.1f s%s: relative output error %.4f (worst layer %s %.4f)%n",
+                    BlockSummary summary = new BlockSummary(o.block(), seconds, o.stats().blockError(), layerErrors, false);
+                    summaries.add(summary);
+                    log.printf(Locale.ROOT, "block %d/%d done in %.1f s%s: relative output error %.4f (worst layer %s)%n",
                             o.block() + 1, blocks, seconds, o.tokens() > 0 ? ", " + method + " on " + o.tokens() + " tokens" : "",
-                            o.stats().blockError(), worst, layerErrors.get(worst));
+                            o.stats().blockError(), summary.worstLayer());
                     return null;
                 });
                 if (next.hasNext()) {
@@ -142,10 +142,6 @@ public final class BlockLoop {
         }
         errors.add(new LayerError(block, QuantizeJob.BLOCK_OUTPUT, stats.blockError(), Double.NaN, calibrationTokens));
         return errors;
-    }
-
-    static String worst(Map<String, Double> errors) {
-        return errors.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse("-");
     }
 
     /**

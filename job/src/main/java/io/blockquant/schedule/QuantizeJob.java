@@ -60,7 +60,18 @@ public final class QuantizeJob {
 
     /** One line of the summary per block. */
     public record BlockSummary(int block, double seconds, double blockError, Map<String, Double> layerErrors,
-                               boolean skipped) {}
+                               boolean skipped) {
+
+        /**
+         * The layer with the largest relative output error and that error, or, where no layer's error was measured
+         * (OmniQuant trains and measures the block as a whole: its layers' errors are NaN), that.
+         */
+        public String worstLayer() {
+            return layerErrors.entrySet().stream().filter(e -> !e.getValue().isNaN()).max(Map.Entry.comparingByValue())
+                    .map(e -> String.format(java.util.Locale.ROOT, "%s %.5f", e.getKey(), e.getValue()))
+                    .orElse("none measured (the method trains the block as a whole)");
+        }
+    }
 
     /** {@code placements}: where every block task of this run ran (executor, pid, GPU), for the record. */
     public record Summary(String store, List<BlockSummary> blocks, double seconds, long calibrationTokens,

@@ -62,4 +62,15 @@ class BlockLoopTest {
         assertEquals("block 1: out of memory", e.getMessage());
         assertEquals(List.of(0), committed, "block 0 was calibrated before the failure: its commit finished");
     }
+
+    @Test
+    void theWorstLayerIsTheLargestMeasuredErrorAndABlockTrainedAsAWholeSaysSo() {
+        java.util.Map<String, Double> errors = new java.util.LinkedHashMap<>();
+        errors.put("self_attn.q_proj", Double.NaN);
+        errors.put("mlp.up_proj", 0.02);
+        errors.put("mlp.down_proj", 0.05);
+        assertEquals("mlp.down_proj 0.05000", new BlockSummary(0, 1, 0.1, errors, false).worstLayer(), "NaN (not measured) is skipped");
+        errors.replaceAll((k, v) -> Double.NaN);
+        assertEquals("none measured (the method trains the block as a whole)", new BlockSummary(0, 1, 0.1, errors, false).worstLayer());
+    }
 }
