@@ -695,17 +695,23 @@ __device__ float fpRound(float x, int M, int bias, int maxCode, float maxValue) 
   return negative ? -v : v;
 }
 
+// a row's min and max over the block (every thread gets both)
+__device__ void rowMinMax(const float* row, int cols, float* mn, float* mx) {
+  float lo = INFINITY, hi = -INFINITY;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    lo = fminf(lo, row[i]);
+    hi = fmaxf(hi, row[i]);
+  }
+  *mn = blockMin(lo);
+  *mx = blockMax(hi);
+}
+
 // The OmniQuant reference's activation rule (IntQuantizer.fakeQuantizeTokensAsym): per row, min-max scale clamped to
 // [1e-5, 1e4], zero point rint(−min/scale) clamped to ±1e4, levels in [0, 2^b − 1]; one block per row.
 __global__ void fakeQuantizeTokensAsymKernel(const float* x, int cols, int bits, float* out) {
   long long off = (long long)blockIdx.x * cols;
-  float mn = INFINITY, mx = -INFINITY;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-    mn = fminf(mn, x[off + i]);
-    mx = fmaxf(mx, x[off + i]);
-  }
-  mn = blockMin(mn);
-  mx = blockMax(mx);
+  float mn, mx;
+  rowMinMax(x + off, cols, &mn, &mx);
   int qmax = (1 << bits) - 1;
   float scale = fmaxf(1e-5f, fminf(1e4f, (mx - mn) / qmax));
   float zero = rintf(fmaxf(-1e4f, fminf(1e4f, -mn / scale)));
@@ -736,13 +742,8 @@ __global__ void fakeQuantizeTokensFpKernel(const float* x, int cols, int M, int 
 __global__ void fakeQuantizeTokensBackwardKernel(const float* x, const float* dy, int cols, int rule, int bits, int M, int bias,
                                                  int maxCode, float maxValue, float* dx) {
   long long off = (long long)blockIdx.x * cols;
-  float mn = INFINITY, mx = -INFINITY;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-    mn = fminf(mn, x[off + i]);
-    mx = fmaxf(mx, x[off + i]);
-  }
-  mn = blockMin(mn);
-  mx = blockMax(mx);
+  float mn, mx;
+  rowMinMax(x + off, cols, &mn, &mx);
   float absMax = fmaxf(fabsf(mn), fabsf(mx));
   int qmaxAsym = (1 << bits) - 1, qmaxSym = (1 << (bits - 1)) - 1, qminSym = -(1 << (bits - 1));
   float raw = rule == 1 ? (mx - mn) / qmaxAsym : absMax / (rule == 0 ? (float)qmaxSym : maxValue);
