@@ -15,6 +15,7 @@
 #include <string>
 #include <mutex>
 #include <algorithm>
+#include <type_traits>
 #include "io_blockquant_cuda_CudaNative.h"
 
 namespace {
@@ -1952,6 +1953,19 @@ JNI(void, scaleShiftLinearBackward)(JNIEnv* env, jclass, jlong w, jint rows, jin
   });
 }
 
+// The LWC warp kernels' launch (groups up to 256): σ(γ), σ(β) of every group into scratch, then
+// launch(E, σ(γ), σ(β)) with E = elements a lane holds (std::integral_constant: the kernel's template argument).
+template <typename Launch>
+void withGroupSigmoids(const float* gamma, const float* beta, long long total, int group, cudaStream_t s, Launch launch) {
+  Scratch sig(2 * total * sizeof(float), s);
+  float* sg = sig.as<float>();
+  sigmoidPairsKernel<<<gridFor(total), 256, 0, s>>>(gamma, beta, total, sg, sg + total);
+  if (group <= 32) launch(std::integral_constant<int, 1>(), sg, sg + total);
+  else if (group <= 64) launch(std::integral_constant<int, 2>(), sg, sg + total);
+  else if (group <= 128) launch(std::integral_constant<int, 4>(), sg, sg + total);
+  else launch(std::integral_constant<int, 8>(), sg, sg + total);
+}
+
 JNI(void, fakeQuantizeClipped)(JNIEnv* env, jclass, jlong w, jint rows, jint cols, jint group, jint bits, jlong gamma,
                                jlong beta, jlong out) {
   guarded(env, [&] {
@@ -1959,15 +1973,9 @@ JNI(void, fakeQuantizeClipped)(JNIEnv* env, jclass, jlong w, jint rows, jint col
     unsigned blocks = (unsigned)((total * 32 + 255) / 256);  // 8 warps a block
     cudaStream_t s = ctx().stream;
     if (group <= 256) {
-      Scratch sig(2 * total * sizeof(float), s);
-      float* sg = sig.as<float>();
-      sigmoidPairsKernel<<<gridFor(total), 256, 0, s>>>(F(gamma), F(beta), total, sg, sg + total);
-#define BQ_CLIPPED(E) fakeQuantizeClippedWarpKernel<E><<<blocks, 256, 0, s>>>(F(w), group, bits, sg, sg + total, total, F(out))
-      if (group <= 32) BQ_CLIPPED(1);
-      else if (group <= 64) BQ_CLIPPED(2);
-      else if (group <= 128) BQ_CLIPPED(4);
-      else BQ_CLIPPED(8);
-#undef BQ_CLIPPED
+      withGroupSigmoids(F(gamma), F(beta), total, group, s, [&](auto e, const float* sg, const float* sb) {
+        fakeQuantizeClippedWarpKernel<decltype(e)::value><<<blocks, 256, 0, s>>>(F(w), group, bits, sg, sb, total, F(out));
+      });
     } else fakeQuantizeClippedKernel<<<(unsigned)total, rowThreads(group), 0, s>>>(F(w), cols, group, bits, F(gamma), F(beta), F(out));
     CHECK_LAUNCH();
   });
@@ -1980,16 +1988,10 @@ JNI(void, fakeQuantizeClippedBackward)(JNIEnv* env, jclass, jlong w, jint rows, 
     unsigned blocks = (unsigned)((total * 32 + 255) / 256);  // 8 warps a block
     cudaStream_t s = ctx().stream;
     if (group <= 256) {
-      Scratch sig(2 * total * sizeof(float), s);
-      float* sg = sig.as<float>();
-      sigmoidPairsKernel<<<gridFor(total), 256, 0, s>>>(F(gamma), F(beta), total, sg, sg + total);
-#define BQ_CLIPPED_BACKWARD(E) fakeQuantizeClippedBackwardWarpKernel<E><<<blocks, 256, 0, s>>>( \
-        F(w), group, bits, sg, sg + total, F(dOut), total, F(dW), F(dGamma), F(dBeta))
-      if (group <= 32) BQ_CLIPPED_BACKWARD(1);
-      else if (group <= 64) BQ_CLIPPED_BACKWARD(2);
-      else if (group <= 128) BQ_CLIPPED_BACKWARD(4);
-      else BQ_CLIPPED_BACKWARD(8);
-#undef BQ_CLIPPED_BACKWARD
+      withGroupSigmoids(F(gamma), F(beta), total, group, s, [&](auto e, const float* sg, const float* sb) {
+        fakeQuantizeClippedBackwardWarpKernel<decltype(e)::value><<<blocks, 256, 0, s>>>(F(w), group, bits, sg, sb, F(dOut),
+                                                                                         total, F(dW), F(dGamma), F(dBeta));
+      });
     } else fakeQuantizeClippedBackwardKernel<<<(unsigned)total, rowThreads(group), 0, s>>>(
         F(w), cols, group, bits, F(gamma), F(beta), F(dOut), F(dW), F(dGamma), F(dBeta));
     CHECK_LAUNCH();

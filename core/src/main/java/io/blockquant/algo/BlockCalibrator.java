@@ -45,7 +45,8 @@ public sealed interface BlockCalibrator extends Serializable
         /**
          * Parameters learned on the calibration windows' inputs and targets (one array of {@code [seq, hidden]} per
          * window: a 70B block's 128 × 2048 windows are 2³¹ values, more than one Java array holds), and the block
-         * folded from them.
+         * folded from them. The target arrays are the caller's to give up: a method may overwrite them (OmniQuant's
+         * augmented loss averages into them).
          */
         Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, int seq, long seed, Consumer<String> progress);
 

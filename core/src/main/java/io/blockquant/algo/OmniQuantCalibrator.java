@@ -82,32 +82,23 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         Random rnd = new Random(seed);
         int[] order = new int[nsamples];
         for (int i = 0; i < nsamples; i++) order[i] = i;
-        int width = seq * hidden;
         double stepFlops = trainingStepFlops(fp, batch, seq);
         // weights, learnable vectors, gradients and AdamW's moments stay on the backend for the whole block, and on a
         // GPU with room the windows too: a step takes back only the loss
         try (ResidentObjective resident = objective.resident(be);
              AdamW opt = resident.optimizer(cfg.lwc(), cfg.lwcLr(), cfg.letLr(), cfg.weightDecay());
              DeviceWindows onDevice = DeviceWindows.upload(be, inputs, goal, seq, hidden)) {
-            float[] x = onDevice != null ? null : new float[Math.multiplyExact(batch, width)];
-            float[] t = onDevice != null ? null : new float[x.length];
+            long rows = (long) batch * seq;
             for (int epoch = 0; epoch < cfg.epochs(); epoch++) {
                 shuffle(order, rnd);
                 double lossSum = 0;
                 long epochStart = System.nanoTime();
                 for (int s = 0; s < steps; s++) {
                     int[] ws = java.util.Arrays.copyOfRange(order, s * batch, (s + 1) * batch);
-                    double loss;
-                    if (onDevice != null) {
-                        loss = be.scratchValue(() -> resident.step(onDevice.inputs(ws), onDevice.targets(ws), batch, seq, opt));
-                    } else {
-                        for (int b = 0; b < batch; b++) {
-                            System.arraycopy(inputs[ws[b]], 0, x, b * width, width);
-                            System.arraycopy(goal[ws[b]], 0, t, b * width, width);
-                        }
-                        loss = be.scratchValue(() -> resident.step(be.fromFloats(x, (long) batch * seq, hidden),
-                                be.fromFloats(t, (long) batch * seq, hidden), batch, seq, opt));
-                    }
+                    double loss = be.scratchValue(() -> onDevice != null
+                            ? resident.step(onDevice.inputs(ws), onDevice.targets(ws), batch, seq, opt)
+                            : resident.step(be.fromFloats(BlockCalibrator.rows(inputs, ws), rows, hidden),
+                                    be.fromFloats(BlockCalibrator.rows(goal, ws), rows, hidden), batch, seq, opt));
                     if (!Double.isFinite(loss)) throw new ArithmeticException("OmniQuant: loss is " + loss + " in epoch " + epoch);
                     lossSum += loss;
                 }
@@ -124,19 +115,17 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
      * The reference's {@code --aug_loss} adds to the loss ‖o − t‖² the distance ‖o − f(x)‖² to the full-precision
      * block f on the quantized inputs x. Their sum is 2‖o − (t + f(x))/2‖² plus a constant, so training against the
      * mean target is the same training (AdamW does not see the factor 2; the printed loss is the mean target's).
-     * New arrays: the caller's targets stay as they were.
+     * In place, returning {@code targets}: a second set of a 70B block's targets would be another 8.6 GB of heap.
      */
     static float[][] augmentedTargets(DecoderBlock fpBlock, float[][] inputs, float[][] targets, int seq) {
         TensorBackend be = fpBlock.linears().get(0).weight().backend();
         int hidden = inputs[0].length / seq;
-        float[][] out = new float[inputs.length][];
         for (int w = 0; w < inputs.length; w++) {
             float[] x = inputs[w], t = targets[w];
             float[] fx = be.scratchValue(() -> fpBlock.forward(be.fromFloats(x, seq, hidden), 1, seq).toFloats());
-            for (int i = 0; i < fx.length; i++) fx[i] = (t[i] + fx[i]) * 0.5f;
-            out[w] = fx;
+            for (int i = 0; i < fx.length; i++) t[i] = (t[i] + fx[i]) * 0.5f;
         }
-        return out;
+        return targets;
     }
 
     /**

@@ -21,21 +21,19 @@ public final class ClippedQuantizer {
     }
 
     /** One group's range and grid (eq. 2–3). */
-    private record Grid(float max, float min, int maxTies, int minTies, float scale, float zero, boolean scaleClamped) {}
+    private record Grid(float max, float min, float scale, float zero, boolean scaleClamped) {}
 
     private static Grid grid(float[] w, int from, int group, float gamma, float beta, int maxq) {
         float mx = Float.NEGATIVE_INFINITY, mn = Float.POSITIVE_INFINITY;
-        int mxTies = 0, mnTies = 0;
         for (int i = from; i < from + group; i++) {
-            float v = w[i];
-            if (v > mx) { mx = v; mxTies = 1; } else if (v == mx) mxTies++;
-            if (v < mn) { mn = v; mnTies = 1; } else if (v == mn) mnTies++;
+            if (w[i] > mx) mx = w[i];
+            if (w[i] < mn) mn = w[i];
         }
         float h = sigmoid(gamma) * mx, l = sigmoid(beta) * mn;          // eq. 3
         float raw = (h - l) / maxq;                                       // eq. 2
         float scale = Math.max(SCALE_MIN, Math.min(SCALE_MAX, raw));
         float zero = (float) Math.rint(Math.max(-1e4f, Math.min(1e4f, -l / scale)));
-        return new Grid(mx, mn, mxTies, mnTies, scale, zero, raw != scale);
+        return new Grid(mx, mn, scale, zero, raw != scale);
     }
 
     /** Rows per parallel task: a training step quantizes every weight of the block, on the step's critical path. */
@@ -101,20 +99,7 @@ public final class ClippedQuantizer {
                                 float[] dOut, float[] dW, float[] dGamma, float[] dBeta) {
         int maxq = (1 << bits) - 1;
         eachGroup(w, rows, cols, group, maxq, gamma, beta, (k, from, q) -> {
-            double dScale = 0;
-            for (int i = from; i < from + group; i++) {
-                float t = w[i] / q.scale();
-                float pre = (float) Math.rint(t) + q.zero();
-                if (pre >= 0 && pre <= maxq) {
-                    // Ŵ = scale·round_ste(W/scale): ∂/∂W = 1, ∂/∂scale = round(W/scale) − W/scale
-                    dW[i] = dOut[i];
-                    dScale += (double) dOut[i] * ((float) Math.rint(t) - t);
-                } else {
-                    // clamped: Ŵ = scale·(c − zero), c ∈ {0, 2^N − 1}
-                    dW[i] = 0f;
-                    dScale += (double) dOut[i] * ((pre < 0 ? 0 : maxq) - q.zero());
-                }
-            }
+            double dScale = QuantizerGradient.straightThrough(w, dOut, from, group, q.scale(), q.zero(), 0, maxq, Math::rint, dW);
             dGamma[k] = 0f;
             dBeta[k] = 0f;
             if (q.scaleClamped()) return;
@@ -123,9 +108,8 @@ public final class ClippedQuantizer {
             float sg = sigmoid(gamma[k]), sb = sigmoid(beta[k]);
             dGamma[k] = (float) (dh * q.max() * sg * (1 - sg));
             dBeta[k] = (float) (dl * q.min() * sb * (1 - sb));
-            double toMax = dh * sg / q.maxTies(), toMin = dl * sb / q.minTies();
-            for (int i = from; i < from + group; i++) if (w[i] == q.max()) dW[i] += (float) toMax;
-            for (int i = from; i < from + group; i++) if (w[i] == q.min()) dW[i] += (float) toMin;
+            QuantizerGradient.toExtreme(w, from, group, q.max(), false, dh * sg, dW);
+            QuantizerGradient.toExtreme(w, from, group, q.min(), false, dl * sb, dW);
         });
     }
 }

@@ -100,17 +100,27 @@ public final class IntQuantizer {
         int qmax = (1 << bits) - 1;
         for (int r = 0; r < rows; r++) {
             int off = r * cols;
-            float min = Float.POSITIVE_INFINITY, max = Float.NEGATIVE_INFINITY;
+            AsymRow g = asymRow(x, off, cols, qmax);
             for (int i = off; i < off + cols; i++) {
-                min = Math.min(min, x[i]);
-                max = Math.max(max, x[i]);
-            }
-            float scale = Math.max(SCALE_MIN, Math.min(SCALE_MAX, (max - min) / qmax));
-            float zero = (float) Math.rint(Math.max(-ZERO_BOUND, Math.min(ZERO_BOUND, -min / scale)));
-            for (int i = off; i < off + cols; i++) {
-                float q = (float) Math.rint(x[i] / scale) + zero;
-                x[i] = (Math.max(0f, Math.min(qmax, q)) - zero) * scale;
+                float q = (float) Math.rint(x[i] / g.scale()) + g.zero();
+                x[i] = (Math.max(0f, Math.min(qmax, q)) - g.zero()) * g.scale();
             }
         }
+    }
+
+    /** One row's asymmetric grid: its min and max, the scale before ({@code raw}) and after its clamp, the zero point. */
+    record AsymRow(float min, float max, float raw, float scale, float zero) {}
+
+    /** The grid of {@link #fakeQuantizeTokensAsym} for {@code x[off, off + cols)}, {@code qmax = 2^b − 1}. */
+    static AsymRow asymRow(float[] x, int off, int cols, int qmax) {
+        float min = Float.POSITIVE_INFINITY, max = Float.NEGATIVE_INFINITY;
+        for (int i = off; i < off + cols; i++) {
+            min = Math.min(min, x[i]);
+            max = Math.max(max, x[i]);
+        }
+        float raw = (max - min) / qmax;
+        float scale = Math.max(SCALE_MIN, Math.min(SCALE_MAX, raw));
+        float zero = (float) Math.rint(Math.max(-ZERO_BOUND, Math.min(ZERO_BOUND, -min / scale)));
+        return new AsymRow(min, max, raw, scale, zero);
     }
 }

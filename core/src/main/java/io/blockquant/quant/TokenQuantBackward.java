@@ -27,71 +27,39 @@ public final class TokenQuantBackward {
     public static void backward(float[] x, float[] dy, int rows, int cols, TokenQuant q, float[] dx) {
         java.util.stream.IntStream.range(0, rows).parallel().forEach(r -> {
             int off = r * cols;
-            if (q.format() != null) absMaxRow(x, dy, off, cols, q.format().maxValue(), v -> FpQuantizer.fakeQuantize((float) v, 1f, q.format()), dx);
-            else if (q.asymmetric()) asymmetricRow(x, dy, off, cols, q.bits(), dx);
-            else {
-                int qmax = (1 << (q.bits() - 1)) - 1, qmin = -(1 << (q.bits() - 1));
-                absMaxRow(x, dy, off, cols, qmax, t -> Math.max(qmin, Math.min(qmax, (float) Math.rint(t))), dx);
+            if (q.format() != null) {
+                float max = q.format().maxValue();
+                absMaxRow(x, dy, off, cols, max, -max, max, t -> FpQuantizer.fakeQuantize((float) t, 1f, q.format()), dx);
+            } else if (q.asymmetric()) {
+                asymmetricRow(x, dy, off, cols, (1 << q.bits()) - 1, dx);
+            } else {
+                int qmax = (1 << (q.bits() - 1)) - 1;
+                absMaxRow(x, dy, off, cols, qmax, -qmax - 1, qmax, Math::rint, dx);
             }
         });
     }
 
-    /** The reference's asymmetric row (eq. of {@link IntQuantizer#fakeQuantizeTokensAsym}). */
-    private static void asymmetricRow(float[] x, float[] dy, int off, int cols, int bits, float[] dx) {
-        int qmax = (1 << bits) - 1;
-        float min = Float.POSITIVE_INFINITY, max = Float.NEGATIVE_INFINITY;
-        for (int i = off; i < off + cols; i++) {
-            min = Math.min(min, x[i]);
-            max = Math.max(max, x[i]);
-        }
-        float raw = (max - min) / qmax;
-        float scale = Math.max(IntQuantizer.SCALE_MIN, Math.min(IntQuantizer.SCALE_MAX, raw));
-        float zero = (float) Math.rint(Math.max(-IntQuantizer.ZERO_BOUND, Math.min(IntQuantizer.ZERO_BOUND, -min / scale)));
-        double dScale = 0;
-        for (int i = off; i < off + cols; i++) {
-            float t = x[i] / scale, rounded = (float) Math.rint(t), pre = rounded + zero;
-            if (pre >= 0 && pre <= qmax) {
-                dx[i] = dy[i];
-                dScale += (double) dy[i] * (rounded - t);
-            } else {
-                dx[i] = 0f;
-                dScale += (double) dy[i] * ((pre < 0 ? 0 : qmax) - zero);
-            }
-        }
-        if (raw != scale) return;
-        // s = (max − min)/qmax
-        int maxTies = 0, minTies = 0;
-        for (int i = off; i < off + cols; i++) {
-            if (x[i] == max) maxTies++;
-            if (x[i] == min) minTies++;
-        }
-        float toMax = (float) (dScale / qmax / maxTies), toMin = (float) (-dScale / qmax / minTies);
-        for (int i = off; i < off + cols; i++) {
-            if (x[i] == max) dx[i] += toMax;
-            if (x[i] == min) dx[i] += toMin;
-        }
+    /** The reference's asymmetric row ({@link IntQuantizer#fakeQuantizeTokensAsym}'s grid): s = (max − min)/qmax. */
+    private static void asymmetricRow(float[] x, float[] dy, int off, int cols, int qmax, float[] dx) {
+        IntQuantizer.AsymRow g = IntQuantizer.asymRow(x, off, cols, qmax);
+        double dScale = QuantizerGradient.straightThrough(x, dy, off, cols, g.scale(), g.zero(), 0, qmax, Math::rint, dx);
+        if (g.raw() != g.scale()) return; // the scale sits at its clamp: no gradient
+        QuantizerGradient.toExtreme(x, off, cols, g.max(), false, dScale / qmax, dx);
+        QuantizerGradient.toExtreme(x, off, cols, g.min(), false, -dScale / qmax, dx);
     }
 
     /**
-     * A row quantized as {@code s·level(x/s)} with {@code s = absmax/q} (symmetric INT; FP): no element leaves the
-     * range, so every one passes its gradient and adds {@code dy·(level(t) − t)} to the scale's; an all-zero row is
-     * left as it is (the identity).
+     * A row quantized as {@code s·clamp(round(x/s), lo, hi)} with {@code s = absmax/q} (symmetric INT; FP, whose
+     * rounding saturates at ±max): an all-zero row is left as it is (the identity).
      */
-    private static void absMaxRow(float[] x, float[] dy, int off, int cols, float q, java.util.function.DoubleUnaryOperator level,
-                                  float[] dx) {
-        float absMax = 0f;
-        for (int i = off; i < off + cols; i++) absMax = Math.max(absMax, Math.abs(x[i]));
-        System.arraycopy(dy, off, dx, off, cols);
-        if (absMax == 0f) return;
-        float scale = absMax / q;
-        double dScale = 0;
-        for (int i = off; i < off + cols; i++) {
-            float t = x[i] / scale;
-            dScale += (double) dy[i] * ((float) level.applyAsDouble(t) - t);
+    private static void absMaxRow(float[] x, float[] dy, int off, int cols, float q, float lo, float hi,
+                                  java.util.function.DoubleUnaryOperator round, float[] dx) {
+        float absMax = FpQuantizer.absMax(x, off, off + cols);
+        if (absMax == 0f) {
+            System.arraycopy(dy, off, dx, off, cols);
+            return;
         }
-        int ties = 0;
-        for (int i = off; i < off + cols; i++) if (Math.abs(x[i]) == absMax) ties++;
-        float toMax = (float) (dScale / q / ties);
-        for (int i = off; i < off + cols; i++) if (Math.abs(x[i]) == absMax) dx[i] += Math.signum(x[i]) * toMax;
+        double dScale = QuantizerGradient.straightThrough(x, dy, off, cols, absMax / q, 0f, lo, hi, round, dx);
+        QuantizerGradient.toExtreme(x, off, cols, absMax, true, dScale / q, dx);
     }
 }
