@@ -13,7 +13,8 @@ nsamples // batch-size steps; then the quantized block's outputs become block i+
     post_attention_layernorm (gate, up), one per value channel between v's rows and o_proj's columns, and,
     when Q and K are quantized (abits < 8), eq. 6's query/key scale per key channel (a RoPE pair shares one);
     no shifts (RMSNorm, no biases: the reference's use_shift is off for Llama). Started as blockquant does:
-    s = max|X|^a / max|W|^(1-a) (a = 0.5) from this block's inputs, W = q_proj, up_proj, o_proj, the value
+    s = max|X|^a / max|W|^(1-a) (a = 0.5) from this block's inputs on the full-precision stream (the reference's
+    act_scales come from the unquantized model), W = q_proj, up_proj, o_proj, the value
     scale the max over the query heads that read it, |s| >= 1e-2 after every update (truncate_number).
   Activations (--abits < 16): per-token fake quantization of every linear's input, below 8 bits asymmetric
     min-max with Q, K (after RoPE) and V quantized per head and token too (the reference's rule, blockquant's
@@ -219,7 +220,7 @@ def truncate(scales):
 def let_init(cfg, w, x, cos, sin, alpha, qk, ix, fwd_batch):
     """LET's start, as blockquant's OmniQuantCalibrator.initialize (SmoothQuant eq. 4, the reference's):
     s = max(max|X|^α / max|W|^(1-α), 1e-5) per input channel (both maxima clamped at 1e-5), X the input of
-    q_proj, up_proj, o_proj in the full-precision block run on this block's training inputs x, W that layer;
+    q_proj, up_proj, o_proj in the full-precision block run on x (the block's full-precision-stream inputs), W that layer;
     the value scale per value channel is the max over the query heads reading it; the qk scale starts at 1."""
     amax = {}
 
@@ -261,14 +262,14 @@ def step_flops(cfg, w, windows, seq):
     return 3 * (fwd + 4.0 * windows * cfg["nh"] * seq * seq * cfg["hd"])
 
 
-def train_block(a, cfg, w, x, tgt, cos, sin, ix, acts, qk, b, n):
-    """Block b's training, as blockquant's OmniQuantCalibrator.train: LET started from x's statistics, LWC at
-    gamma = beta = 4, then epochs × (nsamples // batch) AdamW steps on MSE(quantized block(x), tgt), the windows
-    shuffled each epoch. Returns the LWC and LET parameters, each epoch's mean loss and each epoch's seconds."""
+def train_block(a, cfg, w, x, tgt, cos, sin, ix, acts, qk, b, n, xf):
+    """Block b's training, as blockquant's OmniQuantCalibrator.train: LET started from xf's statistics (the
+    full-precision stream's inputs), LWC at gamma = beta = 4, then epochs × (nsamples // batch) AdamW steps on
+    MSE(quantized block(x), tgt), the windows shuffled each epoch. Returns the LWC and LET parameters, each epoch's mean loss and each epoch's seconds."""
     dev = x.device
     batch = min(a.batch_size, a.nsamples)
     steps = a.nsamples // batch
-    let = let_init(cfg, w, x, cos, sin, a.alpha, qk, ix, a.fwd_batch) if a.let else None
+    let = let_init(cfg, w, xf, cos, sin, a.alpha, qk, ix, a.fwd_batch) if a.let else None
     lwc = {}
     if a.lwc:
         for m in LINEARS:
@@ -391,7 +392,7 @@ def main():
         x = xq if a.inputs == "quant" else xf
         torch.cuda.synchronize()
         t_train = time.perf_counter()
-        lwc, let, block_losses, block_epochs = train_block(a, cfg, w, x, tgt, cos, sin, ix, acts, qk, b, n)
+        lwc, let, block_losses, block_epochs = train_block(a, cfg, w, x, tgt, cos, sin, ix, acts, qk, b, n, xf)
         torch.cuda.synchronize()
         train_s.append(time.perf_counter() - t_train)
         if a.inputs == "quant":

@@ -35,7 +35,13 @@ ALWAYS = re.compile(r'^(scala/collection/concurrent/|org/apache/spark/util/Spark
                     # cluster never takes that path (several slots an executor), and without these the DAG scheduler's
                     # thread died on the one-GPU machine's two-worker run, leaving the job waiting for ever
                     r'TaskLocation|ExecutorCacheTaskLocation|HostTaskLocation|HDFSCacheTaskLocation)|'
-                    r'org/apache/spark/executor/ExecutorExitCode)')
+                    r'org/apache/spark/executor/ExecutorExitCode|'
+                    # a failed task: the local backend kills the stage's other tasks (scheduler/local/KillTask) and the
+                    # DAG scheduler reports through SparkContext's anonymous listeners; without them a task's error left
+                    # the job waiting until the call's time ran out. The whole scheduler package (2.7 MB unpacked).
+                    r'org/apache/spark/scheduler/|org/apache/spark/SparkContext\$|'
+                    # Netty picks another event-executor chooser when the thread count is not a power of two (local[3])
+                    r'io/netty/util/concurrent/)')
 LINE = re.compile(r'\[class,load\] (\S+) source: (.*)$')
 # pom.xml and pom.properties of the jar's own build; a jar index (INDEX.LIST), which would name what is gone
 BUILD_INFO = re.compile(r'^META-INF/(maven/|INDEX.LIST$)')

@@ -114,6 +114,29 @@ class OmniQuantParametersTest {
         assertNoStore(out);
     }
 
+    /**
+     * SmoothQuant's scales (and LET's start) come from the full-precision model's input ranges, taken on the
+     * full-precision pass, not from the quantized prefix the block is calibrated on: two recipes whose prefixes
+     * differ (3-bit against 8-bit weights) learn block 1's scales bit for bit alike. With the prefix's ranges they
+     * differ (checked by hand, passing null ranges in SequentialQuantizeJob).
+     */
+    @Test
+    void smoothingStartsFromTheFullPrecisionStreamNotTheQuantizedPrefix() {
+        Map<String, float[]> w3 = smoothQuantScales(3), w8 = smoothQuantScales(8);
+        assertTrue(w3.containsKey("smoothquant.attn_scale"), w3.keySet().toString());
+        for (String k : w3.keySet()) org.junit.jupiter.api.Assertions.assertArrayEquals(w8.get(k), w3.get(k), k);
+    }
+
+    private Map<String, float[]> smoothQuantScales(int wbits) {
+        Path params = tmp.resolve("sq-params-" + wbits);
+        Run r = EvalCommandTest.run("quantize", "--model", model.toString(), "--calib", calib.toString(), "--nsamples", "4",
+                "--seqlen", "16", "--windows-per-task", "2", "--no-eval", "--master", "local[2]", "--method", "smoothquant",
+                "--wbits", String.valueOf(wbits), "--abits", "4", "--out", tmp.resolve("sq-" + wbits).toString(),
+                "--omni-params", params.toString());
+        assertEquals(0, r.code(), r.err());
+        return OmniQuantParameterFiles.read(new Configuration(), params.toString(), 1);
+    }
+
     @Test
     void omniParamsNeedOmniQuant() {
         Path out = tmp.resolve("rtn");

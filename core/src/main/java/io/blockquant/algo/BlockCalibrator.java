@@ -5,6 +5,7 @@ import io.blockquant.tensor.GramSum;
 import io.blockquant.tensor.Tensor;
 import io.blockquant.tensor.TensorBackend;
 import java.io.Serializable;
+import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
 
@@ -48,7 +49,15 @@ public sealed interface BlockCalibrator extends Serializable
          * folded from them. The target arrays are the caller's to give up: a method may overwrite them (OmniQuant's
          * augmented loss averages into them).
          */
-        Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, int seq, long seed, Consumer<String> progress);
+        Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, InputRanges fpRanges, int seq, long seed,
+                      Consumer<String> progress);
+
+        /**
+         * The linears of {@code fp} whose input ranges on the full-precision stream the method starts from (LET's and
+         * SmoothQuant's act_scales), empty for none. {@link #train} gets them as {@code fpRanges}; null there means
+         * the inputs it is given are that stream, and the method takes the ranges from them.
+         */
+        List<String> rangedInputs(DecoderBlock fp);
 
         /** The block folded from parameters learned before ({@link Learned#parameters}); {@code source} names them in errors. */
         CalibratedBlock restore(DecoderBlock fp, Map<String, float[]> parameters, String source);

@@ -15,7 +15,8 @@ import java.util.function.Consumer;
 
 /**
  * OmniQuant (Shao et al., 2023) for one block, as the reference's {@code quantize/omniquant.py}: LET started
- * from activation statistics of the block's calibration inputs, LWC from γ = β = 4, then {@code epochs}
+ * from the input ranges of the full-precision model on the calibration windows (the reference's act_scales and
+ * act_shifts, {@link InputRanges}), LWC from γ = β = 4, then {@code epochs}
  * passes of AdamW over the windows (a seeded shuffle per epoch; the reference walks them in order) on the
  * MSE between the quantized block's output and the full-precision target, and finally the fold. As the
  * pipeline's calibrator it needs the block's inputs and the full-precision targets; training is seeded per block.
@@ -23,9 +24,19 @@ import java.util.function.Consumer;
 public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibrator.OnBlockTargets {
 
     @Override
-    public Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, int seq, long seed, Consumer<String> progress) {
-        OmniQuantObjective objective = train(fp, inputs, targets, seq, config, seed, progress);
+    public Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, InputRanges fpRanges, int seq, long seed,
+                         Consumer<String> progress) {
+        OmniQuantObjective objective = train(fp, inputs, targets, fpRanges, seq, config, seed, progress);
         return new Learned(objective.learned(), objective.fold(fp.linears().get(0).weight().backend()));
+    }
+
+    /** LET's starts read the inputs of the query projection, the MLP's first linear and the output projection. */
+    @Override
+    public List<String> rangedInputs(DecoderBlock fp) {
+        if (!config.let()) return List.of();
+        List<String> names = new java.util.ArrayList<>(List.of(HeapBlock.name(fp, Proj.Q), HeapBlock.name(fp, Proj.O)));
+        if (fp.mlpNorm() != null) names.add(HeapBlock.name(fp, Proj.UP));
+        return names;
     }
 
     @Override
@@ -50,16 +61,18 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
     public static CalibratedBlock calibrate(DecoderBlock fpBlock, float[][] inputs, float[][] targets, int seq,
                                             OmniQuantConfig cfg, long seed, Consumer<String> progress) {
         TensorBackend be = fpBlock.linears().get(0).weight().backend();
-        return train(fpBlock, inputs, targets, seq, cfg, seed, progress).fold(be);
+        return train(fpBlock, inputs, targets, null, seq, cfg, seed, progress).fold(be);
     }
 
     /**
      * The training alone: the objective with its learned LWC and LET parameters, before the fold. {@link
      * OmniQuantObjective#fold} turns it into the stored block; {@link OmniQuantObjective#transformedFullPrecision}
      * into the same block with LET folded in but no quantization (the check that LET keeps the function).
+     * {@code fpRanges}: the input ranges of {@link #rangedInputs} on the full-precision stream, LET's start; null
+     * takes them from {@code inputs} (right when they are that stream).
      */
-    public static OmniQuantObjective train(DecoderBlock fpBlock, float[][] inputs, float[][] targets, int seq,
-                                           OmniQuantConfig cfg, long seed, Consumer<String> progress) {
+    public static OmniQuantObjective train(DecoderBlock fpBlock, float[][] inputs, float[][] targets, InputRanges fpRanges,
+                                           int seq, OmniQuantConfig cfg, long seed, Consumer<String> progress) {
         TensorBackend be = fpBlock.linears().get(0).weight().backend();
         HeapBlock fp = HeapBlock.of(fpBlock);
         int hidden = fp.hidden(), nsamples = inputs.length;
@@ -73,7 +86,11 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
             }
         }
         EquivalentTransform let = transform(fp, cfg);
-        if (let != null) initialize(let, fp, fpBlock, inputs, nsamples, seq, cfg);
+        if (let != null) {
+            InputRanges ranges = fpRanges != null ? fpRanges
+                    : InputRanges.of(fpBlock, new OmniQuantCalibrator(cfg).rangedInputs(fpBlock), inputs, seq, Math.max(1, cfg.batchSize()));
+            initialize(let, fp, ranges, cfg);
+        }
         float[][] goal = cfg.augLoss() ? augmentedTargets(fpBlock, inputs, targets, seq) : targets;
         OmniQuantObjective objective = new OmniQuantObjective(fp, let, cfg.weightSpec(), cfg.lwc(), cfg.activations());
 
@@ -220,77 +237,26 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         }
     }
 
-    /** Per-channel max |x| and the EMA of per-window (max + min)/2, as generate_act_scale_shift.py. */
-    private static final class ChannelStats {
-        final float[] absMax, shift;
-        boolean started;
-
-        ChannelStats(int n) {
-            absMax = new float[n];
-            shift = new float[n];
-        }
-
-        void add(float[] x, int windows, int seq) {
-            int n = absMax.length;
-            for (int w = 0; w < windows; w++) {
-                float[] mx = new float[n], mn = new float[n];
-                java.util.Arrays.fill(mx, Float.NEGATIVE_INFINITY);
-                java.util.Arrays.fill(mn, Float.POSITIVE_INFINITY);
-                for (int r = w * seq; r < (w + 1) * seq; r++) {
-                    for (int c = 0; c < n; c++) {
-                        float v = x[r * n + c];
-                        absMax[c] = Math.max(absMax[c], Math.abs(v));
-                        mx[c] = Math.max(mx[c], v);
-                        mn[c] = Math.min(mn[c], v);
-                    }
-                }
-                for (int c = 0; c < n; c++) {
-                    float mid = (mx[c] + mn[c]) / 2;
-                    shift[c] = started ? 0.99f * shift[c] + 0.01f * mid : mid;
-                }
-                started = true;
-            }
-        }
-    }
-
     /**
      * The reference's LET start: {@code s = max|X|^α / max|W|^(1−α)} (clamped at 1e-5) per input channel,
-     * W the first linear reading the channel (q_proj, up_proj/fc1, o_proj/out_proj) and X its full-precision
-     * input; the shift from the EMA of channel mid-ranges. The value-to-output scale per value channel takes
-     * the max over the query heads sharing it.
+     * W the first linear reading the channel (q_proj, up_proj/fc1, o_proj/out_proj) and X its input on the
+     * full-precision stream ({@code ranges}); the shift from the moving average of channel mid-ranges. The
+     * value-to-output scale per value channel takes the max over the query heads sharing it.
      */
-    static void initialize(EquivalentTransform let, HeapBlock fp, DecoderBlock fpBlock, float[][] inputs, int nsamples,
-                           int seq, OmniQuantConfig cfg) {
-        TensorBackend be = fpBlock.linears().get(0).weight().backend();
+    static void initialize(EquivalentTransform let, HeapBlock fp, InputRanges ranges, OmniQuantConfig cfg) {
         String qName = fp.layer(Proj.Q).name(), upName = fp.layer(Proj.UP).name(), oName = fp.layer(Proj.O).name();
         int hidden = fp.hidden();
         int oIn = fp.layer(Proj.O).in();
-        ChannelStats attn = new ChannelStats(hidden), mlp = new ChannelStats(hidden), out = new ChannelStats(oIn);
-        int batch = Math.max(1, Math.min(cfg.batchSize(), nsamples));
-        int[] current = new int[1];
-        DecoderBlock tapped = fpBlock.mapLinears(l -> {
-            ChannelStats st = l.name().equals(qName) ? attn : l.name().equals(upName) ? mlp : l.name().equals(oName) ? out : null;
-            return st == null ? l : l.withInputTap(in -> st.add(in.toFloats(), current[0], seq));
-        });
-        for (int w0 = 0; w0 < nsamples; w0 += batch) {
-            int b = Math.min(batch, nsamples - w0);
-            current[0] = b;
-            float[] x = BlockCalibrator.rows(inputs, w0, b);
-            be.scratchValue(() -> {
-                tapped.forward(be.fromFloats(x, (long) b * seq, hidden), b, seq);
-                return null;
-            });
-        }
         double alpha = cfg.alpha();
-        smoothScale(let.attnScale, attn.absMax, fp.layer(Proj.Q), fp.rowsOf[Proj.Q.ordinal()], alpha);
-        if (let.attnShift != null) System.arraycopy(attn.shift, 0, let.attnShift, 0, hidden);
+        smoothScale(let.attnScale, ranges.absMax(qName), fp.layer(Proj.Q), fp.rowsOf[Proj.Q.ordinal()], alpha);
+        if (let.attnShift != null) System.arraycopy(ranges.shift(qName), 0, let.attnShift, 0, hidden);
         if (let.mlpScale != null) {
-            smoothScale(let.mlpScale, mlp.absMax, fp.layer(Proj.UP), null, alpha);
-            if (let.mlpShift != null) System.arraycopy(mlp.shift, 0, let.mlpShift, 0, hidden);
+            smoothScale(let.mlpScale, ranges.absMax(upName), fp.layer(Proj.UP), null, alpha);
+            if (let.mlpShift != null) System.arraycopy(ranges.shift(upName), 0, let.mlpShift, 0, hidden);
         }
         // output projection: per value channel, the max over the query heads that read it
-        float[] oScale = new float[oIn];
-        smoothScale(oScale, out.absMax, fp.layer(Proj.O), null, alpha);
+        float[] oScale = new float[oIn], oShift = ranges.shift(oName);
+        smoothScale(oScale, ranges.absMax(oName), fp.layer(Proj.O), null, alpha);
         int d = fp.spec.headDim();
         int groups = oIn / let.outScale.length;
         java.util.Arrays.fill(let.outScale, 0f);
@@ -298,7 +264,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         for (int j = 0; j < oIn; j++) {
             int c = ((j / d) / groups) * d + j % d;
             let.outScale[c] = Math.max(let.outScale[c], oScale[j]);
-            shiftSum[c] += out.shift[j] / groups;
+            shiftSum[c] += oShift[j] / groups;
         }
         if (let.outShift != null) System.arraycopy(shiftSum, 0, let.outShift, 0, shiftSum.length);
         let.truncateScales();

@@ -15,8 +15,9 @@ import java.util.function.Consumer;
 /**
  * SmoothQuant (Xiao et al., 2023) for one block, as {@code mit-han-lab/smoothquant}'s {@code smooth_lm}: per input
  * channel j of the linears reading a norm, {@code s_j = max|X_j|^α / max|W_j|^(1−α)} (eq. 4; clamped at 1e-5, the
- * weight max over every reader), X the block's full-precision calibration inputs, folded as {@code norm/s} and
- * {@code W·diag(s)}; then the weights are rounded to nearest. It is LET's scale start without training (no
+ * weight max over every reader), X the block's inputs on the full-precision stream (the pipeline's {@link
+ * InputRanges}, as smoothquant's act_scales come from the unquantized model), folded as {@code norm/s} and {@code
+ * W·diag(s)}; then the weights are rounded to nearest. It is LET's scale start without training (no
  * shifts, no value/output or query/key scale: those are OmniQuant's), the weight-activation baseline OmniQuant
  * compares with. The learned vectors are the two scales; {@code --omni-params} keeps and restores them.
  */
@@ -26,14 +27,25 @@ public record SmoothQuantCalibrator(IntQuantSpec weights, ActivationQuant activa
     static final String ATTN = "smoothquant.attn_scale", MLP = "smoothquant.mlp_scale";
 
     @Override
-    public Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, int seq, long seed, Consumer<String> progress) {
+    public Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, InputRanges fpRanges, int seq, long seed,
+                         Consumer<String> progress) {
         HeapBlock heap = HeapBlock.of(fp);
         EquivalentTransform t = new EquivalentTransform(heap, false, false);
-        float[][] absMax = inputAbsMax(fp, heap, t, inputs, seq);
-        smooth(t.attnScale, absMax[0], heap, t.readers().attnNorm(), alpha);
-        if (t.mlpScale != null) smooth(t.mlpScale, absMax[1], heap, t.readers().mlpNorm(), alpha);
+        List<String> readers = rangedInputs(fp);
+        InputRanges ranges = fpRanges != null ? fpRanges : InputRanges.of(fp, readers, inputs, seq, 8);
+        smooth(t.attnScale, ranges.absMax(readers.get(0)), heap, t.readers().attnNorm(), alpha);
+        if (t.mlpScale != null) smooth(t.mlpScale, ranges.absMax(readers.get(1)), heap, t.readers().mlpNorm(), alpha);
         Map<String, float[]> learned = named(t);
         return new Learned(learned, fold(fp, heap, t));
+    }
+
+    /** Each norm's output, as its first reader sees it. */
+    @Override
+    public List<String> rangedInputs(DecoderBlock fp) {
+        var readers = fp.spec().family().descriptor().letNormReaders(fp.spec());
+        List<String> names = new java.util.ArrayList<>(List.of(HeapBlock.name(fp, readers.attnNorm().get(0))));
+        if (fp.mlpNorm() != null && !readers.mlpNorm().isEmpty()) names.add(HeapBlock.name(fp, readers.mlpNorm().get(0)));
+        return names;
     }
 
     @Override
@@ -98,32 +110,6 @@ public record SmoothQuantCalibrator(IntQuantSpec weights, ActivationQuant activa
             w[i] = q.dequantize();
         }
         return new CalibratedBlock(heap.toBlock(be, a.attnNorm, a.mlpNorm, w, a.bias, activations), layers);
-    }
-
-    /** Per channel {@code max |x|} of each norm's output over the calibration windows (what its first reader sees). */
-    private static float[][] inputAbsMax(DecoderBlock fp, HeapBlock heap, EquivalentTransform t, float[][] inputs, int seq) {
-        TensorBackend be = fp.linears().get(0).weight().backend();
-        int hidden = heap.hidden();
-        String attnReader = heap.layer(t.readers().attnNorm().get(0)).name();
-        String mlpReader = t.readers().mlpNorm().isEmpty() ? null : heap.layer(t.readers().mlpNorm().get(0)).name();
-        float[][] max = {new float[hidden], new float[hidden]};
-        DecoderBlock tapped = fp.mapLinears(l -> {
-            int k = l.name().equals(attnReader) ? 0 : l.name().equals(mlpReader) ? 1 : -1;
-            return k < 0 ? l : l.withInputTap(x -> {
-                float[] v = x.toFloats();
-                for (int i = 0; i < v.length; i++) max[k][i % hidden] = Math.max(max[k][i % hidden], Math.abs(v[i]));
-            });
-        });
-        int windows = inputs.length, batch = 8;
-        for (int w0 = 0; w0 < windows; w0 += batch) {
-            int b = Math.min(batch, windows - w0);
-            float[] x = BlockCalibrator.rows(inputs, w0, b);
-            be.scratchValue(() -> {
-                tapped.forward(be.fromFloats(x, (long) b * seq, hidden), b, seq);
-                return null;
-            });
-        }
-        return max;
     }
 
     /** Eq. 4 over every linear reading the norm: the weight max of channel j is over all their rows. */

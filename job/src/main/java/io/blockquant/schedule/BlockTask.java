@@ -58,8 +58,9 @@ final class BlockTask {
         Tensor[] kept = given != null ? given : resident ? KeptInputs.take(inputs, conf, block, parts) : null;
         try (BlockStep.OnBackend in = new BlockStep.OnBackend(inputs.inputs(conf, block, parts), be, resident, kept)) {
             if (s.calibrator() instanceof BlockCalibrator.OnBlockTargets) {
-                // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs
-                calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, parts, conf, s, omniParams, seq, nsamples,
+                // inputs and targets both from the full-precision stream: block i's inputs, block i+1's inputs (the input
+                // ranges taken from the inputs)
+                calibrated = SequentialQuantizeJob.omniQuantBlock(fp, block, inputs, inputs, null, parts, conf, s, omniParams, seq, nsamples,
                         blocks);
             } else {
                 BlockStep.Layers layers = BlockStep.layers(block, fp, s.calibrator(), plan, s, in, seq);

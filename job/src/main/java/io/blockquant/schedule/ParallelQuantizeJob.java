@@ -138,7 +138,7 @@ public final class ParallelQuantizeJob {
         long t0 = System.nanoTime();
         for (int i = from; i <= need; i++) {
             if (i == 0) QuantizeJob.embed(executor, model, windows, parts, s.windowsPerTask(), fpActs);
-            else QuantizeJob.fullPrecisionPass(executor, model, i - 1, parts, fpActs, windows.value().seqlen());
+            else QuantizeJob.fullPrecisionPass(executor, model, i - 1, parts, fpActs, windows.value().seqlen(), null);
         }
         if (from <= need) {
             log.printf(Locale.ROOT, "captured the full-precision inputs of blocks %d..%d of %d in %.1f s (%d tasks per pass)%n",

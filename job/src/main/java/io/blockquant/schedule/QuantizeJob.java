@@ -1,6 +1,7 @@
 package io.blockquant.schedule;
 
 import io.blockquant.algo.BlockCalibrator;
+import io.blockquant.algo.InputRanges;
 import io.blockquant.calib.CalibrationSet;
 import io.blockquant.model.Checkpoint;
 import io.blockquant.model.ModelFormatException;
@@ -245,19 +246,25 @@ public final class QuantizeJob {
 
     /**
      * One pass of tasks: the full-precision block {@code block} on every partition of {@code files}' inputs of that
-     * block, written as the inputs of block + 1 (the full-precision stream).
+     * block, written as the inputs of block + 1 (the full-precision stream). With {@code ranged} (else null), the
+     * ranges of the block's inputs that it starts from ({@link BlockCalibrator.OnBlockTargets#rangedInputs}), taken on
+     * the same forward passes and merged in window order; null when it asks for none.
      */
-    static void fullPrecisionPass(BlockExecutor executor, ModelRef model, int block, List<Integer> parts, ActivationFiles files,
-                                  int seq) throws IOException {
-        executor.map(parts, block, (p, be, conf) -> {
+    static InputRanges fullPrecisionPass(BlockExecutor executor, ModelRef model, int block, List<Integer> parts, ActivationFiles files,
+                                         int seq, BlockCalibrator.OnBlockTargets ranged) throws IOException {
+        List<InputRanges> ranges = executor.map(parts, block, (p, be, conf) -> {
             DecoderBlock fp = ExecutorBlocks.block(model, block, be, conf);
+            List<String> names = ranged == null ? List.of() : ranged.rangedInputs(fp);
+            InputRanges.Collector collector = names.isEmpty() ? null : new InputRanges.Collector(names, seq);
+            DecoderBlock run = collector == null ? fp : collector.tap(fp);
             int[] shape = new int[2];
             float[] x = files.read(conf, block, p, shape);
-            float[] y = be.scratchValue(() -> fp.forward(be.fromFloats(x, shape[0], shape[1]), shape[0] / seq, seq).toFloats());
+            float[] y = be.scratchValue(() -> run.forward(be.fromFloats(x, shape[0], shape[1]), shape[0] / seq, seq).toFloats());
             files.write(conf, block + 1, p, y, shape[0], shape[1]);
-            return null;
+            return collector == null ? null : collector.ranges();
         });
         files.markComplete(executor.conf(), block + 1);
+        return ranges.isEmpty() || ranges.contains(null) ? null : InputRanges.merge(ranges);
     }
 
     /**

@@ -3,6 +3,7 @@ package io.blockquant.schedule;
 import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.CalibratedBlock;
 import io.blockquant.algo.HessianAccumulator;
+import io.blockquant.algo.InputRanges;
 import io.blockquant.algo.StoredWeight;
 import io.blockquant.schedule.QuantizeJob.Summary;
 import io.blockquant.calib.CalibrationSet;
@@ -231,7 +232,11 @@ public final class SequentialQuantizeJob {
             // feeds nothing, so it is not computed
             int lastTrained = blocks - 1;
             while (lastTrained >= 0 && learned.contains(lastTrained)) lastTrained--;
-            if (block <= lastTrained) QuantizeJob.fullPrecisionPass(executor, model, block, parts, fpActs, seq);
+            // the same passes take the input ranges that LET or SmoothQuant start from (the reference's act_scales come
+            // from the full-precision model, not from the quantized prefix this block's inputs are)
+            BlockCalibrator.OnBlockTargets ranged = learned.contains(block) ? null : (BlockCalibrator.OnBlockTargets) s.calibrator();
+            InputRanges fpRanges = block <= lastTrained
+                    ? QuantizeJob.fullPrecisionPass(executor, model, block, parts, fpActs, seq, ranged) : null;
             long t0 = System.nanoTime();
             ModelRef model = this.model;
             BlockFiles files = this.files;
@@ -241,7 +246,8 @@ public final class SequentialQuantizeJob {
             String paramsDir = omniParams;
             executor.map(List.of(block), block, (b, be, conf) -> {
                 DecoderBlock fp = ExecutorBlocks.block(model, b, be, conf);
-                files.writeRows(conf, b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, parts, conf, s, paramsDir, seq, windows, blocks)));
+                files.writeRows(conf, b, BlockRecords.of(b, omniQuantBlock(fp, b, acts, fpActs, fpRanges, parts, conf, s, paramsDir, seq, windows,
+                        blocks)));
                 return null;
             });
             log.printf(Locale.ROOT, "  block %d/%d: %s %s in %.1f s (%s)%n", block + 1, blocks, s.method(),
@@ -261,11 +267,12 @@ public final class SequentialQuantizeJob {
 
     /**
      * One block's OmniQuant: folded from {@code paramsDir}'s learned parameters when that block's file exists,
-     * else trained on the block's inputs (the quantized prefix's outputs) against the full-precision targets,
-     * and its parameters written there when a folder is given.
+     * else trained on the block's inputs (the quantized prefix's outputs) against the full-precision targets from
+     * {@code fpRanges} (the full-precision stream's input ranges; null: the inputs'), and its parameters written
+     * there when a folder is given.
      */
-    static CalibratedBlock omniQuantBlock(DecoderBlock fp, int b, ActivationFiles acts, ActivationFiles fpActs, List<Integer> parts,
-                                          Configuration conf, QuantizeSettings s, String paramsDir, int seq, int windows, int blocks)
+    static CalibratedBlock omniQuantBlock(DecoderBlock fp, int b, ActivationFiles acts, ActivationFiles fpActs, InputRanges fpRanges,
+                                          List<Integer> parts, Configuration conf, QuantizeSettings s, String paramsDir, int seq, int windows, int blocks)
             throws IOException {
         BlockCalibrator.OnBlockTargets calibrator = (BlockCalibrator.OnBlockTargets) s.calibrator();
         Map<String, float[]> learned = paramsDir == null ? null : OmniQuantParameterFiles.read(conf, paramsDir, b);
@@ -276,7 +283,7 @@ public final class SequentialQuantizeJob {
         }
         float[][] inputs = QuantizeJob.windows(acts, conf, b, parts, seq), targets = QuantizeJob.windows(fpActs, conf, b + 1, parts, seq);
         if (inputs.length != windows) throw new IllegalStateException("block " + b + ": " + inputs.length + " windows read, " + windows + " drawn");
-        BlockCalibrator.Learned trained = calibrator.train(fp, inputs, targets, seq, s.seed() + b,
+        BlockCalibrator.Learned trained = calibrator.train(fp, inputs, targets, fpRanges, seq, s.seed() + b,
                 msg -> System.err.printf("    block %d/%d omniquant: %s%n", b + 1, blocks, msg));
         if (paramsDir != null) OmniQuantParameterFiles.write(conf, paramsDir, b, trained.parameters());
         return trained.block();

@@ -37,5 +37,7 @@ public final class KryoClasses implements KryoRegistrator {
         // the plan of block -1's parts: which rows of which checkpoint tensor each write task copies
         kryo.register(io.blockquant.schedule.QuantizeJob.ModelPart.class, new JavaSerializer());
         kryo.register(io.blockquant.export.AddedError.class, new JavaSerializer());
+        // a full-precision pass's input ranges, per task, for LET's and SmoothQuant's start
+        kryo.register(io.blockquant.algo.InputRanges.class, new JavaSerializer());
     }
 }

@@ -78,6 +78,12 @@ public final class HeapBlock {
         return h;
     }
 
+    /** The name of the linear holding projection {@code p} in {@code block} (null when absent), without copying weights. */
+    public static String name(DecoderBlock block, Proj p) {
+        Slot slot = block.spec().family().descriptor().slots(block.spec()).get(p);
+        return slot == null ? null : block.linears().get(slot.layer()).name();
+    }
+
     private static NormParams norm(Norm n) {
         return new NormParams(n.weight().toFloats(), n.bias() == null ? null : n.bias().toFloats());
     }

@@ -68,7 +68,7 @@ class LetPerplexityTest {
                 float[] y = be.scratchValue(() -> block.forward(be.fromFloats(in, in.length / spec.hiddenSize(), spec.hiddenSize()),
                         CALIB_WINDOWS, CALIB_SEQ).toFloats());
                 OmniQuantObjective trained = OmniQuantCalibrator.train(block, io.blockquant.algo.BlockCalibrator.windows(in, CALIB_WINDOWS),
-                        io.blockquant.algo.BlockCalibrator.windows(y, CALIB_WINDOWS), CALIB_SEQ, cfg, i, null);
+                        io.blockquant.algo.BlockCalibrator.windows(y, CALIB_WINDOWS), null, CALIB_SEQ, cfg, i, null);
                 DecoderBlock t = trained.transformedFullPrecision(be);
                 weightChange = Math.max(weightChange, LetFoldingTest.relativeError(
                         t.linears().get(0).weight().toFloats(), block.linears().get(0).weight().toFloats()));

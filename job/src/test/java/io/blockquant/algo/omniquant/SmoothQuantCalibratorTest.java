@@ -36,7 +36,7 @@ class SmoothQuantCalibratorTest {
         double alpha = 0.5;
         SmoothQuantCalibrator sq = new SmoothQuantCalibrator(new IntQuantSpec(8, 0, false), ActivationQuant.NONE, alpha);
         BlockCalibrator.Learned learned = sq.train(block, BlockCalibrator.windows(x, batch),
-                BlockCalibrator.windows(TestBlocks.forward(block, x, batch, seq), batch), seq, 0, null);
+                BlockCalibrator.windows(TestBlocks.forward(block, x, batch, seq), batch), null, seq, 0, null);
 
         // eq. 4 by hand: the attention norm's output channel max over all tokens, the weight max over q, k, v (and
         // Falcon-7B's MLP, which reads the same norm)
@@ -77,5 +77,34 @@ class SmoothQuantCalibratorTest {
         bad.put("smoothquant.attn_scale", new float[3]);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> sq.check(block, bad, "f.safetensors"));
         assertTrue(e.getMessage().contains("'smoothquant.attn_scale' has 3 values"), e.getMessage());
+    }
+
+    /**
+     * Given the full-precision stream's ranges, the scales follow them and not the inputs (the pipeline's inputs are
+     * the quantized prefix's outputs): the same scales as training on the windows those ranges came from.
+     */
+    @ParameterizedTest
+    @EnumSource(Family.class)
+    void givenRangesReplaceTheInputs(Family family) {
+        int batch = 3, seq = 6, hidden = 16;
+        ModelSpec spec = TestBlocks.spec(family, hidden, 4, 2, 24, true);
+        DecoderBlock block = TestBlocks.block(spec, 22);
+        float[] quantizedPrefix = TestBlocks.inputs(new Random(4), batch * seq, hidden);
+        float[] fullPrecision = TestBlocks.inputs(new Random(5), batch * seq, hidden);
+        for (int i = 0; i < fullPrecision.length; i += 5) fullPrecision[i] *= 4f;
+        float[][] targets = BlockCalibrator.windows(TestBlocks.forward(block, fullPrecision, batch, seq), batch);
+        SmoothQuantCalibrator sq = new SmoothQuantCalibrator(new IntQuantSpec(8, 0, false), ActivationQuant.NONE, 0.5);
+        io.blockquant.algo.InputRanges ranges = io.blockquant.algo.InputRanges.of(block, sq.rangedInputs(block),
+                BlockCalibrator.windows(fullPrecision, batch), seq, 1);
+        float[] given = sq.train(block, BlockCalibrator.windows(quantizedPrefix, batch), targets, ranges, seq, 0, null)
+                .parameters().get("smoothquant.attn_scale");
+        float[] own = sq.train(block, BlockCalibrator.windows(fullPrecision, batch), targets, null, seq, 0, null)
+                .parameters().get("smoothquant.attn_scale");
+        float[] prefix = sq.train(block, BlockCalibrator.windows(quantizedPrefix, batch), targets, null, seq, 0, null)
+                .parameters().get("smoothquant.attn_scale");
+        assertArrayEquals(own, given);
+        double moved = 0;
+        for (int c = 0; c < hidden; c++) moved = Math.max(moved, Math.abs(prefix[c] - given[c]) / given[c]);
+        assertTrue(moved > 0.05, "the inputs' own ranges give other scales, moved " + moved);
     }
 }
