@@ -51,6 +51,17 @@ public record FakeQuantRecipe(IntQuantSpec weights, ActivationQuant activations)
         return weights == null && activations.isNone();
     }
 
+    /** The activations' part of {@link #label}: {@code A16}, {@code A8}, {@code A4 asym-acts qkv}, {@code A16 kv-int8}. */
+    public String activationLabel() {
+        TokenQuant in = activations.linearInputs();
+        AttentionQuant att = activations.attention();
+        String a = activationFormat() != null ? "A8-" + activationFormat() : in == null ? "A16" : "A" + in.bits();
+        String asym = in != null && in.asymmetric() ? " asym-acts" : "";
+        String qkv = att.query() != null ? " qkv" : "";
+        String kv = att.key() != null && !att.key().equals(att.query()) ? " kv-" + att.key().label() : "";
+        return a + asym + qkv + kv;
+    }
+
     /** A short label such as {@code fp}, {@code rtn W4A16 g64}, {@code rtn W8A8 pc} or {@code rtn W4A4 pc asym-acts qkv kv-int8}. */
     public String label() {
         if (isFullPrecision()) return "fp";

@@ -125,18 +125,19 @@ public final class EvalCommand implements Callable<Integer> {
             throw new IllegalArgumentException(text + ": " + tokens.length + " tokens, fewer than one window of "
                     + seqlen + " (--seqlen)");
         }
+        // a store's weights are its own; the recipe adds only what eval quantizes at run time, its activations
+        String method = store != null ? "store " + recipe.activationLabel() : recipe.label();
         System.err.printf("eval: %s%n      %s, %d tokens -> %d windows of %d, %s%n", spec.describe(), text,
-                tokens.length, windows.size(), seqlen, recipe.label());
+                tokens.length, windows.size(), seqlen, store != null ? "the store's weights, activations " + recipe.activationLabel() : method);
 
         if (spark == null) spark = SparkSessions.getOrCreate("blockquant eval", master, backend);
         NllSum result = PerplexityJob.run(spark, new PerplexityJob.Request(source, recipe, windowsPerTask, work), windows,
                 "eval " + new Path(text).getName(), System.err);
         double seconds = (System.nanoTime() - start) / 1e9;
 
-        System.out.printf(Locale.ROOT, "%-12s %-24s %-20s %8s %8s %10s%n", "model", "text", "method", "windows", "tokens", "perplexity");
-        System.out.printf(Locale.ROOT, "%-12s %-24s %-20s %8d %8d %10.4f%n", store != null ? new Path(store).getName() : modelDir.getName(), new Path(text).getName(),
-                store != null ? "store" + (recipe.activationBits() > 0 ? " A" + recipe.activationBits() : "")
-                        + (recipe.activations().attention().key() != null ? " kv" : "") : recipe.label(), result.windows(), tokens.length, result.perplexity());
+        System.out.printf(Locale.ROOT, "%-12s %-24s %-24s %8s %8s %10s%n", "model", "text", "method", "windows", "tokens", "perplexity");
+        System.out.printf(Locale.ROOT, "%-12s %-24s %-24s %8d %8d %10.4f%n", store != null ? new Path(store).getName() : modelDir.getName(),
+                new Path(text).getName(), method, result.windows(), tokens.length, result.perplexity());
         System.out.printf(Locale.ROOT, "done in %.1f s on %s%n", seconds, spark.sparkContext().master());
         if (store != null) {
             new EvalRecord(result.perplexity(), text, seqlen, result.windows(), tokens.length, result.tokens(), result.nll() / result.tokens(),

@@ -65,12 +65,13 @@ public final class QuantizeJob {
 
         /**
          * The layer with the largest relative output error and that error, or, where no layer's error was measured
-         * (OmniQuant trains and measures the block as a whole: its layers' errors are NaN), that.
+         * (OmniQuant and SmoothQuant change the layers' inputs, so only the block's output is compared: the layers'
+         * errors are NaN), that.
          */
         public String worstLayer() {
             return layerErrors.entrySet().stream().filter(e -> !e.getValue().isNaN()).max(Map.Entry.comparingByValue())
                     .map(e -> String.format(java.util.Locale.ROOT, "%s %.5f", e.getKey(), e.getValue()))
-                    .orElse("none measured (the method trains the block as a whole)");
+                    .orElse("none measured (the method changes the layers' inputs; the block's output is compared)");
         }
     }
 

@@ -71,6 +71,6 @@ class BlockLoopTest {
         errors.put("mlp.down_proj", 0.05);
         assertEquals("mlp.down_proj 0.05000", new BlockSummary(0, 1, 0.1, errors, false).worstLayer(), "NaN (not measured) is skipped");
         errors.replaceAll((k, v) -> Double.NaN);
-        assertEquals("none measured (the method trains the block as a whole)", new BlockSummary(0, 1, 0.1, errors, false).worstLayer());
+        assertEquals("none measured (the method changes the layers' inputs; the block's output is compared)", new BlockSummary(0, 1, 0.1, errors, false).worstLayer());
     }
 }
