@@ -388,6 +388,22 @@ __global__ void rowAbsMaxKernel(const float* a, int cols, float* out) {
   if (threadIdx.x == 0) out[blockIdx.x] = m;
 }
 
+// Per window of seq rows, each column's max and min ([windows, 2·cols]: maxima, then minima). A thread walks one
+// column down the window's rows, so a warp reads consecutive columns of a row (the calibration input ranges).
+__global__ void windowColumnRangesKernel(const float* a, int seq, int cols, float* out) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x, w = blockIdx.y;
+  if (c >= cols) return;
+  const float* x = a + (long long)w * seq * cols + c;
+  float mx = -INFINITY, mn = INFINITY;
+  for (int r = 0; r < seq; r++) {
+    float v = x[(long long)r * cols];
+    mx = fmaxf(mx, v);
+    mn = fminf(mn, v);
+  }
+  out[(long long)w * 2 * cols + c] = mx;
+  out[(long long)w * 2 * cols + cols + c] = mn;
+}
+
 // Column sums Σ_r a[r,c]·(b ? b[r,c] − (sub ? sub[r] : 0) : 1)·(rowScale ? rowScale[r] : 1) in float64:
 // bias gradients (a only), RMSNorm's dw (a = dy, b = x, rowScale = 1/rms), LayerNorm's dw (sub = mean).
 __global__ void columnReduceKernel(const float* a, const float* b, const double* sub, const double* rowScale,
@@ -1499,6 +1515,13 @@ JNI(void, pickPerRow)(JNIEnv* env, jclass, jlong a, jint rows, jint cols, jintAr
 JNI(void, rowAbsMax)(JNIEnv* env, jclass, jlong a, jint rows, jint cols, jlong out) {
   guarded(env, [&] {
     rowAbsMaxKernel<<<rows, rowThreads(cols), 0, ctx().stream>>>(F(a), cols, F(out));
+    CHECK_LAUNCH();
+  });
+}
+
+JNI(void, windowColumnRanges)(JNIEnv* env, jclass, jlong a, jint windows, jint seq, jint cols, jlong out) {
+  guarded(env, [&] {
+    windowColumnRangesKernel<<<dim3((cols + 255) / 256, windows), 256, 0, ctx().stream>>>(F(a), seq, cols, F(out));
     CHECK_LAUNCH();
   });
 }

@@ -121,38 +121,29 @@ public final class InputRanges implements Serializable {
                     throw new IllegalArgumentException("block has no linear " + n + " to take input ranges of");
                 }
             }
+            TensorBackend be = fp.linears().get(0).weight().backend();
+            // the backend reduces each window's columns where the activations are: only [windows, 2·width] leaves it
             return fp.mapLinears(l -> layers.containsKey(l.name())
-                    ? l.withInputTap(x -> add(l.name(), x.toFloats(), (int) x.shape()[1]))
+                    ? l.withInputTap(x -> add(l.name(), be.windowColumnRanges(x, seq).toFloats(), (int) x.shape()[1]))
                     : l);
         }
 
-        private void add(String layer, float[] x, int width) {
-            int windows = x.length / (seq * width);
-            Channels part = new Channels(new float[width], null, new double[width], windows);
-            float[] first = null;
+        /** Adds the windows of one pass from their per-window column maxima and minima ({@code [windows, 2·width]}). */
+        private void add(String layer, float[] ranges, int width) {
+            int windows = ranges.length / (2 * width);
+            float[] absMax = new float[width], first = new float[width];
+            double[] ema = new double[width];
             for (int w = 0; w < windows; w++) {
-                float[] mx = new float[width], mn = new float[width];
-                java.util.Arrays.fill(mx, Float.NEGATIVE_INFINITY);
-                java.util.Arrays.fill(mn, Float.POSITIVE_INFINITY);
-                for (int r = w * seq; r < (w + 1) * seq; r++) {
-                    for (int c = 0, o = r * width; c < width; c++) {
-                        float v = x[o + c];
-                        part.absMax[c] = Math.max(part.absMax[c], Math.abs(v));
-                        mx[c] = Math.max(mx[c], v);
-                        mn[c] = Math.min(mn[c], v);
-                    }
-                }
+                int o = w * 2 * width;
                 for (int c = 0; c < width; c++) {
-                    double mid = ((double) mx[c] + mn[c]) / 2;
-                    part.ema[c] = DECAY * part.ema[c] + (1 - DECAY) * mid;
-                }
-                if (w == 0) {
-                    first = new float[width];
-                    for (int c = 0; c < width; c++) first[c] = (mx[c] + mn[c]) / 2;
+                    float mx = ranges[o + c], mn = ranges[o + width + c];
+                    absMax[c] = Math.max(absMax[c], Math.max(mx, -mn));
+                    double mid = ((double) mx + mn) / 2;
+                    ema[c] = DECAY * ema[c] + (1 - DECAY) * mid;
+                    if (w == 0) first[c] = (mx + mn) / 2;
                 }
             }
-            Channels seen = new Channels(part.absMax, first, part.ema, windows);
-            layers.compute(layer, (n, before) -> before.then(seen));
+            layers.compute(layer, (n, before) -> before.then(new Channels(absMax, first, ema, windows)));
         }
 
         public InputRanges ranges() {

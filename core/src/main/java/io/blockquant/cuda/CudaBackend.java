@@ -595,6 +595,17 @@ public final class CudaBackend implements TensorBackend {
         return out;
     }
 
+    @Override
+    public Tensor windowColumnRanges(Tensor a, int seq) {
+        if (a.rank() != 2 || a.size(0) % seq != 0) {
+            throw new IllegalArgumentException("windowColumnRanges needs [windows·" + seq + ", cols], got " + a.describe());
+        }
+        int windows = (int) (a.size(0) / seq);
+        CudaTensor out = alloc(windows, 2 * a.size(1));
+        CudaNative.windowColumnRanges(p(a), windows, seq, cols(a), out.ptr());
+        return out;
+    }
+
     // ---- normalization and attention -------------------------------------------------------------
 
     @Override

@@ -147,6 +147,8 @@ final class CudaNative {
 
     static native void rowAbsMax(long a, int rows, int cols, long out);
 
+    static native void windowColumnRanges(long a, int windows, int seq, int cols, long out);
+
     static native void columnSums(long a, int rows, int cols, long out);
 
     // ---- normalization and attention -------------------------------------------------------------

@@ -151,6 +151,7 @@ public final class CheckCases {
             out.put("ops/pick_per_row", be.pickPerRow(a, pick));
             out.put("ops/row_absmax", be.rowAbsMax(a).toFloats());
             out.put("ops/column_sums", be.columnSums(a).toFloats());
+            out.put("ops/window_column_ranges", be.windowColumnRanges(a, 24).toFloats()); // 4 windows of 24 rows
             out.put("ops/rmsnorm", be.rmsNorm(a, row, 1e-6f).toFloats());
             out.put("ops/layernorm", be.layerNorm(a, row, bias, 1e-5f).toFloats());
             out.put("ops/layernorm_nobias", be.layerNorm(a, row, null, 1e-5f).toFloats());

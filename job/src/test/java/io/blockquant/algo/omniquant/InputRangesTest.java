@@ -74,6 +74,18 @@ class InputRangesTest {
     }
 
     @Test
+    void windowColumnRangesAreEachWindowsColumnMaximaThenMinima() {
+        // two windows of two rows, three columns
+        float[] x = {1, -2, 5,
+                     3, -1, -5,
+                     0, 7, 2,
+                     -4, 6, 2};
+        float[] r = TestBlocks.BE.windowColumnRanges(TestBlocks.BE.fromFloats(x, 4, 3), 2).toFloats();
+        org.junit.jupiter.api.Assertions.assertArrayEquals(new float[] {3, -1, 5, 1, -2, -5, 0, 7, 2, -4, 6, 2}, r);
+        assertThrows(IllegalArgumentException.class, () -> TestBlocks.BE.windowColumnRanges(TestBlocks.BE.fromFloats(x, 4, 3), 3));
+    }
+
+    @Test
     void aLayerTheBlockLacksOrWasNotTakenIsNamed() {
         ModelSpec spec = TestBlocks.spec(Family.OPT, HIDDEN, 4, 4, 24, false);
         DecoderBlock block = TestBlocks.block(spec, 6);
