@@ -59,6 +59,11 @@ public sealed interface BlockCalibrator extends Serializable
          */
         List<String> rangedInputs(DecoderBlock fp);
 
+        /** {@code given}, or else the ranges of {@link #rangedInputs} taken on {@code inputs}, a window a pass. */
+        default InputRanges rangesOr(InputRanges given, DecoderBlock fp, float[][] inputs, int seq) {
+            return given != null ? given : InputRanges.of(fp, rangedInputs(fp), inputs, seq, 1);
+        }
+
         /** The block folded from parameters learned before ({@link Learned#parameters}); {@code source} names them in errors. */
         CalibratedBlock restore(DecoderBlock fp, Map<String, float[]> parameters, String source);
 

@@ -73,10 +73,6 @@ public final class InputRanges implements Serializable {
         return new InputRanges(out);
     }
 
-    public boolean has(String layer) {
-        return layers.containsKey(layer);
-    }
-
     /** Per channel {@code max |x|} of {@code layer}'s input. */
     public float[] absMax(String layer) {
         return channels(layer).absMax.clone();

@@ -86,11 +86,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
             }
         }
         EquivalentTransform let = transform(fp, cfg);
-        if (let != null) {
-            InputRanges ranges = fpRanges != null ? fpRanges
-                    : InputRanges.of(fpBlock, new OmniQuantCalibrator(cfg).rangedInputs(fpBlock), inputs, seq, Math.max(1, cfg.batchSize()));
-            initialize(let, fp, ranges, cfg);
-        }
+        if (let != null) initialize(let, fp, new OmniQuantCalibrator(cfg).rangesOr(fpRanges, fpBlock, inputs, seq), cfg);
         float[][] goal = cfg.augLoss() ? augmentedTargets(fpBlock, inputs, targets, seq) : targets;
         OmniQuantObjective objective = new OmniQuantObjective(fp, let, cfg.weightSpec(), cfg.lwc(), cfg.activations());
 

@@ -32,7 +32,7 @@ public record SmoothQuantCalibrator(IntQuantSpec weights, ActivationQuant activa
         HeapBlock heap = HeapBlock.of(fp);
         EquivalentTransform t = new EquivalentTransform(heap, false, false);
         List<String> readers = rangedInputs(fp);
-        InputRanges ranges = fpRanges != null ? fpRanges : InputRanges.of(fp, readers, inputs, seq, 8);
+        InputRanges ranges = rangesOr(fpRanges, fp, inputs, seq);
         smooth(t.attnScale, ranges.absMax(readers.get(0)), heap, t.readers().attnNorm(), alpha);
         if (t.mlpScale != null) smooth(t.mlpScale, ranges.absMax(readers.get(1)), heap, t.readers().mlpNorm(), alpha);
         Map<String, float[]> learned = named(t);

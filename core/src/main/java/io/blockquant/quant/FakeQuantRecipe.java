@@ -53,27 +53,31 @@ public record FakeQuantRecipe(IntQuantSpec weights, ActivationQuant activations)
 
     /** The activations' part of {@link #label}: {@code A16}, {@code A8}, {@code A4 asym-acts qkv}, {@code A16 kv-int8}. */
     public String activationLabel() {
-        TokenQuant in = activations.linearInputs();
-        AttentionQuant att = activations.attention();
-        String a = activationFormat() != null ? "A8-" + activationFormat() : in == null ? "A16" : "A" + in.bits();
-        String asym = in != null && in.asymmetric() ? " asym-acts" : "";
-        String qkv = att.query() != null ? " qkv" : "";
-        String kv = att.key() != null && !att.key().equals(att.query()) ? " kv-" + att.key().label() : "";
-        return a + asym + qkv + kv;
+        return activationWidth() + activationRule();
     }
 
     /** A short label such as {@code fp}, {@code rtn W4A16 g64}, {@code rtn W8A8 pc} or {@code rtn W4A4 pc asym-acts qkv kv-int8}. */
     public String label() {
         if (isFullPrecision()) return "fp";
-        TokenQuant in = activations.linearInputs();
-        AttentionQuant att = activations.attention();
         String w = weights == null ? "W16" : "W" + weights.bits();
-        String a = activationFormat() != null ? "A8-" + activationFormat() : in == null ? "A16" : "A" + in.bits();
         String g = weights == null ? "" : weights.perChannel() ? " pc" : " g" + weights.groupSize();
         String sym = weights != null && weights.symmetric() ? " sym" : "";
+        return "rtn " + w + activationWidth() + g + sym + activationRule();
+    }
+
+    /** {@code A16}, {@code A4}, {@code A8-E4M3}. */
+    private String activationWidth() {
+        TokenQuant in = activations.linearInputs();
+        return activationFormat() != null ? "A8-" + activationFormat() : in == null ? "A16" : "A" + in.bits();
+    }
+
+    /** {@code " asym-acts"}, {@code " qkv"}, {@code " kv-int8"} as they apply. */
+    private String activationRule() {
+        TokenQuant in = activations.linearInputs();
+        AttentionQuant att = activations.attention();
         String asym = in != null && in.asymmetric() ? " asym-acts" : "";
         String qkv = att.query() != null ? " qkv" : "";
         String kv = att.key() != null && !att.key().equals(att.query()) ? " kv-" + att.key().label() : "";
-        return "rtn " + w + a + g + sym + asym + qkv + kv;
+        return asym + qkv + kv;
     }
 }

@@ -126,26 +126,9 @@ public interface ForwardOps {
     /**
      * Per window of {@code seq} rows of a 2-D tensor {@code [windows·seq, cols]}, each column's maximum and minimum
      * over the window's rows: {@code [windows, 2·cols]}, the maxima then the minima (calibration input ranges
-     * without the activations leaving the device). The default computes them on the host.
+     * without the activations leaving the device).
      */
-    default Tensor windowColumnRanges(Tensor a, int seq) {
-        int cols = (int) a.size(1), windows = (int) (a.size(0) / seq);
-        if (a.size(0) % seq != 0) throw new IllegalArgumentException("windowColumnRanges: " + a.size(0) + " rows are not whole windows of " + seq);
-        float[] x = a.toFloats(), out = new float[windows * 2 * cols];
-        for (int w = 0; w < windows; w++) {
-            int o = w * 2 * cols;
-            java.util.Arrays.fill(out, o, o + cols, Float.NEGATIVE_INFINITY);
-            java.util.Arrays.fill(out, o + cols, o + 2 * cols, Float.POSITIVE_INFINITY);
-            for (int r = w * seq; r < (w + 1) * seq; r++) {
-                for (int c = 0; c < cols; c++) {
-                    float v = x[r * cols + c];
-                    out[o + c] = Math.max(out[o + c], v);
-                    out[o + cols + c] = Math.min(out[o + cols + c], v);
-                }
-            }
-        }
-        return fromFloats(out, windows, 2L * cols);
-    }
+    Tensor windowColumnRanges(Tensor a, int seq);
 
     // ---- normalization and attention -------------------------------------------------------------
 

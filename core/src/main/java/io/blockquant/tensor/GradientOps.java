@@ -32,10 +32,7 @@ public interface GradientOps {
      * Backward of {@link ForwardOps#gatedActivation} from its inputs: {@code {dGate, dUp}} =
      * {@code {act'(gate) ⊙ (dy ⊙ up), dy ⊙ act(gate)}}, the same float32 products as the unfused ops'.
      */
-    default Tensor[] gatedActivationBackward(Tensor gate, Tensor up, Tensor dy, Activation activation) {
-        ForwardOps f = (ForwardOps) this;
-        return new Tensor[] {activationBackward(gate, f.mul(dy, up), activation), f.mul(dy, f.activate(gate, activation))};
-    }
+    Tensor[] gatedActivationBackward(Tensor gate, Tensor up, Tensor dy, Activation activation);
 
     /** Column sums of a 2-D tensor, {@code [cols]} (bias gradients). */
     Tensor columnSums(Tensor a);

@@ -624,6 +624,15 @@ public final class Nd4jBackend implements TensorBackend {
     }
 
     @Override
+    public Tensor windowColumnRanges(Tensor x, int seq) {
+        if (x.rank() != 2 || x.size(0) % seq != 0) {
+            throw new IllegalArgumentException("windowColumnRanges needs [windows·" + seq + ", cols], got " + x.describe());
+        }
+        INDArray w = a(x).reshape('c', x.size(0) / seq, seq, x.size(1));
+        return t(Nd4j.concat(1, w.max(1), w.min(1)));
+    }
+
+    @Override
     public Tensor columnSums(Tensor x) {
         if (x.rank() != 2) throw new IllegalArgumentException("columnSums needs a 2-D tensor, got " + x.describe());
         return t(a(x).sum(0).reshape('c', new long[] {x.size(1)}));

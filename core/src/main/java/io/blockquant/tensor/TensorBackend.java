@@ -10,6 +10,12 @@ public interface TensorBackend extends ForwardOps, GradientOps, FakeQuantOps, Op
 
     String name();
 
+    /** The unfused backward of {@link #gatedActivation} (a backend that fuses the forward fuses this too). */
+    @Override
+    default Tensor[] gatedActivationBackward(Tensor gate, Tensor up, Tensor dy, Activation activation) {
+        return new Tensor[] {activationBackward(gate, mul(dy, up), activation), mul(dy, activate(gate, activation))};
+    }
+
     /**
      * Makes the calling thread's work run on the GPU Spark assigned to its task ({@code address}: the index
      * {@code cluster/gpu/discover-gpus.sh} reported, as nvidia-smi numbers the GPUs). A backend without
