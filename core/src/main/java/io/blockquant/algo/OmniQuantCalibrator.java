@@ -116,8 +116,8 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
                     lossSum += loss;
                 }
                 double seconds = (System.nanoTime() - epochStart) / 1e9;
-                if (progress != null) progress.accept(String.format(java.util.Locale.ROOT, "epoch %d loss %.6g, %.1f s, %.1f GFLOP/s",
-                        epoch, lossSum / steps, seconds, steps * stepFlops / seconds / 1e9));
+                if (progress != null) progress.accept(String.format(java.util.Locale.ROOT, "epoch %d loss %.6g, %.1f s, %.2f ms a step, %.1f GFLOP/s",
+                        epoch, lossSum / steps, seconds, 1e3 * seconds / steps, steps * stepFlops / seconds / 1e9));
             }
             resident.download();
         }
