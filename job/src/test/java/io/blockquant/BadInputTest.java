@@ -579,6 +579,22 @@ class BadInputTest {
         }
 
         @Test
+        @DisplayName("the up→down LET scale without LET")
+        void letDownWithoutLet() throws IOException {
+            assertOneError(quantizeWith("--method", "omniquant", "--abits", "4", "--let", "false", "--let-down"), "quantize",
+                    "--let-down is a LET scale: it needs --let");
+            assertNoStore(out());
+        }
+
+        @Test
+        @DisplayName("the up→down LET scale on a model whose MLP has no gate")
+        void letDownWithoutGate() throws IOException {
+            assertOneError(cli(quantize(Fixtures.model("tiny-opt"), out(), "--method", "omniquant", "--abits", "4", "--let-down")),
+                    "quantize", "--let-down: OPT's MLP has no gate");
+            assertNoStore(out());
+        }
+
+        @Test
         @DisplayName("LoRC after OmniQuant")
         void lorcWithOmniQuant() throws IOException {
             assertOneError(quantizeWith("--method", "omniquant", "--lorc-rank", "8"), "quantize",

@@ -57,10 +57,38 @@ class OmniQuantParametersTest {
     @TempDir
     Path tmp;
 
-    static Run quantize(Path out, Path params) {
-        return EvalCommandTest.run("quantize", "--model", model.toString(), "--calib", calib.toString(), "--nsamples", "4",
+    static Run quantize(Path out, Path params, String... more) {
+        List<String> args = new ArrayList<>(List.of("quantize", "--model", model.toString(), "--calib", calib.toString(), "--nsamples", "4",
                 "--seqlen", "16", "--windows-per-task", "2", "--no-eval", "--master", "local[2]", "--method", "omniquant",
-                "--wbits", "4", "--abits", "4", "--let", "--epochs", "2", "--out", out.toString(), "--omni-params", params.toString());
+                "--wbits", "4", "--abits", "4", "--let", "--out", out.toString(), "--omni-params", params.toString()));
+        args.addAll(List.of(more));
+        if (!args.contains("--epochs")) args.addAll(List.of("--epochs", "2"));
+        return EvalCommandTest.run(args.toArray(String[]::new));
+    }
+
+    /**
+     * {@code --let-down}: the up→down scale is learned (two epochs move it from its start, the zero-epoch run's),
+     * written with the other vectors, and a run folding from the files stores what training stored.
+     */
+    @Test
+    void theUpToDownScaleIsLearnedAndFoldsFromItsFile() {
+        Path params = tmp.resolve("down-params"), start = tmp.resolve("down-start");
+        Run trained = quantize(tmp.resolve("down"), params, "--let-down");
+        assertEquals(0, trained.code(), trained.err());
+        Run untrained = quantize(tmp.resolve("down-0"), start, "--let-down", "--epochs", "0");
+        assertEquals(0, untrained.code(), untrained.err());
+        Configuration conf = new Configuration();
+        for (int block = 0; block < 2; block++) {
+            float[] learned = OmniQuantParameterFiles.read(conf, params.toString(), block).get("let.down_scale");
+            float[] initial = OmniQuantParameterFiles.read(conf, start.toString(), block).get("let.down_scale");
+            assertTrue(learned != null && learned.length == TinyCheckpoint.FF, "block " + block + " learns one scale per intermediate channel");
+            assertTrue(!java.util.Arrays.equals(learned, initial), "block " + block + ": the scale trains");
+        }
+        Run folded = quantize(tmp.resolve("down-folded"), params, "--let-down");
+        assertEquals(0, folded.code(), folded.err());
+        StoreReader a = StoreReader.open(spark, tmp.resolve("down").toString());
+        StoreReader b = StoreReader.open(spark, tmp.resolve("down-folded").toString());
+        for (int block = 0; block < 2; block++) assertEquals(a.tensors(block), b.tensors(block), "block " + block);
     }
 
     @Test

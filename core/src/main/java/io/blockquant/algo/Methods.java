@@ -36,9 +36,9 @@ public final class Methods {
             new Method("gptq", with(FORMAT_KEYS, "act-order", "static-groups", "damp"),
                     absent("act_order", false, "static_groups", false, "damp", null, "gptq_block", 0), (k, f, a) -> GptqSettings.parse(k),
                     "--act-order, --static-groups and --damp are GPTQ options, not %s ones"),
-            new Method("omniquant", with(FORMAT_KEYS, "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size", "aug-loss", "alpha"),
+            new Method("omniquant", with(FORMAT_KEYS, "lwc", "let", "epochs", "lwc-lr", "let-lr", "batch-size", "aug-loss", "alpha", "let-down"),
                     absent("omniquant", null), OmniQuantSettings::parse,
-                    "--lwc, --let, --epochs, --lwc-lr, --let-lr, --batch-size and --aug-loss are OmniQuant options; use --method omniquant"),
+                    "--lwc, --let, --let-down, --epochs, --lwc-lr, --let-lr, --batch-size and --aug-loss are OmniQuant options; use --method omniquant"),
             new Method("smoothquant", with(FORMAT_KEYS, "alpha"), absent("smoothquant", null), SmoothQuantSettings::parse,
                     "--alpha is a SmoothQuant option; use --method smoothquant"));
 

@@ -30,12 +30,16 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
         return new Learned(objective.learned(), objective.fold(fp.linears().get(0).weight().backend()));
     }
 
-    /** LET's starts read the inputs of the query projection, the MLP's first linear and the output projection. */
+    /**
+     * LET's starts read the inputs of the query projection, the MLP's first linear and the output projection, and
+     * with {@code --let-down} the down projection's.
+     */
     @Override
     public List<String> rangedInputs(DecoderBlock fp) {
         if (!config.let()) return List.of();
         List<String> names = new java.util.ArrayList<>(List.of(HeapBlock.name(fp, Proj.Q), HeapBlock.name(fp, Proj.O)));
         if (fp.mlpNorm() != null) names.add(HeapBlock.name(fp, Proj.UP));
+        if (config.letDown()) names.add(HeapBlock.name(fp, Proj.DOWN));
         return names;
     }
 
@@ -196,7 +200,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
     /** LET's vectors for this recipe, or null without LET. */
     private static EquivalentTransform transform(HeapBlock fp, OmniQuantConfig cfg) {
         // shifts only with activation quantization (the reference's use_shift), where the norm and linears have biases
-        return cfg.let() ? new EquivalentTransform(fp, cfg.abits() < 16, cfg.qkScale()) : null;
+        return cfg.let() ? new EquivalentTransform(fp, cfg.abits() < 16, cfg.qkScale(), cfg.letDown()) : null;
     }
 
     /**
@@ -235,7 +239,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
 
     /**
      * The reference's LET start: {@code s = max|X|^α / max|W|^(1−α)} (clamped at 1e-5) per input channel,
-     * W the first linear reading the channel (q_proj, up_proj/fc1, o_proj/out_proj) and X its input on the
+     * W the first linear reading the channel (q_proj, up_proj/fc1, o_proj/out_proj, down_proj) and X its input on the
      * full-precision stream ({@code ranges}); the shift from the moving average of channel mid-ranges. The
      * value-to-output scale per value channel takes the max over the query heads sharing it.
      */
@@ -263,6 +267,7 @@ public record OmniQuantCalibrator(OmniQuantConfig config) implements BlockCalibr
             shiftSum[c] += oShift[j] / groups;
         }
         if (let.outShift != null) System.arraycopy(shiftSum, 0, let.outShift, 0, shiftSum.length);
+        if (let.downScale != null) smoothScale(let.downScale, ranges.absMax(fp.layer(Proj.DOWN).name()), fp.layer(Proj.DOWN), null, alpha);
         let.truncateScales();
     }
 

@@ -13,9 +13,12 @@ import java.io.Serializable;
  * LWC (1e-2) and LET (5e-3), weight decay (0), epochs, windows per step, SmoothQuant's migration strength
  * α = 0.5 for the LET scale's start, and the reference's {@code --aug_loss} (off by default): the loss adds the
  * distance to the full-precision block's outputs on the quantized inputs to the one to the targets.
+ * {@code letDown} (off by default, not the reference's) adds a LET scale the reference has no place for: between a
+ * gated MLP's up projection and its down projection (AWQ's up→down pair), so the down projection's input is
+ * smoothed too.
  */
 public record OmniQuantConfig(int wbits, int groupSize, ActivationQuant activations, boolean lwc, boolean let, boolean qkScale,
-                              int epochs, int batchSize, double lwcLr, double letLr, double weightDecay,
+                              boolean letDown, int epochs, int batchSize, double lwcLr, double letLr, double weightDecay,
                               double alpha, boolean augLoss) implements Serializable {
 
     public OmniQuantConfig {
@@ -25,6 +28,7 @@ public record OmniQuantConfig(int wbits, int groupSize, ActivationQuant activati
         if (qkScale && !quantizesQueryKey(activations)) {
             throw new IllegalArgumentException("the query/key scale needs quantized queries and keys (--quant-attn)");
         }
+        if (letDown && !let) throw new IllegalArgumentException("--let-down is a LET scale: it needs --let");
         if (!(alpha >= 0 && alpha <= 1)) throw new IllegalArgumentException("--alpha must be in [0, 1], got " + alpha);
         new IntQuantSpec(wbits, groupSize, false); // checks the bits
     }
@@ -53,7 +57,7 @@ public record OmniQuantConfig(int wbits, int groupSize, ActivationQuant activati
     public static OmniQuantConfig of(Family family, int wbits, int groupSize, ActivationQuant acts) {
         boolean wa = acts.linearInputs() != null;
         boolean let = wa || family.descriptor().letInWeightOnly();
-        return new OmniQuantConfig(wbits, groupSize, acts, true, let, let && quantizesQueryKey(acts),
+        return new OmniQuantConfig(wbits, groupSize, acts, true, let, let && quantizesQueryKey(acts), false,
                 wbits <= 2 ? 40 : 20, 1, 1e-2, 5e-3, 0.0, 0.5, false);
     }
 
@@ -62,11 +66,11 @@ public record OmniQuantConfig(int wbits, int groupSize, ActivationQuant activati
     }
 
     public OmniQuantConfig withEpochs(int e) {
-        return new OmniQuantConfig(wbits, groupSize, activations, lwc, let, qkScale, e, batchSize, lwcLr, letLr, weightDecay, alpha, augLoss);
+        return new OmniQuantConfig(wbits, groupSize, activations, lwc, let, qkScale, letDown, e, batchSize, lwcLr, letLr, weightDecay, alpha, augLoss);
     }
 
     public OmniQuantConfig withBatchSize(int b) {
-        return new OmniQuantConfig(wbits, groupSize, activations, lwc, let, qkScale, epochs, b, lwcLr, letLr, weightDecay, alpha, augLoss);
+        return new OmniQuantConfig(wbits, groupSize, activations, lwc, let, qkScale, letDown, epochs, b, lwcLr, letLr, weightDecay, alpha, augLoss);
     }
 
     public IntQuantSpec weightSpec() {

@@ -19,10 +19,14 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
         if (w.isFp()) throw new IllegalArgumentException("--wformat " + keys.text("wformat", "int") + ": OmniQuant here learns INT clipping only");
         if (LorcSettings.parse(keys).isOn()) throw new IllegalArgumentException("--lorc-rank: LoRC follows RTN or GPTQ here, not OmniQuant");
         OmniQuantConfig d = OmniQuantConfig.of(family, w.levels().bits(), w.levels().groupSize(), acts);
-        boolean let = keys.bool("let", d.let());
+        boolean let = keys.bool("let", d.let()), letDown = keys.bool("let-down", d.letDown());
+        if (letDown && !family.descriptor().gatedMlp()) {
+            throw new IllegalArgumentException("--let-down: " + family + "'s MLP has no gate (a scale on its first linear's rows "
+                    + "would not pass its activation unchanged); it needs a gated MLP (Llama's gate/up/down)");
+        }
         // eq. 6's query/key scale is learned where it can change the loss: LET on, queries and keys quantized
         return new OmniQuantSettings(new OmniQuantConfig(d.wbits(), d.groupSize(), d.activations(), keys.bool("lwc", d.lwc()),
-                let, let && OmniQuantConfig.quantizesQueryKey(acts), keys.integer("epochs", d.epochs()), keys.integer("batch-size", d.batchSize()),
+                let, let && OmniQuantConfig.quantizesQueryKey(acts), letDown, keys.integer("epochs", d.epochs()), keys.integer("batch-size", d.batchSize()),
                 keys.number("lwc-lr", d.lwcLr()), keys.number("let-lr", d.letLr()), d.weightDecay(), keys.number("alpha", d.alpha()),
                 keys.bool("aug-loss", d.augLoss())));
     }
@@ -49,7 +53,7 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
 
     @Override
     public String options() {
-        return (config.lwc() ? " lwc" : "") + (config.let() ? " let" : "") + (config.qkScale() ? " qk" : "") + (config.augLoss() ? " aug" : "") + " " + config.epochs() + "ep";
+        return (config.lwc() ? " lwc" : "") + (config.let() ? " let" : "") + (config.qkScale() ? " qk" : "") + (config.letDown() ? " down" : "") + (config.augLoss() ? " aug" : "") + " " + config.epochs() + "ep";
     }
 
     @Override
@@ -63,6 +67,7 @@ public record OmniQuantSettings(OmniQuantConfig config) implements MethodSetting
         o.put("let_lr", config.letLr());
         o.put("weight_decay", config.weightDecay());
         o.put("qk_scale", config.qkScale());
+        o.put("let_down", config.letDown());
         o.put("alpha", config.alpha());
         o.put("aug_loss", config.augLoss());
         return Map.of("omniquant", o);

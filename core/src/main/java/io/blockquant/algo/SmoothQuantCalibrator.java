@@ -30,7 +30,7 @@ public record SmoothQuantCalibrator(IntQuantSpec weights, ActivationQuant activa
     public Learned train(DecoderBlock fp, float[][] inputs, float[][] targets, InputRanges fpRanges, int seq, long seed,
                          Consumer<String> progress) {
         HeapBlock heap = HeapBlock.of(fp);
-        EquivalentTransform t = new EquivalentTransform(heap, false, false);
+        EquivalentTransform t = new EquivalentTransform(heap, false, false, false);
         List<String> readers = rangedInputs(fp);
         InputRanges ranges = rangesOr(fpRanges, fp, inputs, seq);
         smooth(t.attnScale, ranges.absMax(readers.get(0)), heap, t.readers().attnNorm(), alpha);
@@ -73,7 +73,7 @@ public record SmoothQuantCalibrator(IntQuantSpec weights, ActivationQuant activa
     }
 
     private static EquivalentTransform restored(HeapBlock heap, Map<String, float[]> values, String source) {
-        EquivalentTransform t = new EquivalentTransform(heap, false, false);
+        EquivalentTransform t = new EquivalentTransform(heap, false, false, false);
         Map<String, float[]> own = named(t);
         for (String k : values.keySet()) {
             if (!own.containsKey(k)) {

@@ -93,4 +93,10 @@ public interface FamilyDescriptor {
 
     /** Whether the reference's recipe trains LET also for weight-only settings (its OPT scripts do). */
     boolean letInWeightOnly();
+
+    /**
+     * Whether the MLP multiplies its activated gate by a linear up projection, so that a scale on up's rows passes
+     * to the down projection's input unchanged ({@code --let-down}).
+     */
+    boolean gatedMlp();
 }

@@ -128,6 +128,11 @@ public final class QuantizeCommand implements Callable<Integer> {
             + "the loss also measures the distance to the full-precision block's outputs on the quantized inputs (the reference's --aug_loss; default: off)")
     String augLoss;
 
+    @Option(names = "--let-down", arity = "0..1", fallbackValue = "true", paramLabel = "true|false", description = "OmniQuant: "
+            + "one more LET scale, between a gated MLP's up and down projections (AWQ's up→down pair; not in the reference), "
+            + "so the down projection's input is smoothed too; Llama-family MLPs only (default: off)")
+    String letDown;
+
     @Option(names = "--alpha", description = "SmoothQuant, and OmniQuant's LET start: migration strength, s = max|X|^α / max|W|^(1−α) (default: 0.5)")
     String alpha;
 

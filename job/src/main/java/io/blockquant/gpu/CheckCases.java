@@ -320,14 +320,15 @@ public final class CheckCases {
 
     /**
      * One resident OmniQuant step's loss and gradients (LWC W4 g64 with clipping that cuts, LET with random scales,
-     * shifts where the family has biases, and the query/key scale; no activation quantization) on block 0 of each
+     * shifts where the family has biases, the query/key scale and, in a gated MLP, the up→down scale; no activation quantization) on block 0 of each
      * family: the whole chain of the ops above with the block's backward.
      */
     private static void omniQuant(TensorBackend be, ArrayBundle in, String family, Map<String, float[]> out) {
         ModelSpec spec = spec(in, family);
         DecoderBlock block = new ModelLoader(weights(in, family), spec, be).block(0);
         HeapBlock hb = HeapBlock.of(block);
-        io.blockquant.algo.omniquant.EquivalentTransform let = new io.blockquant.algo.omniquant.EquivalentTransform(hb, true, true);
+        io.blockquant.algo.omniquant.EquivalentTransform let = new io.blockquant.algo.omniquant.EquivalentTransform(hb, true, true,
+                spec.family().descriptor().gatedMlp());
         io.blockquant.algo.omniquant.OmniQuantObjective obj = new io.blockquant.algo.omniquant.OmniQuantObjective(hb, let,
                 new IntQuantSpec(4, 64, false), true, io.blockquant.quant.ActivationQuant.NONE);
         long seed = 60;

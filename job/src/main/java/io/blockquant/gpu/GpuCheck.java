@@ -204,7 +204,7 @@ public final class GpuCheck {
         for (boolean withLet : new boolean[] {false, true}) {
             io.blockquant.algo.omniquant.HeapBlock hb = io.blockquant.algo.omniquant.HeapBlock.of(fp);
             io.blockquant.algo.omniquant.OmniQuantObjective objective = new io.blockquant.algo.omniquant.OmniQuantObjective(hb,
-                    withLet ? new io.blockquant.algo.omniquant.EquivalentTransform(hb, false, false) : null, cfg.weightSpec(), true, 16);
+                    withLet ? new io.blockquant.algo.omniquant.EquivalentTransform(hb, false, false, false) : null, cfg.weightSpec(), true, 16);
             OUT.println("OmniQuant " + (withLet ? "LWC+LET" : "LWC") + " W3A16, tiny-llama block 0");
             for (int tokens : new int[] {(int) in.shape("tokens")[1], 4}) {
                 float[] x = new FastRandom(21).uniform((long) tokens * h, 1.0), t = new FastRandom(22).uniform((long) tokens * h, 1.0);
@@ -298,7 +298,7 @@ public final class GpuCheck {
             // the whole OmniQuant step as training runs it (LWC W4 g128 + LET, AdamW), resident on the backend
             io.blockquant.algo.omniquant.HeapBlock hb = io.blockquant.algo.omniquant.HeapBlock.of(block);
             io.blockquant.algo.omniquant.OmniQuantObjective objective = new io.blockquant.algo.omniquant.OmniQuantObjective(hb,
-                    new io.blockquant.algo.omniquant.EquivalentTransform(hb, false, false),
+                    new io.blockquant.algo.omniquant.EquivalentTransform(hb, false, false, false),
                     new io.blockquant.quant.IntQuantSpec(4, 128, false), true, 16);
             float[] ts = target.toFloats();
             double step = residentStepSeconds(be, objective, xs, ts, batch, seq, 1, 3);

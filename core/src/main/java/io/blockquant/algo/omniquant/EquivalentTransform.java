@@ -18,7 +18,10 @@ import java.util.List;
  *       the output projection's columns {@code ·s}, bias {@code + W·δ} (exact because attention
  *       probabilities sum to one); with grouped-query attention each value channel serves its query heads;</li>
  *   <li>between queries and keys (eq. 6): q rows {@code /s}, k rows {@code ·s}, per key channel. Under RoPE
- *       the two dims a rotation mixes share one scale so the scaling commutes with the rotation.</li>
+ *       the two dims a rotation mixes share one scale so the scaling commutes with the rotation;</li>
+ *   <li>only when asked ({@code --let-down}; not the reference's, which leaves the down projection's input alone):
+ *       in a gated MLP {@code down(act(gate·x) ⊙ up·x)}, up's rows {@code /s} and down's columns {@code ·s} per
+ *       intermediate channel (AWQ's up→down pair; exact because the product is linear in up's output).</li>
  * </ul>
  * Shifts need a norm with a bias and linears with biases (they exist only where the reference uses them: OPT
  * with activation quantization); scales are truncated away from zero as the reference's
@@ -40,10 +43,11 @@ public final class EquivalentTransform {
     final HeapBlock fp;
     final NormReaders readers;
     /** Learnable vectors; a null one is not part of this transformation. */
-    public final float[] attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale;
+    public final float[] attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale, downScale;
     final int headDim, groups, kvChannels, ropeHalf;
 
-    public EquivalentTransform(HeapBlock fp, boolean shift, boolean qk) {
+    /** {@code shift}: the shifts where the block allows them; {@code qk}: eq. 6's scale; {@code down}: the up→down scale. */
+    public EquivalentTransform(HeapBlock fp, boolean shift, boolean qk, boolean down) {
         this.fp = fp;
         this.readers = fp.spec.family().descriptor().letNormReaders(fp.spec);
         int h = fp.hidden();
@@ -61,6 +65,10 @@ public final class EquivalentTransform {
         outScale = ones(kvChannels);
         outShift = canShift ? new float[kvChannels] : null;
         qkScale = qk ? ones(kvChannels) : null;
+        if (down && fp.layerOf[Proj.GATE.ordinal()] < 0) {
+            throw new IllegalArgumentException("the up→down LET scale needs a gated MLP; " + fp.spec.family() + "'s has no gate");
+        }
+        downScale = down ? ones(fp.layer(Proj.DOWN).in()) : null;
     }
 
     private static float[] ones(int n) {
@@ -77,7 +85,7 @@ public final class EquivalentTransform {
     /** Every learnable vector, for the optimizer. */
     public List<float[]> parameters() {
         List<float[]> out = new ArrayList<>();
-        for (float[] p : new float[][] {attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale}) {
+        for (float[] p : new float[][] {attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale, downScale}) {
             if (p != null) out.add(p);
         }
         return out;
@@ -86,8 +94,8 @@ public final class EquivalentTransform {
     /** The learnable vectors by name (the reference's {@code omni_parameters} keys, in snake case). */
     public java.util.Map<String, float[]> named() {
         java.util.Map<String, float[]> out = new java.util.LinkedHashMap<>();
-        String[] names = {"attn_scale", "attn_shift", "mlp_scale", "mlp_shift", "out_scale", "out_shift", "qk_scale"};
-        float[][] vectors = {attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale};
+        String[] names = {"attn_scale", "attn_shift", "mlp_scale", "mlp_shift", "out_scale", "out_shift", "qk_scale", "down_scale"};
+        float[][] vectors = {attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale, downScale};
         for (int i = 0; i < names.length; i++) if (vectors[i] != null) out.put("let." + names[i], vectors[i]);
         return out;
     }
@@ -95,7 +103,7 @@ public final class EquivalentTransform {
     /** The scales among {@link #parameters()}: truncated after every update. */
     public List<float[]> scales() {
         List<float[]> out = new ArrayList<>();
-        for (float[] p : new float[][] {attnScale, mlpScale, outScale, qkScale}) if (p != null) out.add(p);
+        for (float[] p : new float[][] {attnScale, mlpScale, outScale, qkScale, downScale}) if (p != null) out.add(p);
         return out;
     }
 
@@ -154,6 +162,10 @@ public final class EquivalentTransform {
         if (qkScale != null) {
             rowFactors(Proj.Q, c -> 1f / qkScale[qkParam(kvChannel(c))], rowR);
             rowFactors(Proj.K, c -> qkScale[qkParam(c)], rowR);
+        }
+        if (downScale != null) {
+            inS[fp.layerOf[Proj.DOWN.ordinal()]] = downScale;
+            rowFactors(Proj.UP, c -> 1f / downScale[c], rowR);
         }
         Plan[] plans = new Plan[n];
         for (int i = 0; i < n; i++) plans[i] = new Plan(inS[i], inD[i], rowR[i], rowD[i]);

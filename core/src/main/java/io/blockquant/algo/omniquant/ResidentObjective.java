@@ -34,7 +34,7 @@ public final class ResidentObjective implements AutoCloseable {
     private final int[] group = new int[P];
     private final int bits;
     /** LET's learnable vectors (null: not part of the transformation). */
-    private final Tensor attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale;
+    private final Tensor attnScale, attnShift, mlpScale, mlpShift, outScale, outShift, qkScale, downScale;
     /** Output projection's input column → value channel; query/key row → qk scale entry. */
     private final int[] outColumns, qRows, kRows;
     private final int kvChannels;
@@ -69,7 +69,7 @@ public final class ResidentObjective implements AutoCloseable {
         mlpW = fp.mlpNorm == null ? null : vector(fp.mlpNorm.w());
         mlpB = fp.mlpNorm == null ? null : vector(fp.mlpNorm.b());
         if (let == null) {
-            attnScale = attnShift = mlpScale = mlpShift = outScale = outShift = qkScale = null;
+            attnScale = attnShift = mlpScale = mlpShift = outScale = outShift = qkScale = downScale = null;
             outColumns = qRows = kRows = null;
             kvChannels = 0;
             return;
@@ -81,6 +81,7 @@ public final class ResidentObjective implements AutoCloseable {
         outScale = learnable(let.outScale);
         outShift = learnable(let.outShift);
         qkScale = learnable(let.qkScale);
+        downScale = learnable(let.downScale);
         kvChannels = let.kvChannels;
         outColumns = new int[fp.layer(Proj.O).in()];
         for (int j = 0; j < outColumns.length; j++) outColumns[j] = let.kvChannel(j);
@@ -154,7 +155,7 @@ public final class ResidentObjective implements AutoCloseable {
         }
     }
 
-    private Let[] effective(Tensor invOut, Tensor invQk) {
+    private Let[] effective(Tensor invOut, Tensor invQk, Tensor invDown) {
         Let[] out = new Let[P];
         for (Proj p : Proj.values()) {
             if (w[p.ordinal()] == null) continue;
@@ -170,6 +171,8 @@ public final class ResidentObjective implements AutoCloseable {
                     // v → output projection: each input column takes its value channel's scale and shift
                     cs = gather(outScale, outColumns);
                     cd = outShift == null ? null : gather(outShift, outColumns);
+                } else if (p == Proj.DOWN) {
+                    cs = downScale;                  // up → down: down's columns · s
                 }
                 if (p == Proj.V) {
                     rf = invOut;
@@ -178,6 +181,8 @@ public final class ResidentObjective implements AutoCloseable {
                     rf = gather(invQk, qRows);       // eq. 6: q rows / s
                 } else if (p == Proj.K && qkScale != null) {
                     rf = gather(qkScale, kRows);     // eq. 6: k rows · s
+                } else if (p == Proj.UP) {
+                    rf = invDown;                    // up's rows / s
                 }
             }
             out[p.ordinal()] = new Let(cs, cd, rf, rd);
@@ -204,7 +209,8 @@ public final class ResidentObjective implements AutoCloseable {
     public Gradients evaluate(Tensor x, Tensor target, int batch, int seq, boolean gradients, boolean keepOutput) {
         Tensor invOut = outScale == null ? null : be.reciprocal(outScale);
         Tensor invQk = qkScale == null ? null : be.reciprocal(qkScale);
-        Let[] lets = effective(invOut, invQk);
+        Tensor invDown = downScale == null ? null : be.reciprocal(downScale);
+        Let[] lets = effective(invOut, invQk, invDown);
         Tensor[] w2 = new Tensor[P], b2 = new Tensor[P], wq = new Tensor[P];
         for (Proj p : Proj.values()) {
             int i = p.ordinal();
@@ -242,8 +248,8 @@ public final class ResidentObjective implements AutoCloseable {
         }
         if (let == null) return new Gradients(r.loss(), r.output(), lwcGrads, List.of());
 
-        Tensor gAttnS = null, gAttnD = null, gMlpS = null, gMlpD = null, gOutS = null, gOutD = null, gQk = null;
-        Tensor dInvOut = null, dInvQk = null;
+        Tensor gAttnS = null, gAttnD = null, gMlpS = null, gMlpD = null, gOutS = null, gOutD = null, gQk = null, gDown = null;
+        Tensor dInvOut = null, dInvQk = null, dInvDown = null;
         for (Proj p : Proj.values()) {
             int i = p.ordinal();
             Let e = lets[i];
@@ -261,6 +267,8 @@ public final class ResidentObjective implements AutoCloseable {
             } else if (p == Proj.O) {
                 gOutS = plus(gOutS, scatter(g[0], outColumns, kvChannels));
                 if (g[1] != null) gOutD = plus(gOutD, scatter(g[1], outColumns, kvChannels));
+            } else if (p == Proj.DOWN) {
+                gDown = plus(gDown, g[0]);
             }
             if (p == Proj.V) {
                 dInvOut = g[2];
@@ -269,11 +277,14 @@ public final class ResidentObjective implements AutoCloseable {
                 dInvQk = plus(dInvQk, scatter(g[2], qRows, kvChannels));
             } else if (p == Proj.K && g[2] != null) {
                 gQk = plus(gQk, scatter(g[2], kRows, kvChannels));
+            } else if (p == Proj.UP && g[2] != null) {
+                dInvDown = g[2];
             }
         }
         // d(1/s)/ds = −1/s²
         gOutS = plus(gOutS, inverseBackward(dInvOut, invOut));
         if (qkScale != null) gQk = plus(gQk, inverseBackward(dInvQk, invQk));
+        if (downScale != null) gDown = plus(gDown, inverseBackward(dInvDown, invDown));
         Tensor[] na = normBackward(r.attnNormWeight(), r.attnNormBias(), attnNorm, attnScale, attnShift);
         gAttnS = plus(gAttnS, na[0]);
         gAttnD = plus(gAttnD, na[1]);
@@ -284,7 +295,7 @@ public final class ResidentObjective implements AutoCloseable {
         }
         List<Tensor> letGrads = new ArrayList<>();
         Tensor[][] pairs = {{attnScale, gAttnS}, {attnShift, gAttnD}, {mlpScale, gMlpS}, {mlpShift, gMlpD},
-            {outScale, gOutS}, {outShift, gOutD}, {qkScale, gQk}};
+            {outScale, gOutS}, {outShift, gOutD}, {qkScale, gQk}, {downScale, gDown}};
         for (Tensor[] pair : pairs) {
             if (pair[0] == null) continue;
             letGrads.add(pair[1] == null ? be.zeros(pair[0].shape()) : pair[1]);
@@ -313,7 +324,7 @@ public final class ResidentObjective implements AutoCloseable {
 
     /** LET's scales kept away from zero after an update (the reference's truncate_number, |s| ≥ 1e-2). */
     public void truncateScales() {
-        for (Tensor s : new Tensor[] {attnScale, mlpScale, outScale, qkScale}) {
+        for (Tensor s : new Tensor[] {attnScale, mlpScale, outScale, qkScale, downScale}) {
             if (s != null) be.clampAwayFromZero(s, EquivalentTransform.MIN_ABS_SCALE);
         }
     }

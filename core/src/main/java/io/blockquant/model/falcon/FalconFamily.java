@@ -165,4 +165,9 @@ public final class FalconFamily implements FamilyDescriptor {
     public boolean letInWeightOnly() {
         return false;
     }
+
+    @Override
+    public boolean gatedMlp() {
+        return false;
+    }
 }

@@ -108,4 +108,9 @@ public final class LlamaFamily implements FamilyDescriptor {
     public boolean letInWeightOnly() {
         return false;
     }
+
+    @Override
+    public boolean gatedMlp() {
+        return true;
+    }
 }

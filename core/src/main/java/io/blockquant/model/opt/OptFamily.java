@@ -138,4 +138,9 @@ public final class OptFamily implements FamilyDescriptor {
     public boolean letInWeightOnly() {
         return true;
     }
+
+    @Override
+    public boolean gatedMlp() {
+        return false;
+    }
 }

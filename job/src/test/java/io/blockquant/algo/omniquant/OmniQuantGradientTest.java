@@ -18,11 +18,12 @@ import org.junit.jupiter.params.provider.CsvSource;
  * The backward pass (block graph, LWC, LET, STE) against central finite differences of the float64
  * {@link ReferenceObjective}, for every kind of learnable parameter and all three families: symmetric per-token
  * linear inputs (W8A8's rule), asymmetric ones (the OmniQuant reference's), quantized queries, keys and values
- * (its QuantMatMul, where the query/key scale gets a gradient), and a quantized KV cache alone.
+ * (its QuantMatMul, where the query/key scale gets a gradient), and a quantized KV cache alone; for Llama with
+ * activations quantized, also the up→down scale ({@code --let-down}).
  */
 class OmniQuantGradientTest {
 
-    static final String[] LET_NAMES = {"attnScale", "attnShift", "mlpScale", "mlpShift", "outScale", "outShift", "qkScale"};
+    static final String[] LET_NAMES = {"attnScale", "attnShift", "mlpScale", "mlpShift", "outScale", "outShift", "qkScale", "downScale"};
 
     @ParameterizedTest(name = "{0} W{1} g{2} A{3} asym {4} qkv {5} kv {6}")
     @CsvSource({
@@ -49,7 +50,8 @@ class OmniQuantGradientTest {
         for (int i = 0; i < target.length; i++) target[i] += (float) (0.05 * rnd.nextGaussian());
 
         HeapBlock fp = HeapBlock.of(block);
-        EquivalentTransform let = new EquivalentTransform(fp, abits < 16, abits < 16 || kvBits > 0);
+        boolean down = family == Family.LLAMA && abits < 16;
+        EquivalentTransform let = new EquivalentTransform(fp, abits < 16, abits < 16 || kvBits > 0, down);
         OmniQuantObjective prod = new OmniQuantObjective(fp, let, new IntQuantSpec(wbits, group, false), true, acts);
         // parameters away from their start: clipping that cuts, non-trivial scales and shifts
         for (float[] p : prod.lwcParameters()) for (int i = 0; i < p.length; i++) p[i] = (float) (0.5 + 3 * rnd.nextDouble());
@@ -70,12 +72,14 @@ class OmniQuantGradientTest {
             names.add(l.name() + ".gamma");
             names.add(l.name() + ".beta");
         }
-        float[][] letVectors = {let.attnScale, let.attnShift, let.mlpScale, let.mlpShift, let.outScale, let.outShift, let.qkScale};
+        float[][] letVectors = {let.attnScale, let.attnShift, let.mlpScale, let.mlpShift, let.outScale, let.outShift, let.qkScale,
+            let.downScale};
         for (int i = 0; i < letVectors.length; i++) if (letVectors[i] != null) names.add(LET_NAMES[i]);
         assertEquals(ref.params.size(), grads.size());
         if (abits < 16 || kvBits > 0) {
             assertTrue(names.contains("qkScale") && names.contains("outScale") && names.contains("attnScale"));
             if (family != Family.LLAMA && abits < 16) assertTrue(names.contains("attnShift") && names.contains("outShift"), names.toString());
+            assertEquals(down, names.contains("downScale"), names.toString());
         }
 
         // Tolerance: the analytic gradient is computed in float32 (relative rounding ~1e-6 per operation,

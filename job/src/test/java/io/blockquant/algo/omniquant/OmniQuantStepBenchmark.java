@@ -30,7 +30,7 @@ class OmniQuantStepBenchmark {
             float[] x = TestBlocks.inputs(new Random(2), rows, 256);
             float[] t = TestBlocks.forward(block, x, batch, seq);
             for (boolean let : new boolean[] {false, true}) {
-                OmniQuantObjective obj = new OmniQuantObjective(fp, let ? new EquivalentTransform(fp, false, false) : null,
+                OmniQuantObjective obj = new OmniQuantObjective(fp, let ? new EquivalentTransform(fp, false, false, false) : null,
                         new IntQuantSpec(3, 0, false), true, let ? 4 : 16);
                 double sec;
                 // as the training loop runs it: the objective resident on the backend, a step = loss, gradients, AdamW

@@ -29,7 +29,7 @@ final class ReferenceObjective {
     /** Parameter vectors in the production order: γ, β per layer, then the LET vectors present. */
     final List<double[]> params = new ArrayList<>();
     final double[][] gamma, beta;
-    double[] sA, dA, sM, dM, sO, dO, sQK;
+    double[] sA, dA, sM, dM, sO, dO, sQK, sD;
 
     private final List<Object> tape = new ArrayList<>();
     private int pos;
@@ -71,6 +71,7 @@ final class ReferenceObjective {
             sO = add(let.outScale);
             dO = add(let.outShift);
             sQK = add(let.qkScale);
+            sD = add(let.downScale);
         }
     }
 
@@ -168,6 +169,7 @@ final class ReferenceObjective {
                     for (int j = 0; j < in; j++) dlt[j] = dO[kvOf(j)];
                 }
                 break;
+            case DOWN: s = sD; break;  // null without the up→down scale
             default:
         }
         double[][] w1 = new double[out][in];
@@ -187,6 +189,8 @@ final class ReferenceObjective {
                 f = 1 / qk(kvOf(r));
             } else if (p == Proj.K) {
                 f = qk(r);
+            } else if (p == Proj.UP && sD != null) {
+                f = 1 / sD[r];
             }
             for (int c = 0; c < in; c++) w1[r][c] *= f;
             if (b1 != null) b1[r] = (b1[r] - shift) * f;

@@ -41,7 +41,7 @@ class SmoothQuantCalibratorTest {
         // eq. 4 by hand: the attention norm's output channel max over all tokens, the weight max over q, k, v (and
         // Falcon-7B's MLP, which reads the same norm)
         HeapBlock heap = HeapBlock.of(block);
-        EquivalentTransform t = new EquivalentTransform(heap, false, false);
+        EquivalentTransform t = new EquivalentTransform(heap, false, false, false);
         Tensor n = block.attnNorm().forward(TestBlocks.BE.fromFloats(x, batch * seq, hidden));
         float[] nv = n.toFloats();
         float[] expect = new float[hidden];
