@@ -65,7 +65,7 @@ public final class EquivalentTransform {
         outScale = ones(kvChannels);
         outShift = canShift ? new float[kvChannels] : null;
         qkScale = qk ? ones(kvChannels) : null;
-        if (down && fp.layerOf[Proj.GATE.ordinal()] < 0) {
+        if (down && !fp.spec.family().descriptor().gatedMlp()) {
             throw new IllegalArgumentException("the up→down LET scale needs a gated MLP; " + fp.spec.family() + "'s has no gate");
         }
         downScale = down ? ones(fp.layer(Proj.DOWN).in()) : null;

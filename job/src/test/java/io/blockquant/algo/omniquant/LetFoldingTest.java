@@ -29,7 +29,7 @@ class LetFoldingTest {
     }
 
     static EquivalentTransform randomTransform(HeapBlock fp, Random rnd, boolean identity) {
-        EquivalentTransform let = new EquivalentTransform(fp, true, true, fp.layerOf[BlockGraph.Proj.GATE.ordinal()] >= 0);
+        EquivalentTransform let = new EquivalentTransform(fp, true, true, fp.spec.family().descriptor().gatedMlp());
         if (identity) return let;
         for (float[] s : let.scales()) for (int i = 0; i < s.length; i++) s[i] = (float) Math.exp(0.5 * rnd.nextGaussian());
         for (float[] d : new float[][] {let.attnShift, let.mlpShift, let.outShift}) {

@@ -26,7 +26,7 @@ class ResidentObjectiveTest {
         ModelSpec spec = TestBlocks.spec(family, 16, 4, 2, 24, true);
         DecoderBlock block = TestBlocks.block(spec, 21);
         HeapBlock fp = HeapBlock.of(block);
-        EquivalentTransform let = new EquivalentTransform(fp, true, true, fp.layerOf[BlockGraph.Proj.GATE.ordinal()] >= 0);
+        EquivalentTransform let = new EquivalentTransform(fp, true, true, fp.spec.family().descriptor().gatedMlp());
         OmniQuantObjective obj = new OmniQuantObjective(fp, let, new IntQuantSpec(4, 8, false), true,
                 ActivationQuant.of(6, null, true, false, 0, null));
         for (float[] p : obj.lwcParameters()) for (int i = 0; i < p.length; i++) p[i] = (float) (0.5 + 3 * rnd.nextDouble());
