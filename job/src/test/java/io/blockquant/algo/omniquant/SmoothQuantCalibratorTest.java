@@ -9,7 +9,6 @@ import io.blockquant.algo.BlockCalibrator;
 import io.blockquant.algo.SmoothQuantCalibrator;
 import io.blockquant.algo.omniquant.BlockGraph.Proj;
 import io.blockquant.model.Family;
-import io.blockquant.model.ModelSpec;
 import io.blockquant.nn.DecoderBlock;
 import io.blockquant.quant.ActivationQuant;
 import io.blockquant.quant.IntQuantSpec;
@@ -26,15 +25,24 @@ import org.junit.jupiter.params.provider.EnumSource;
  */
 class SmoothQuantCalibratorTest {
 
+    static final int BATCH = 3, SEQ = 6, HIDDEN = 16;
+
+    private static DecoderBlock block(Family family, long seed) {
+        return TestBlocks.block(TestBlocks.spec(family, HIDDEN, 4, 2, 24, true), seed);
+    }
+
+    private static SmoothQuantCalibrator w8(double alpha) {
+        return new SmoothQuantCalibrator(new IntQuantSpec(8, 0, false), ActivationQuant.NONE, alpha);
+    }
+
     @ParameterizedTest
     @EnumSource(Family.class)
     void scalesFollowEquation4AndTheFoldKeepsTheFunction(Family family) {
-        int batch = 3, seq = 6, hidden = 16;
-        ModelSpec spec = TestBlocks.spec(family, hidden, 4, 2, 24, true);
-        DecoderBlock block = TestBlocks.block(spec, 21);
+        int batch = BATCH, seq = SEQ, hidden = HIDDEN;
+        DecoderBlock block = block(family, 21);
         float[] x = TestBlocks.inputs(new Random(3), batch * seq, hidden);
         double alpha = 0.5;
-        SmoothQuantCalibrator sq = new SmoothQuantCalibrator(new IntQuantSpec(8, 0, false), ActivationQuant.NONE, alpha);
+        SmoothQuantCalibrator sq = w8(alpha);
         BlockCalibrator.Learned learned = sq.train(block, BlockCalibrator.windows(x, batch),
                 BlockCalibrator.windows(TestBlocks.forward(block, x, batch, seq), batch), null, seq, 0, null);
 
@@ -86,14 +94,13 @@ class SmoothQuantCalibratorTest {
     @ParameterizedTest
     @EnumSource(Family.class)
     void givenRangesReplaceTheInputs(Family family) {
-        int batch = 3, seq = 6, hidden = 16;
-        ModelSpec spec = TestBlocks.spec(family, hidden, 4, 2, 24, true);
-        DecoderBlock block = TestBlocks.block(spec, 22);
+        int batch = BATCH, seq = SEQ, hidden = HIDDEN;
+        DecoderBlock block = block(family, 22);
         float[] quantizedPrefix = TestBlocks.inputs(new Random(4), batch * seq, hidden);
         float[] fullPrecision = TestBlocks.inputs(new Random(5), batch * seq, hidden);
         for (int i = 0; i < fullPrecision.length; i += 5) fullPrecision[i] *= 4f;
         float[][] targets = BlockCalibrator.windows(TestBlocks.forward(block, fullPrecision, batch, seq), batch);
-        SmoothQuantCalibrator sq = new SmoothQuantCalibrator(new IntQuantSpec(8, 0, false), ActivationQuant.NONE, 0.5);
+        SmoothQuantCalibrator sq = w8(0.5);
         io.blockquant.algo.InputRanges ranges = io.blockquant.algo.InputRanges.of(block, sq.rangedInputs(block),
                 BlockCalibrator.windows(fullPrecision, batch), seq, 1);
         float[] given = sq.train(block, BlockCalibrator.windows(quantizedPrefix, batch), targets, ranges, seq, 0, null)
